@@ -1,0 +1,643 @@
+package mongotest
+
+import (
+	"bytes"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// Change-stream scopes.
+const (
+	scopeCollection = iota
+	scopeDatabase
+	scopeCluster
+)
+
+// streamSpec is a parsed $changeStream aggregate: what a cursor watches and
+// how it renders events.
+type streamSpec struct {
+	scope        int
+	db, coll     string
+	fullDocument string // default, updateLookup, whenAvailable, required
+	fullBefore   string // off, whenAvailable, required
+	showExpanded bool
+	stages       []stage // stages after $changeStream, split stage excluded
+	split        bool    // $changeStreamSplitLargeEvent is the last stage
+}
+
+// streamState is a change-stream cursor's position in the change log.
+type streamState struct {
+	spec streamSpec
+	pos  uint64 // seq of the next entry to read
+	// skipFragments, when non-zero, resumes the split event at seq pos after
+	// that many fragments.
+	skipFragments int
+	// pending holds fragments of a split event not yet returned.
+	pending []fragment
+	// invalidate is the entry whose invalidate event is still owed.
+	invalidate *entry
+	ended      bool
+	// lastEvent is the token of the last event returned, and lastTime the
+	// time of the newest entry read.
+	lastEvent    token
+	hasLastEvent bool
+}
+
+type fragment struct {
+	doc bsoncore.Document
+	tok token
+}
+
+// batch is one cursor reply's worth of events.
+type batch struct {
+	events []bsoncore.Document
+	pbrt   token
+	ended  bool // the stream was invalidated: the cursor closes
+}
+
+func init() {
+	register(handleAggregate, "aggregate")
+}
+
+func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
+	pipeline, ok := r.arg("pipeline").ArrayOK()
+	if !ok {
+		return nil, errorf(codeFailedToParse, "'pipeline' option must be specified as an array")
+	}
+	stages, err := pipeline.Values()
+	if err != nil {
+		return nil, errorf(codeFailedToParse, "pipeline: %v", err)
+	}
+	if len(stages) == 0 {
+		return nil, errorf(codeNotImplemented, "mongotest supports only $changeStream aggregations; the pipeline is empty")
+	}
+	first, ok := stages[0].DocumentOK()
+	if !ok {
+		return nil, errorf(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+	}
+	name, _ := commandName(first)
+	if name != "$changeStream" {
+		return nil, errorf(codeNotImplemented, "mongotest supports only $changeStream aggregations, not a pipeline starting with %s", name)
+	}
+	batchSize := int64(101)
+	if cv := r.arg("cursor"); cv.Type != 0 {
+		cd, ok := cv.DocumentOK()
+		if !ok {
+			return nil, errorf(codeTypeMismatch, "cursor field must be an object")
+		}
+		if bv := cd.Lookup("batchSize"); bv.Type != 0 {
+			n, ok := asInt64(bv)
+			if !ok || n < 0 {
+				return nil, errorf(codeBadValue, "cursor.batchSize must be a non-negative number")
+			}
+			batchSize = n
+		}
+	} else if r.arg("explain").Type == 0 {
+		return nil, errorf(codeFailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
+	}
+
+	spec := streamSpec{db: r.db, fullDocument: "default", fullBefore: "off"}
+	csOpts, _ := first.Lookup("$changeStream").DocumentOK()
+	if csOpts == nil {
+		return nil, errorf(codeFailedToParse, "the $changeStream stage specification must be an object")
+	}
+	target := r.arg(r.name)
+	allForCluster := false
+	if v := csOpts.Lookup("allChangesForCluster"); v.Type != 0 {
+		allForCluster, ok = v.BooleanOK()
+		if !ok {
+			return nil, errorf(codeTypeMismatch, "BSON field '$changeStream.allChangesForCluster' is the wrong type '%s', expected type 'bool'", v.Type)
+		}
+	}
+	switch {
+	case target.Type == bsoncore.TypeString:
+		spec.scope = scopeCollection
+		spec.coll = target.StringValue()
+		if allForCluster {
+			return nil, errorf(codeInvalidOptions, "A change stream with 'allChangesForCluster: true' must be run against the 'admin' database with {aggregate: 1}")
+		}
+	case isNumberOne(target):
+		if allForCluster {
+			if r.db != "admin" {
+				return nil, errorf(codeInvalidOptions, "A change stream with 'allChangesForCluster: true' may only be opened on the 'admin' database")
+			}
+			spec.scope = scopeCluster
+		} else {
+			if r.db == "admin" {
+				return nil, errorf(codeInvalidNamespace, "$changeStream may not be opened on the internal admin database")
+			}
+			spec.scope = scopeDatabase
+		}
+	default:
+		return nil, errorf(codeFailedToParse, "aggregate field must be a collection name or 1")
+	}
+	if spec.scope != scopeCluster && isInternalDB(r.db) {
+		return nil, errorf(codeInvalidNamespace, "$changeStream may not be opened on the internal %s database", r.db)
+	}
+
+	var resume struct {
+		tok   token
+		how   string // "", resumeAfter, startAfter, startAtOperationTime
+		start bson.Timestamp
+	}
+	elems, _ := csOpts.Elements()
+	for _, el := range elems {
+		k, v := el.Key(), el.Value()
+		switch k {
+		case "fullDocument":
+			str, ok := v.StringValueOK()
+			if !ok || !oneOf(str, "default", "updateLookup", "whenAvailable", "required") {
+				return nil, errorf(codeBadValue, "'%s' is not a valid value for $changeStream.fullDocument: expected default, updateLookup, whenAvailable or required", v)
+			}
+			spec.fullDocument = str
+		case "fullDocumentBeforeChange":
+			str, ok := v.StringValueOK()
+			if !ok || !oneOf(str, "off", "whenAvailable", "required") {
+				return nil, errorf(codeBadValue, "'%s' is not a valid value for $changeStream.fullDocumentBeforeChange: expected off, whenAvailable or required", v)
+			}
+			spec.fullBefore = str
+		case "showExpandedEvents":
+			b, ok := v.BooleanOK()
+			if !ok {
+				return nil, errorf(codeTypeMismatch, "BSON field '$changeStream.showExpandedEvents' is the wrong type '%s', expected type 'bool'", v.Type)
+			}
+			spec.showExpanded = b
+		case "allChangesForCluster":
+		case "resumeAfter", "startAfter":
+			if resume.how != "" {
+				return nil, errorf(codeLocation40674, "Only one type of resume option is allowed, but multiple were found.")
+			}
+			t, err := parseToken(v)
+			if err != nil {
+				return nil, err
+			}
+			resume.tok, resume.how = t, k
+		case "startAtOperationTime":
+			if resume.how != "" {
+				return nil, errorf(codeLocation40674, "Only one type of resume option is allowed, but multiple were found.")
+			}
+			t, i, ok := v.TimestampOK()
+			if !ok {
+				return nil, errorf(codeTypeMismatch, "BSON field '$changeStream.startAtOperationTime' is the wrong type '%s', expected type 'timestamp'", v.Type)
+			}
+			resume.start, resume.how = bson.Timestamp{T: t, I: i}, k
+		case "showSystemEvents", "showRawUpdateDescription":
+			if b, ok := v.BooleanOK(); !ok || b {
+				return nil, errorf(codeNotImplemented, "mongotest does not support $changeStream.%s", k)
+			}
+		default:
+			return nil, errorf(codeLocation40415, "BSON field '$changeStream.%s' is an unknown field.", k)
+		}
+	}
+
+	for i, sv := range stages[1:] {
+		sd, ok := sv.DocumentOK()
+		if !ok {
+			return nil, errorf(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+		}
+		sname, _ := commandName(sd)
+		if sname == "$changeStreamSplitLargeEvent" {
+			if i != len(stages)-2 {
+				return nil, errorf(codeLocation7182802, "$changeStreamSplitLargeEvent can only appear at the end of the pipeline")
+			}
+			spec.split = true
+			continue
+		}
+		st, err := compileStage(sd)
+		if err != nil {
+			return nil, err
+		}
+		spec.stages = append(spec.stages, st)
+	}
+
+	e := s.db
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := &streamState{spec: spec}
+	switch resume.how {
+	case "":
+		st.pos = e.log.end()
+	case "startAtOperationTime":
+		if !tsLess(e.log.truncatedThrough, resume.start) && e.log.base > 0 {
+			return nil, historyLost(resume.start)
+		}
+		st.pos = e.log.firstAtOrAfter(resume.start)
+	default:
+		t := resume.tok
+		if t.kind == kindInvalidate && resume.how == "resumeAfter" {
+			return nil, errorf(codeInvalidResumeToken, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification.")
+		}
+		if tsLess(t.time, e.log.truncatedThrough) {
+			return nil, historyLost(t.time)
+		}
+		if t.kind == kindEvent && t.fragment != wholeEvent {
+			// Resume inside a split event: the fragments after t.fragment.
+			st.pos = e.log.firstAtOrAfter(t.time)
+			if en := e.log.at(st.pos); en != nil && en.time == t.time {
+				st.skipFragments = int(t.fragment)
+			} else {
+				st.pos = e.log.firstAfter(t.time)
+			}
+		} else {
+			st.pos = e.log.firstAfter(t.time)
+		}
+	}
+
+	c := &cursor{db: r.db, coll: spec.coll, connID: r.c.id, stream: st}
+	switch spec.scope {
+	case scopeCollection:
+		c.ns = r.db + "." + spec.coll
+	default:
+		c.ns = r.db + ".$cmd.aggregate"
+		c.coll = "$cmd.aggregate"
+	}
+	e.registerCursorLocked(c)
+	b, err := e.readBatchLocked(c, int(batchSize))
+	if err != nil {
+		e.closeCursorLocked(c)
+		return nil, err
+	}
+	return e.cursorReplyLocked(c, "firstBatch", b), nil
+}
+
+const (
+	codeLocation40415   = 40415
+	codeLocation40674   = 40674
+	codeLocation7182802 = 7182802
+)
+
+func historyLost(t bson.Timestamp) error {
+	return &CommandError{
+		Code:    codeChangeStreamHistoryLost,
+		Message: fmt.Sprintf("Resume of change stream was not possible, as the resume point may no longer be in the oplog. (resume time {%d, %d})", t.T, t.I),
+		Labels:  []string{"NonResumableChangeStreamError"},
+	}
+}
+
+func isNumberOne(v bsoncore.Value) bool {
+	n, ok := asInt64(v)
+	return ok && n == 1
+}
+
+func isInternalDB(db string) bool { return db == "admin" || db == "config" || db == "local" }
+
+func oneOf(s string, opts ...string) bool {
+	for _, o := range opts {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}
+
+// readBatchLocked reads up to batchSize events (0: no count limit) from the
+// cursor's position without waiting.
+func (e *engine) readBatchLocked(c *cursor, batchSize int) (batch, error) {
+	st := c.stream
+	var b batch
+	size := 0
+	full := func() bool { return batchSize > 0 && len(b.events) >= batchSize }
+	add := func(doc bsoncore.Document, tok token) bool {
+		if len(b.events) > 0 && size+len(doc) > maxBSONObjectSize {
+			return false
+		}
+		b.events = append(b.events, doc)
+		size += len(doc)
+		st.lastEvent, st.hasLastEvent = tok, true
+		return true
+	}
+	for !full() {
+		if len(st.pending) > 0 {
+			if !add(st.pending[0].doc, st.pending[0].tok) {
+				break
+			}
+			st.pending = st.pending[1:]
+			continue
+		}
+		if st.invalidate != nil {
+			tok := token{time: st.invalidate.time, fragment: wholeEvent, kind: kindInvalidate}
+			if !add(renderInvalidate(st.invalidate, tok), tok) {
+				break
+			}
+			st.invalidate = nil
+			st.ended = true
+			b.ended = true
+			break
+		}
+		if st.pos < e.log.base {
+			return batch{}, &CommandError{
+				Code:    codeChangeStreamHistoryLost,
+				Message: "Resume of change stream was not possible, as the resume point may no longer be in the oplog.",
+				Labels:  []string{"NonResumableChangeStreamError"},
+			}
+		}
+		en := e.log.at(st.pos)
+		if en == nil {
+			break // caught up
+		}
+		if !e.visibleLocked(st, en) {
+			st.pos++
+			continue
+		}
+		tok := token{time: en.time, fragment: wholeEvent, kind: kindEvent}
+		doc, err := e.renderLocked(st, en, tok)
+		if err != nil {
+			return batch{}, err
+		}
+		if doc != nil {
+			doc, err = runStages(st.spec.stages, doc)
+			if err != nil {
+				return batch{}, err
+			}
+		}
+		if doc != nil && len(doc) > maxBSONObjectSize {
+			if !st.spec.split {
+				return batch{}, errorf(codeBSONObjectTooLarge, "Executor error during getMore :: caused by :: BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(doc), len(doc), tok.doc())
+			}
+			frags, err := splitEvent(doc, en.time)
+			if err != nil {
+				return batch{}, err
+			}
+			skip := st.skipFragments
+			st.skipFragments = 0
+			if skip > len(frags) {
+				skip = len(frags)
+			}
+			st.pending = frags[skip:]
+			st.pos++
+			e.noteInvalidateLocked(st, en)
+			continue
+		}
+		st.skipFragments = 0
+		if doc != nil && !add(doc, tok) {
+			break // no room in this batch: read the entry again next time
+		}
+		st.pos++
+		e.noteInvalidateLocked(st, en)
+	}
+	b.pbrt = e.postBatchTokenLocked(st, full())
+	return b, nil
+}
+
+// postBatchTokenLocked is the token a client resumes from after this batch:
+// the last event's token when the batch stopped at it, otherwise a
+// high-water mark at the newest entry read.
+func (e *engine) postBatchTokenLocked(st *streamState, stoppedAtEvent bool) token {
+	if st.ended || len(st.pending) > 0 || stoppedAtEvent || st.invalidate != nil {
+		return st.lastEvent
+	}
+	// Caught up with the log, or stopped before an entry that did not fit.
+	hw := e.clock
+	if st.pos < e.log.end() {
+		if en := e.log.at(st.pos); en != nil {
+			hw = bson.Timestamp{T: en.time.T, I: en.time.I - 1}
+		}
+	}
+	if st.hasLastEvent && !tsLess(st.lastEvent.time, hw) {
+		return st.lastEvent
+	}
+	return token{time: hw, fragment: wholeEvent, kind: kindHighWater}
+}
+
+// visibleLocked tells whether an entry belongs to the stream's scope.
+func (e *engine) visibleLocked(st *streamState, en *entry) bool {
+	sp := &st.spec
+	if en.expanded && !sp.showExpanded {
+		return false
+	}
+	switch sp.scope {
+	case scopeCollection:
+		if en.op == opDropDatabase {
+			return en.db == sp.db
+		}
+		return en.db == sp.db && en.coll == sp.coll
+	case scopeDatabase:
+		return en.db == sp.db && !isSystemColl(en.coll)
+	default:
+		return !isInternalDB(en.db) && !isSystemColl(en.coll)
+	}
+}
+
+func isSystemColl(name string) bool { return len(name) > 7 && name[:7] == "system." }
+
+// noteInvalidateLocked records that en ends the stream: a drop or rename
+// of the watched collection, or dropDatabase of the watched database.
+func (e *engine) noteInvalidateLocked(st *streamState, en *entry) {
+	sp := &st.spec
+	switch sp.scope {
+	case scopeCollection:
+		if en.op == opDrop || en.op == opRename || en.op == opDropDatabase {
+			st.invalidate = en
+		}
+	case scopeDatabase:
+		if en.op == opDropDatabase {
+			st.invalidate = en
+		}
+	}
+}
+
+// renderLocked builds the change event for en, or nil when the stream
+// shows nothing for it (a dropDatabase seen by a collection stream only
+// invalidates it).
+func (e *engine) renderLocked(st *streamState, en *entry, tok token) (bsoncore.Document, error) {
+	sp := &st.spec
+	if sp.scope == scopeCollection && en.op == opDropDatabase {
+		return nil, nil
+	}
+	idx, out := bsoncore.AppendDocumentStart(make([]byte, 0, 256+len(en.postImage)+len(en.preImage)))
+	out = tok.appendTo(out, "_id")
+	out = bsoncore.AppendStringElement(out, "operationType", en.op)
+	out = bsoncore.AppendTimestampElement(out, "clusterTime", en.time.T, en.time.I)
+	out = bsoncore.AppendDateTimeElement(out, "wallTime", en.wall.UnixMilli())
+	if sp.showExpanded && en.op != opDropDatabase {
+		out = bsoncore.AppendBinaryElement(out, "collectionUUID", 4, en.uuid[:])
+	}
+	switch en.op {
+	case opInsert, opReplace:
+		out = bsoncore.AppendDocumentElement(out, "fullDocument", en.postImage)
+	case opUpdate:
+		var err error
+		out, err = e.appendUpdateFullDocLocked(out, sp, en)
+		if err != nil {
+			return nil, err
+		}
+	}
+	nidx, out := bsoncore.AppendDocumentElementStart(out, "ns")
+	out = bsoncore.AppendStringElement(out, "db", en.db)
+	if en.op != opDropDatabase {
+		out = bsoncore.AppendStringElement(out, "coll", en.coll)
+	}
+	out, _ = bsoncore.AppendDocumentEnd(out, nidx)
+	switch en.op {
+	case opInsert, opUpdate, opReplace, opDelete:
+		out = bsoncore.AppendDocumentElement(out, "documentKey", en.docKey)
+	case opRename:
+		tidx, o := bsoncore.AppendDocumentElementStart(out, "to")
+		o = bsoncore.AppendStringElement(o, "db", en.toDB)
+		o = bsoncore.AppendStringElement(o, "coll", en.toColl)
+		out, _ = bsoncore.AppendDocumentEnd(o, tidx)
+	}
+	if en.op == opUpdate {
+		out = bsoncore.AppendDocumentElement(out, "updateDescription", updateDescFor(en, sp.showExpanded))
+	}
+	if sp.showExpanded && en.opDesc != nil {
+		out = bsoncore.AppendDocumentElement(out, "operationDescription", en.opDesc)
+	}
+	if sp.showExpanded && en.nsType != "" {
+		out = bsoncore.AppendStringElement(out, "nsType", en.nsType)
+	}
+	switch en.op {
+	case opUpdate, opReplace, opDelete:
+		switch sp.fullBefore {
+		case "whenAvailable":
+			if en.imagesKept && en.preImage != nil {
+				out = bsoncore.AppendDocumentElement(out, "fullDocumentBeforeChange", en.preImage)
+			} else {
+				out = bsoncore.AppendNullElement(out, "fullDocumentBeforeChange")
+			}
+		case "required":
+			if !en.imagesKept || en.preImage == nil {
+				return nil, noImage("pre", en)
+			}
+			out = bsoncore.AppendDocumentElement(out, "fullDocumentBeforeChange", en.preImage)
+		}
+	}
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out, nil
+}
+
+func (e *engine) appendUpdateFullDocLocked(out []byte, sp *streamSpec, en *entry) ([]byte, error) {
+	switch sp.fullDocument {
+	case "updateLookup":
+		if c := e.collLocked(en.db, en.coll); c != nil && c.uuid == en.uuid {
+			if k, ok := docKey(en.docKey); ok {
+				if d, ok := c.get(k); ok {
+					return bsoncore.AppendDocumentElement(out, "fullDocument", d), nil
+				}
+			}
+		}
+		return bsoncore.AppendNullElement(out, "fullDocument"), nil
+	case "whenAvailable":
+		if en.imagesKept && en.postImage != nil {
+			return bsoncore.AppendDocumentElement(out, "fullDocument", en.postImage), nil
+		}
+		return bsoncore.AppendNullElement(out, "fullDocument"), nil
+	case "required":
+		if !en.imagesKept || en.postImage == nil {
+			return nil, noImage("post", en)
+		}
+		return bsoncore.AppendDocumentElement(out, "fullDocument", en.postImage), nil
+	}
+	return out, nil
+}
+
+func noImage(which string, en *entry) error {
+	return errorf(codeNoMatchingDocument, "Change stream was configured to require a %s-image for all update, delete and replace events, but the %s-image was not found for event: {ts: Timestamp(%d, %d), ns: %s.%s}", which, which, en.time.T, en.time.I, en.db, en.coll)
+}
+
+// updateDescFor returns the updateDescription, with disambiguatedPaths when
+// expanded events are on and a path needs it.
+func updateDescFor(en *entry, expanded bool) bsoncore.Document {
+	if !expanded || en.disambiguated == nil {
+		return en.updateDesc
+	}
+	idx, out := bsoncore.AppendDocumentStart(nil)
+	out = append(out, en.updateDesc[4:len(en.updateDesc)-1]...)
+	out = bsoncore.AppendDocumentElement(out, "disambiguatedPaths", en.disambiguated)
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
+}
+
+func renderInvalidate(en *entry, tok token) bsoncore.Document {
+	idx, out := bsoncore.AppendDocumentStart(nil)
+	out = tok.appendTo(out, "_id")
+	out = bsoncore.AppendStringElement(out, "operationType", opInvalidate)
+	out = bsoncore.AppendTimestampElement(out, "clusterTime", en.time.T, en.time.I)
+	out = bsoncore.AppendDateTimeElement(out, "wallTime", en.wall.UnixMilli())
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
+}
+
+// splitEvent cuts an oversized event into fragments, as
+// $changeStreamSplitLargeEvent does: each holds _id (the fragment's own
+// token), splitEvent {fragment, of} and as many of the remaining top-level
+// fields as fit.
+func splitEvent(doc bsoncore.Document, t bson.Timestamp) ([]fragment, error) {
+	elems, err := doc.Elements()
+	if err != nil {
+		return nil, err
+	}
+	const overhead = 200 // _id, splitEvent and document framing
+	var groups [][]bsoncore.Element
+	var cur []bsoncore.Element
+	size := overhead
+	for _, el := range elems {
+		if el.Key() == "_id" {
+			continue
+		}
+		if overhead+len(el) > maxBSONObjectSize {
+			return nil, errorf(codeBSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid: field %q alone is larger than a split event fragment can hold", len(doc), len(doc), el.Key())
+		}
+		if size+len(el) > maxBSONObjectSize && len(cur) > 0 {
+			groups = append(groups, cur)
+			cur, size = nil, overhead
+		}
+		cur = append(cur, el)
+		size += len(el)
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	frags := make([]fragment, len(groups))
+	for i, g := range groups {
+		tok := token{time: t, fragment: uint16(i + 1), kind: kindEvent}
+		if i == len(groups)-1 {
+			// The last fragment carries the whole event's token, so resuming
+			// from it continues with the next event.
+			tok.fragment = wholeEvent
+		}
+		idx, out := bsoncore.AppendDocumentStart(nil)
+		out = tok.appendTo(out, "_id")
+		sidx, o := bsoncore.AppendDocumentElementStart(out, "splitEvent")
+		o = bsoncore.AppendInt32Element(o, "fragment", int32(i+1))
+		o = bsoncore.AppendInt32Element(o, "of", int32(len(groups)))
+		out, _ = bsoncore.AppendDocumentEnd(o, sidx)
+		for _, el := range g {
+			out = append(out, el...)
+		}
+		out, _ = bsoncore.AppendDocumentEnd(out, idx)
+		frags[i] = fragment{doc: out, tok: tok}
+	}
+	return frags, nil
+}
+
+// runStages applies the stages after $changeStream. A nil result means the
+// event was filtered out. A stage that changes _id is fatal, as on a real
+// server.
+func runStages(stages []stage, ev bsoncore.Document) (bsoncore.Document, error) {
+	if len(stages) == 0 {
+		return ev, nil
+	}
+	id := ev.Lookup("_id")
+	out := ev
+	for _, st := range stages {
+		var err error
+		out, err = st.apply(out)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			return nil, nil
+		}
+	}
+	if nid := out.Lookup("_id"); nid.Type != id.Type || !bytes.Equal(nid.Data, id.Data) {
+		return nil, &CommandError{
+			Code:    codeChangeStreamFatalError,
+			Message: "Encountered an event whose _id field, which contains the resume token, was modified by the pipeline. Modifying the _id field of an event makes it impossible to resume the stream from that point. Only transformations that retain the unmodified _id field are allowed.",
+			Labels:  []string{"NonResumableChangeStreamError"},
+		}
+	}
+	return out, nil
+}

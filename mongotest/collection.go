@@ -1,0 +1,154 @@
+package mongotest
+
+import (
+	"encoding/binary"
+	"math"
+	"strconv"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// collection is one collection's documents, in insertion order, and its
+// metadata. Documents are stored as immutable BSON: an update stores a new
+// document.
+type collection struct {
+	db, name string
+	uuid     [16]byte
+	// preAndPostImages is the changeStreamPreAndPostImages option: writes
+	// then record the images that fullDocument/fullDocumentBeforeChange
+	// "whenAvailable" and "required" read.
+	preAndPostImages bool
+	indexes          []indexSpec
+	created          time.Time
+
+	order []string // keys in insertion order; "" marks a deleted slot
+	byKey map[string]bsoncore.Document
+	dead  int // deleted slots in order
+}
+
+// indexSpec is an index as createIndexes received it.
+type indexSpec struct {
+	name string
+	spec bsoncore.Document // the whole index document, including v/key/name
+}
+
+func newCollection(db, name string) *collection {
+	c := &collection{
+		db:      db,
+		name:    name,
+		uuid:    newUUID(),
+		byKey:   make(map[string]bsoncore.Document),
+		created: time.Now(),
+	}
+	id := bsoncore.NewDocumentBuilder().
+		AppendInt32("v", 2).
+		AppendDocument("key", bsoncore.NewDocumentBuilder().AppendInt32("_id", 1).Build()).
+		AppendString("name", "_id_").
+		Build()
+	c.indexes = []indexSpec{{name: "_id_", spec: id}}
+	return c
+}
+
+func (c *collection) ns() string { return c.db + "." + c.name }
+
+func (c *collection) count() int { return len(c.byKey) }
+
+// get returns the document whose _id has key k.
+func (c *collection) get(k string) (bsoncore.Document, bool) {
+	d, ok := c.byKey[k]
+	return d, ok
+}
+
+// put inserts or replaces the document under key k.
+func (c *collection) put(k string, d bsoncore.Document) {
+	if _, ok := c.byKey[k]; !ok {
+		c.order = append(c.order, k)
+	}
+	c.byKey[k] = d
+}
+
+// remove deletes the document under key k.
+func (c *collection) remove(k string) {
+	if _, ok := c.byKey[k]; !ok {
+		return
+	}
+	delete(c.byKey, k)
+	for i, o := range c.order {
+		if o == k {
+			c.order[i] = ""
+			c.dead++
+			break
+		}
+	}
+	if c.dead > 32 && c.dead > len(c.order)/2 {
+		live := c.order[:0]
+		for _, o := range c.order {
+			if o != "" {
+				live = append(live, o)
+			}
+		}
+		c.order, c.dead = live, 0
+	}
+}
+
+// each calls f for every document in insertion order until f returns false.
+// f must not modify the collection.
+func (c *collection) each(f func(k string, d bsoncore.Document) bool) {
+	for _, k := range c.order {
+		if k == "" {
+			continue
+		}
+		if !f(k, c.byKey[k]) {
+			return
+		}
+	}
+}
+
+// docKey returns the storage key of a document's _id.
+func docKey(d bsoncore.Document) (string, bool) {
+	v, err := d.LookupErr("_id")
+	if err != nil {
+		return "", false
+	}
+	return valueKey(v), true
+}
+
+// valueKey encodes a value so that values a query treats as equal share a
+// key: numbers of every type compare by value.
+func valueKey(v bsoncore.Value) string {
+	switch v.Type {
+	case bsoncore.TypeInt32, bsoncore.TypeInt64, bsoncore.TypeDouble:
+		f, _ := numberOf(v)
+		var b [9]byte
+		b[0] = 'n'
+		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+			b[0] = 'i'
+			binary.BigEndian.PutUint64(b[1:], uint64(int64(f)))
+		} else {
+			binary.BigEndian.PutUint64(b[1:], math.Float64bits(f))
+		}
+		return string(b[:])
+	}
+	return string(append([]byte{byte(v.Type)}, v.Data...))
+}
+
+// numberOf returns a numeric value as float64.
+func numberOf(v bsoncore.Value) (float64, bool) {
+	switch v.Type {
+	case bsoncore.TypeInt32:
+		return float64(v.Int32()), true
+	case bsoncore.TypeInt64:
+		return float64(v.Int64()), true
+	case bsoncore.TypeDouble:
+		return v.Double(), true
+	case bsoncore.TypeDecimal128:
+		h, l, _ := v.Decimal128OK()
+		x, err := strconv.ParseFloat(bson.NewDecimal128(h, l).String(), 64)
+		if err == nil {
+			return x, true
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,139 @@
+package mongotest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
+)
+
+// conn serves one client connection. A reader goroutine reads frames so
+// that a client hanging up is noticed at once, even while a getMore or a
+// streaming hello waits; requests are handled one at a time in serve.
+type conn struct {
+	s      *Server
+	nc     net.Conn
+	id     int64
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+
+	// appName is the client's application name from its handshake, used by
+	// failpoints that name one.
+	appName string
+
+	out []byte // reply buffer, reused
+}
+
+func newConn(s *Server, nc net.Conn, id int64) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &conn{s: s, nc: nc, id: id, ctx: ctx, cancel: cancel}
+}
+
+// close ends the connection; its goroutines return promptly.
+func (c *conn) close() {
+	c.once.Do(func() {
+		c.cancel()
+		c.nc.Close()
+	})
+}
+
+func (c *conn) serve() {
+	defer c.close()
+	frames := make(chan []byte)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		defer c.close()
+		for {
+			frame, err := readFrame(c.nc, nil)
+			if err != nil {
+				var fe *errFrame
+				if errors.As(err, &fe) {
+					c.s.log.Info("mongotest: closing connection", "conn", c.id, "err", err)
+				} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+					c.s.log.Debug("mongotest: read", "conn", c.id, "err", err)
+				}
+				return
+			}
+			select {
+			case frames <- frame:
+			case <-c.ctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { <-readerDone }()
+	for {
+		var frame []byte
+		select {
+		case frame = <-frames:
+		case <-c.ctx.Done():
+			return
+		}
+		msg, err := parseMessage(frame)
+		if err != nil {
+			c.s.log.Info("mongotest: closing connection", "conn", c.id, "err", err)
+			return
+		}
+		if !c.handle(msg) {
+			return
+		}
+	}
+}
+
+// handle runs one request and writes its replies. It returns false when
+// the connection must be closed.
+func (c *conn) handle(msg *message) bool {
+	res := c.s.dispatch(c, msg)
+	if res.closeConn {
+		return false
+	}
+	if msg.opcode == wiremessage.OpMsg && msg.flags&wiremessage.MoreToCome != 0 {
+		return true // fire-and-forget request: no reply
+	}
+	if res.doc == nil {
+		return true
+	}
+	responseTo := msg.requestID
+	for {
+		reqID := wiremessage.NextRequestID()
+		var flags wiremessage.MsgFlag
+		if res.next != nil {
+			flags = wiremessage.MoreToCome
+		}
+		if msg.legacy {
+			c.out = appendOpReply(c.out[:0], reqID, responseTo, res.doc)
+		} else {
+			c.out = appendMsgReply(c.out[:0], reqID, responseTo, flags, res.doc)
+		}
+		if _, err := c.nc.Write(c.out); err != nil {
+			return false
+		}
+		if cap(c.out) > 1<<20 {
+			c.out = nil // do not keep a large buffer per idle connection
+		}
+		if res.next == nil {
+			return true
+		}
+		// Exhaust: the next reply answers our own previous one.
+		responseTo = reqID
+		res = res.next()
+		if res.closeConn || res.doc == nil {
+			return false
+		}
+	}
+}
+
+// result is what a command produces.
+type result struct {
+	doc       bsoncore.Document
+	closeConn bool
+	// next, when set, produces the next reply of an exhaust stream; the
+	// current reply is then sent with moreToCome.
+	next func() result
+}

@@ -1,0 +1,314 @@
+package mongotest
+
+import (
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+func init() {
+	register(handleInsert, "insert")
+	register(handleDelete, "delete")
+	register(handleFind, "find")
+}
+
+// writeError is one entry of a write command's writeErrors.
+type writeError struct {
+	index int
+	err   *CommandError
+}
+
+func writeReply(n int, extra bson.D, werrs []writeError) (bsoncore.Document, error) {
+	d := bson.D{{Key: "n", Value: int32(n)}}
+	d = append(d, extra...)
+	if len(werrs) > 0 {
+		arr := make(bson.A, len(werrs))
+		for i, we := range werrs {
+			arr[i] = bson.D{
+				{Key: "index", Value: int32(we.index)},
+				{Key: "code", Value: we.err.Code},
+				{Key: "codeName", Value: we.err.codeName()},
+				{Key: "errmsg", Value: we.err.Message},
+			}
+		}
+		d = append(d, bson.E{Key: "writeErrors", Value: arr})
+	}
+	return marshal(d)
+}
+
+// collName reads the collection a command names in its first field.
+func (r *request) collName() (string, error) {
+	name, ok := r.arg(r.name).StringValueOK()
+	if !ok || name == "" {
+		return "", errorf(codeInvalidNamespace, "collection name must be a non-empty string in command %s", r.name)
+	}
+	return name, nil
+}
+
+// docsArg reads an array of documents argument.
+func (r *request) docsArg(key string) ([]bsoncore.Document, error) {
+	arr, ok := r.arg(key).ArrayOK()
+	if !ok {
+		return nil, errorf(codeFailedToParse, "BSON field '%s.%s' is missing or not an array", r.name, key)
+	}
+	vals, err := arr.Values()
+	if err != nil {
+		return nil, errorf(codeFailedToParse, "%s: %v", key, err)
+	}
+	out := make([]bsoncore.Document, len(vals))
+	for i, v := range vals {
+		d, ok := v.DocumentOK()
+		if !ok {
+			return nil, errorf(codeTypeMismatch, "BSON field '%s.%s.%d' must be an object", r.name, key, i)
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+// ordered reads the ordered flag (default true).
+func (r *request) ordered() bool {
+	if b, ok := r.arg("ordered").BooleanOK(); ok {
+		return b
+	}
+	return true
+}
+
+// ensureCollLocked returns db.name, creating it (and logging the create
+// event) when it does not exist.
+func (e *engine) ensureCollLocked(db, name string) (*collection, error) {
+	if c := e.collLocked(db, name); c != nil {
+		return c, nil
+	}
+	if err := validCollName(db, name); err != nil {
+		return nil, err
+	}
+	c := newCollection(db, name)
+	e.dbLocked(db, true).colls[name] = c
+	e.appendEntryLocked(createEntry(c))
+	return c, nil
+}
+
+func validCollName(db, name string) error {
+	if db == "" || name == "" {
+		return errorf(codeInvalidNamespace, "Invalid namespace specified '%s.%s'", db, name)
+	}
+	for _, ch := range name {
+		if ch == '$' || ch == 0 {
+			return errorf(codeInvalidNamespace, "Invalid collection name: %s", name)
+		}
+	}
+	return nil
+}
+
+func createEntry(c *collection) *entry {
+	return &entry{
+		op: opCreate, db: c.db, coll: c.name, uuid: c.uuid, expanded: true,
+		opDesc: bsoncore.NewDocumentBuilder().AppendDocument("idIndex", c.indexes[0].spec).Build(),
+		nsType: "collection",
+	}
+}
+
+// withID returns d with an _id, generating an ObjectID first when absent.
+func withID(d bsoncore.Document) bsoncore.Document {
+	if _, err := d.LookupErr("_id"); err == nil {
+		return d
+	}
+	idx, out := bsoncore.AppendDocumentStart(make([]byte, 0, len(d)+17))
+	out = bsoncore.AppendObjectIDElement(out, "_id", bson.NewObjectID())
+	out = append(out, d[4:len(d)-1]...)
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
+}
+
+func idKeyDoc(d bsoncore.Document) bsoncore.Document {
+	id := d.Lookup("_id")
+	idx, out := bsoncore.AppendDocumentStart(make([]byte, 0, len(id.Data)+16))
+	out = bsoncore.AppendValueElement(out, "_id", id)
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
+}
+
+func handleInsert(s *Server, r *request) (bsoncore.Document, error) {
+	coll, err := r.collName()
+	if err != nil {
+		return nil, err
+	}
+	docs, err := r.docsArg("documents")
+	if err != nil {
+		return nil, err
+	}
+	ordered := r.ordered()
+	e := s.db
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, err := e.ensureCollLocked(r.db, coll)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	var werrs []writeError
+	for i, d := range docs {
+		if len(d) > maxBSONObjectSize {
+			werrs = append(werrs, writeError{i, errorf(codeBSONObjectTooLarge, "object to insert too large. size in bytes: %d, max size: %d", len(d), maxBSONObjectSize)})
+			if ordered {
+				break
+			}
+			continue
+		}
+		d = withID(d)
+		k, _ := docKey(d)
+		if _, dup := c.get(k); dup {
+			werrs = append(werrs, writeError{i, errorf(codeDuplicateKey, "E11000 duplicate key error collection: %s index: _id_ dup key: { _id: %s }", c.ns(), d.Lookup("_id"))})
+			if ordered {
+				break
+			}
+			continue
+		}
+		c.put(k, d)
+		en := &entry{op: opInsert, db: c.db, coll: c.name, uuid: c.uuid, docKey: idKeyDoc(d), postImage: d}
+		e.appendEntryLocked(en)
+		n++
+	}
+	return writeReply(n, nil, werrs)
+}
+
+func handleDelete(s *Server, r *request) (bsoncore.Document, error) {
+	coll, err := r.collName()
+	if err != nil {
+		return nil, err
+	}
+	stmts, err := r.docsArg("deletes")
+	if err != nil {
+		return nil, err
+	}
+	e := s.db
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.collLocked(r.db, coll)
+	n := 0
+	var werrs []writeError
+	for i, st := range stmts {
+		q, ok := st.Lookup("q").DocumentOK()
+		if !ok {
+			return nil, errorf(codeFailedToParse, "BSON field 'delete.deletes.q' is missing but a required field")
+		}
+		limit, _ := asInt64(st.Lookup("limit"))
+		m, err := compileFilter(q)
+		if err != nil {
+			werrs = append(werrs, writeError{i, asCommandError(err)})
+			if r.ordered() {
+				break
+			}
+			continue
+		}
+		if c == nil {
+			continue
+		}
+		var keys []string
+		c.each(func(k string, d bsoncore.Document) bool {
+			if m.matches(d) {
+				keys = append(keys, k)
+				return limit != 1
+			}
+			return true
+		})
+		for _, k := range keys {
+			d, _ := c.get(k)
+			c.remove(k)
+			en := &entry{op: opDelete, db: c.db, coll: c.name, uuid: c.uuid, docKey: idKeyDoc(d), imagesKept: c.preAndPostImages}
+			if c.preAndPostImages {
+				en.preImage = d
+			}
+			e.appendEntryLocked(en)
+			n++
+		}
+	}
+	return writeReply(n, nil, werrs)
+}
+
+func asCommandError(err error) *CommandError {
+	if ce, ok := err.(*CommandError); ok {
+		return ce
+	}
+	return &CommandError{Code: codeInternalError, Message: err.Error()}
+}
+
+func handleFind(s *Server, r *request) (bsoncore.Document, error) {
+	coll, err := r.collName()
+	if err != nil {
+		return nil, err
+	}
+	filter := bsoncore.Document(nil)
+	if v := r.arg("filter"); v.Type != 0 {
+		fd, ok := v.DocumentOK()
+		if !ok {
+			return nil, errorf(codeTypeMismatch, "BSON field 'find.filter' is the wrong type '%s', expected type 'object'", v.Type)
+		}
+		filter = fd
+	}
+	var m matcher = andMatcher(nil)
+	if filter != nil {
+		if m, err = compileFilter(filter); err != nil {
+			return nil, err
+		}
+	}
+	limit, _ := asInt64(r.arg("limit"))
+	if limit < 0 {
+		limit = -limit
+	}
+	skip, _ := asInt64(r.arg("skip"))
+	batchSize := int64(101)
+	if bv := r.arg("batchSize"); bv.Type != 0 {
+		batchSize, _ = asInt64(bv)
+	}
+	single, _ := r.arg("singleBatch").BooleanOK()
+	for _, unsupported := range []string{"sort", "projection", "min", "max", "collation"} {
+		if v := r.arg(unsupported); v.Type != 0 {
+			if d, ok := v.DocumentOK(); ok && len(d) <= 5 {
+				continue
+			}
+			return nil, errorf(codeNotImplemented, "mongotest does not support find with %s", unsupported)
+		}
+	}
+	e := s.db
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var docs []bsoncore.Document
+	if c := e.collLocked(r.db, coll); c != nil {
+		c.each(func(_ string, d bsoncore.Document) bool {
+			if m.matches(d) {
+				if skip > 0 {
+					skip--
+					return true
+				}
+				docs = append(docs, d)
+			}
+			return limit == 0 || int64(len(docs)) < limit
+		})
+	}
+	cur := &cursor{ns: r.db + "." + coll, db: r.db, coll: coll, connID: r.c.id}
+	first := docs
+	if batchSize > 0 && int64(len(docs)) > batchSize {
+		first, cur.docs = docs[:batchSize], docs[batchSize:]
+	}
+	if len(cur.docs) > 0 && !single {
+		e.registerCursorLocked(cur)
+	} else {
+		cur.docs = nil
+	}
+	return e.cursorReplyLocked(cur, "firstBatch", batch{events: first}), nil
+}
+
+// findGetMore returns the next documents of a find cursor.
+func (e *engine) findGetMore(c *cursor, batchSize int) (bsoncore.Document, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := c.docs
+	if batchSize > 0 && len(out) > batchSize {
+		out, c.docs = out[:batchSize], out[batchSize:]
+	} else {
+		c.docs = nil
+	}
+	b := batch{events: out, ended: len(c.docs) == 0}
+	return e.cursorReplyLocked(c, "nextBatch", b), nil
+}

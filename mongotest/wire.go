@@ -1,0 +1,243 @@
+package mongotest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
+)
+
+// Size limits advertised in hello and enforced on incoming frames.
+const (
+	maxBSONObjectSize   = 16 * 1024 * 1024
+	maxMessageSizeBytes = 48_000_000
+	maxWriteBatchSize   = 100_000
+	headerLen           = 16
+)
+
+// message is one parsed request frame.
+type message struct {
+	requestID int32
+	opcode    wiremessage.OpCode
+	// flags of an OP_MSG (checksum bit already handled).
+	flags wiremessage.MsgFlag
+	// cmd is the command document: the OP_MSG body with its document
+	// sequences folded in as arrays, or the OP_QUERY query document.
+	cmd bsoncore.Document
+	// legacy is true for an OP_QUERY request, which is answered with OP_REPLY.
+	legacy bool
+}
+
+// errFrame reports a frame that cannot be parsed; the connection is closed.
+type errFrame struct{ reason string }
+
+func (e *errFrame) Error() string { return "mongotest: malformed message: " + e.reason }
+
+// readFrame reads one whole wire message from r. The returned slice starts
+// with the 16-byte header.
+func readFrame(r io.Reader, buf []byte) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int32(binary.LittleEndian.Uint32(hdr[:]))
+	if n < headerLen+4 || n > maxMessageSizeBytes {
+		return nil, &errFrame{fmt.Sprintf("message length %d outside [%d, %d]", n, headerLen+4, maxMessageSizeBytes)}
+	}
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	copy(buf, hdr[:])
+	if _, err := io.ReadFull(r, buf[4:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return buf, nil
+}
+
+// parseMessage decodes a frame read by readFrame. Every document is
+// validated, so handlers can trust what they are given.
+func parseMessage(frame []byte) (*message, error) {
+	_, reqID, _, op, rem, ok := wiremessage.ReadHeader(frame)
+	if !ok {
+		return nil, &errFrame{"short header"}
+	}
+	m := &message{requestID: reqID, opcode: op}
+	switch op {
+	case wiremessage.OpMsg:
+		return m, parseOpMsg(m, rem)
+	case wiremessage.OpQuery:
+		return m, parseOpQuery(m, rem)
+	case wiremessage.OpCompressed:
+		return nil, &errFrame{"OP_COMPRESSED received, but no compressor was negotiated"}
+	default:
+		return nil, &errFrame{fmt.Sprintf("unsupported opcode %d", op)}
+	}
+}
+
+func parseOpMsg(m *message, rem []byte) error {
+	flags, rem, ok := wiremessage.ReadMsgFlags(rem)
+	if !ok {
+		return &errFrame{"OP_MSG without flags"}
+	}
+	if flags&wiremessage.ChecksumPresent != 0 {
+		if len(rem) < 4 {
+			return &errFrame{"OP_MSG checksum flag set but no checksum"}
+		}
+		rem = rem[:len(rem)-4]
+	}
+	m.flags = flags
+	var body bsoncore.Document
+	type sequence struct {
+		id   string
+		docs []bsoncore.Document
+	}
+	var seqs []sequence
+	for len(rem) > 0 {
+		var st wiremessage.SectionType
+		st, rem, _ = wiremessage.ReadMsgSectionType(rem)
+		switch st {
+		case wiremessage.SingleDocument:
+			if body != nil {
+				return &errFrame{"OP_MSG with two body sections"}
+			}
+			body, rem, ok = wiremessage.ReadMsgSectionSingleDocument(rem)
+			if !ok {
+				return &errFrame{"OP_MSG body section truncated"}
+			}
+			if err := body.Validate(); err != nil {
+				return &errFrame{"OP_MSG body is not valid BSON: " + err.Error()}
+			}
+		case wiremessage.DocumentSequence:
+			id, docs, r, ok := wiremessage.ReadMsgSectionDocumentSequence(rem)
+			if !ok {
+				return &errFrame{"OP_MSG document sequence truncated"}
+			}
+			for _, d := range docs {
+				if err := d.Validate(); err != nil {
+					return &errFrame{fmt.Sprintf("OP_MSG sequence %q holds invalid BSON: %v", id, err)}
+				}
+			}
+			seqs = append(seqs, sequence{id, docs})
+			rem = r
+		default:
+			return &errFrame{fmt.Sprintf("OP_MSG section kind %d", st)}
+		}
+	}
+	if body == nil {
+		return &errFrame{"OP_MSG without a body section"}
+	}
+	if len(seqs) == 0 {
+		m.cmd = body
+		return nil
+	}
+	// Fold each sequence into the command as an array field.
+	idx, out := bsoncore.AppendDocumentStart(nil)
+	out = append(out, body[4:len(body)-1]...)
+	for _, s := range seqs {
+		if _, err := body.LookupErr(s.id); err == nil {
+			return &errFrame{fmt.Sprintf("OP_MSG field %q given both in the body and as a sequence", s.id)}
+		}
+		var aidx int32
+		aidx, out = bsoncore.AppendArrayElementStart(out, s.id)
+		for i, d := range s.docs {
+			out = bsoncore.AppendDocumentElement(out, arrayKey(i), d)
+		}
+		out, _ = bsoncore.AppendArrayEnd(out, aidx)
+	}
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	m.cmd = out
+	return nil
+}
+
+func parseOpQuery(m *message, rem []byte) error {
+	_, rem, ok := wiremessage.ReadQueryFlags(rem)
+	if !ok {
+		return &errFrame{"OP_QUERY without flags"}
+	}
+	ns, rem, ok := wiremessage.ReadQueryFullCollectionName(rem)
+	if !ok {
+		return &errFrame{"OP_QUERY without a collection name"}
+	}
+	_, rem, ok = wiremessage.ReadQueryNumberToSkip(rem)
+	if !ok {
+		return &errFrame{"OP_QUERY without numberToSkip"}
+	}
+	_, rem, ok = wiremessage.ReadQueryNumberToReturn(rem)
+	if !ok {
+		return &errFrame{"OP_QUERY without numberToReturn"}
+	}
+	q, _, ok := wiremessage.ReadQueryQuery(rem)
+	if !ok {
+		return &errFrame{"OP_QUERY query truncated"}
+	}
+	if err := q.Validate(); err != nil {
+		return &errFrame{"OP_QUERY query is not valid BSON: " + err.Error()}
+	}
+	if len(ns) < 5 || ns[len(ns)-5:] != ".$cmd" {
+		return &errFrame{fmt.Sprintf("OP_QUERY on %q: only commands are supported", ns)}
+	}
+	// Legacy commands may wrap the command as {$query: {...}}.
+	if inner, ok := q.Lookup("$query").DocumentOK(); ok {
+		q = inner
+	}
+	m.legacy = true
+	m.cmd = withDB(q, ns[:len(ns)-5])
+	return nil
+}
+
+// withDB returns cmd with a $db field, added when absent.
+func withDB(cmd bsoncore.Document, db string) bsoncore.Document {
+	if _, err := cmd.LookupErr("$db"); err == nil {
+		return cmd
+	}
+	idx, out := bsoncore.AppendDocumentStart(make([]byte, 0, len(cmd)+len(db)+10))
+	out = append(out, cmd[4:len(cmd)-1]...)
+	out = bsoncore.AppendStringElement(out, "$db", db)
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
+}
+
+// appendMsgReply appends an OP_MSG reply carrying doc to dst.
+func appendMsgReply(dst []byte, requestID, responseTo int32, flags wiremessage.MsgFlag, doc []byte) []byte {
+	idx, dst := wiremessage.AppendHeaderStart(dst, requestID, responseTo, wiremessage.OpMsg)
+	dst = wiremessage.AppendMsgFlags(dst, flags)
+	dst = wiremessage.AppendMsgSectionType(dst, wiremessage.SingleDocument)
+	dst = append(dst, doc...)
+	binary.LittleEndian.PutUint32(dst[idx:], uint32(len(dst)-int(idx)))
+	return dst
+}
+
+// appendOpReply appends a legacy OP_REPLY carrying doc to dst.
+func appendOpReply(dst []byte, requestID, responseTo int32, doc []byte) []byte {
+	idx, dst := wiremessage.AppendHeaderStart(dst, requestID, responseTo, wiremessage.OpReply)
+	dst = wiremessage.AppendReplyFlags(dst, 0)
+	dst = wiremessage.AppendReplyCursorID(dst, 0)
+	dst = wiremessage.AppendReplyStartingFrom(dst, 0)
+	dst = wiremessage.AppendReplyNumberReturned(dst, 1)
+	dst = append(dst, doc...)
+	binary.LittleEndian.PutUint32(dst[idx:], uint32(len(dst)-int(idx)))
+	return dst
+}
+
+// arrayKeys caches the small array indexes as strings.
+var arrayKeys = func() []string {
+	k := make([]string, 1024)
+	for i := range k {
+		k[i] = fmt.Sprint(i)
+	}
+	return k
+}()
+
+func arrayKey(i int) string {
+	if i < len(arrayKeys) {
+		return arrayKeys[i]
+	}
+	return fmt.Sprint(i)
+}
