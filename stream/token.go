@@ -39,6 +39,11 @@ func TokenFromRaw(raw bson.Raw) (Token, error) {
 	if err := raw.Validate(); err != nil {
 		return Token{}, fmt.Errorf("changestream: resume token is not a valid BSON document: %w", err)
 	}
+	// Validate checks only the bytes its length prefix covers; bytes after
+	// them would make two equal tokens compare unequal.
+	if n := int(binary.LittleEndian.Uint32(raw)); n != len(raw) {
+		return Token{}, fmt.Errorf("changestream: resume token has %d bytes after its document", len(raw)-n)
+	}
 	if len(raw) <= 5 {
 		return Token{}, errors.New("changestream: resume token is an empty document")
 	}
@@ -70,10 +75,27 @@ func (t Token) String() string {
 	if t.IsZero() {
 		return ""
 	}
-	if d, ok := t.data(); ok && isOnlyData(t.raw) {
+	if d, ok := t.data(); ok && isHexData(d) && isOnlyData(t.raw) {
 		return d
 	}
 	return "bson:" + base64.StdEncoding.EncodeToString(t.raw)
+}
+
+// isHexData reports whether d can be written as the bare hex text form and
+// read back by ParseToken as the same token: a non-empty string of an even
+// number of hex digits. Any other _data (empty, odd, or not hex) is written
+// in the "bson:" form, so that the text form always round-trips.
+func isHexData(d string) bool {
+	if d == "" || len(d)%2 != 0 {
+		return false
+	}
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 func isOnlyData(raw bson.Raw) bool {
@@ -94,7 +116,10 @@ func ParseToken(s string) (Token, error) {
 		}
 		t, err := TokenFromRaw(b)
 		if err != nil {
-			return Token{}, fmt.Errorf("changestream: resume token %q: %w", abbreviate(s), err)
+			return Token{}, fmt.Errorf("%w (in %q)", err, abbreviate(s))
+		}
+		if t.IsZero() {
+			return Token{}, fmt.Errorf("changestream: resume token %q: no document after \"bson:\"", abbreviate(s))
 		}
 		return t, nil
 	}
