@@ -1,0 +1,349 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// FileStore is a TokenStore that keeps each stream's checkpoint in its own
+// file of one directory: the checkpoint of stream "orders" is the file
+// "orders.checkpoint.json". Create one with NewFileStore; a FileStore is
+// safe for concurrent use, also by several processes sharing the directory
+// (the last Save wins).
+//
+// Save replaces the file atomically: it writes a temporary file in the same
+// directory (a name starting with "."), syncs it to disk, renames it over
+// the checkpoint file and syncs the directory, so that after a crash the
+// file holds either the previous or the new checkpoint, never a mix. Files
+// are created with mode 0600.
+//
+// The file is JSON in a versioned, self-describing format:
+//
+//	{
+//	  "format": "go-changestream checkpoint",
+//	  "version": 1,
+//	  "stream": "orders",
+//	  "token": "82642AD66D000000012B022C0100296E5A1004...",
+//	  "clusterTime": {"t": 1680529005, "i": 1},
+//	  "wallTime": "2023-04-03T13:36:45.123Z",
+//	  "updatedAt": "2023-04-03T13:36:46.001234567Z"
+//	}
+//
+// token is the Token's text form (Token.String); wallTime is omitted when
+// zero; times are RFC 3339 in UTC. Load reports a missing file as
+// ErrNoCheckpoint, and a file that is truncated, damaged, written by another
+// program or by a newer version of this format, or that holds another
+// stream's checkpoint, as a *CorruptCheckpointError naming the file.
+//
+// Stream names for a FileStore must be safe file names: ASCII letters,
+// digits, '.', '_' and '-', not starting with '.', at most MaxStreamNameLen
+// bytes. On a case-insensitive file system names that differ only in case
+// share a file; Load then reports the other stream's checkpoint as an error
+// rather than using it.
+type FileStore struct {
+	dir string
+}
+
+const (
+	// checkpointFormat is the format marker of a checkpoint file.
+	checkpointFormat = "go-changestream checkpoint"
+	// checkpointVersion is the format version this package writes and reads.
+	checkpointVersion = 1
+	// checkpointSuffix ends the name of every checkpoint file.
+	checkpointSuffix = ".checkpoint.json"
+	// maxCheckpointFile bounds how much of a file Load reads; a checkpoint
+	// is a few hundred bytes.
+	maxCheckpointFile = 1 << 20
+)
+
+// NewFileStore returns a FileStore keeping its files in dir. It creates dir
+// (mode 0700) when it does not exist, and fails when dir is empty or is not
+// a directory.
+func NewFileStore(dir string) (*FileStore, error) {
+	if dir == "" {
+		return nil, errors.New("changestream: FileStore directory is empty")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("changestream: FileStore directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("changestream: FileStore directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("changestream: FileStore directory %s is not a directory", dir)
+	}
+	return &FileStore{dir: dir}, nil
+}
+
+// Dir returns the directory the store keeps its files in.
+func (f *FileStore) Dir() string { return f.dir }
+
+// Path returns the file that holds the checkpoint of stream name, or an
+// error wrapping ErrInvalidStreamName when name is not a safe file name.
+func (f *FileStore) Path(name string) (string, error) {
+	if f == nil || f.dir == "" {
+		return "", errors.New("changestream: FileStore used without NewFileStore")
+	}
+	if err := checkFileStreamName(name); err != nil {
+		return "", err
+	}
+	return filepath.Join(f.dir, name+checkpointSuffix), nil
+}
+
+// checkFileStreamName validates name as a FileStore stream name.
+func checkFileStreamName(name string) error {
+	if err := checkStreamName(name); err != nil {
+		return err
+	}
+	if name[0] == '.' {
+		return fmt.Errorf("%w %q: a FileStore name must not start with '.'", ErrInvalidStreamName, name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w %q: a FileStore name may hold only ASCII letters, digits, '.', '_' and '-'", ErrInvalidStreamName, name)
+		}
+	}
+	return nil
+}
+
+// Load reads the checkpoint of stream name. A missing file gives
+// ErrNoCheckpoint; an unreadable one a *CorruptCheckpointError naming it.
+func (f *FileStore) Load(ctx context.Context, name string) (Checkpoint, error) {
+	if err := ctx.Err(); err != nil {
+		return Checkpoint{}, err
+	}
+	path, err := f.Path(name)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	file, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Checkpoint{}, ErrNoCheckpoint
+	}
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("changestream: load checkpoint: %w", err)
+	}
+	defer file.Close()
+	data, err := io.ReadAll(io.LimitReader(file, maxCheckpointFile+1))
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("changestream: load checkpoint: read %s: %w", path, err)
+	}
+	cp, err := decodeCheckpointFile(name, data)
+	if err != nil {
+		return Checkpoint{}, &CorruptCheckpointError{Stream: name, Source: path, Err: err}
+	}
+	return cp, nil
+}
+
+// Save writes cp as the checkpoint of stream name, atomically.
+func (f *FileStore) Save(ctx context.Context, name string, cp Checkpoint) (err error) {
+	cp, err = checkSave(ctx, name, cp)
+	if err != nil {
+		return err
+	}
+	path, err := f.Path(name)
+	if err != nil {
+		return err
+	}
+	data, err := encodeCheckpointFile(name, cp)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(f.dir, "."+name+checkpointSuffix+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("changestream: save checkpoint: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			err = fmt.Errorf("changestream: save checkpoint %s: %w", path, err)
+		}
+	}()
+	if err = tmp.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
+		return err
+	}
+	if _, err = tmp.Write(data); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	// A Save whose context ended must not replace the checkpoint.
+	if err = ctx.Err(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(f.dir)
+}
+
+// syncDir makes a rename in dir durable. Windows cannot sync a directory;
+// its renames are journaled by NTFS.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// checkpointFile is the JSON form of a checkpoint file, version 1.
+type checkpointFile struct {
+	Format      string            `json:"format"`
+	Version     int               `json:"version"`
+	Stream      string            `json:"stream"`
+	Token       string            `json:"token"`
+	ClusterTime *checkpointFileTS `json:"clusterTime"`
+	WallTime    string            `json:"wallTime,omitempty"`
+	UpdatedAt   string            `json:"updatedAt"`
+}
+
+// checkpointFileTS is a bson.Timestamp in a checkpoint file.
+type checkpointFileTS struct {
+	T *uint32 `json:"t"`
+	I *uint32 `json:"i"`
+}
+
+// encodeCheckpointFile returns the file contents for cp.
+func encodeCheckpointFile(name string, cp Checkpoint) ([]byte, error) {
+	for _, tm := range []time.Time{cp.WallTime, cp.UpdatedAt} {
+		if y := tm.UTC().Year(); !tm.IsZero() && (y < 1 || y > 9999) {
+			return nil, fmt.Errorf("changestream: checkpoint of stream %q: time %v is outside years 1 to 9999", name, tm)
+		}
+	}
+	t, i := cp.ClusterTime.T, cp.ClusterTime.I
+	doc := checkpointFile{
+		Format:      checkpointFormat,
+		Version:     checkpointVersion,
+		Stream:      name,
+		Token:       cp.Token.String(),
+		ClusterTime: &checkpointFileTS{T: &t, I: &i},
+		UpdatedAt:   cp.UpdatedAt.UTC().Format(time.RFC3339Nano),
+	}
+	if !cp.WallTime.IsZero() {
+		doc.WallTime = cp.WallTime.UTC().Format(time.RFC3339Nano)
+	}
+	data, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("changestream: encode checkpoint: %w", err)
+	}
+	return append(data, '\n'), nil
+}
+
+// decodeCheckpointFile parses the contents of the checkpoint file of stream
+// name. It never returns a checkpoint without a token: anything it cannot
+// read completely is an error.
+func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
+	if len(data) > maxCheckpointFile {
+		return Checkpoint{}, fmt.Errorf("larger than %d bytes: not a checkpoint file", maxCheckpointFile)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return Checkpoint{}, errors.New("the file is empty")
+	}
+	if !json.Valid(data) {
+		return Checkpoint{}, errors.New("not valid JSON: the file is truncated, damaged or not a checkpoint file")
+	}
+	// First the marker and version, leniently, so that a foreign JSON file
+	// is reported as foreign rather than by its first unknown field.
+	var head struct {
+		Format  any `json:"format"`
+		Version any `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return Checkpoint{}, errors.New("not a checkpoint file: the JSON is not an object")
+	}
+	if head.Format != checkpointFormat {
+		return Checkpoint{}, fmt.Errorf("not a checkpoint file: format marker is %s, want %q", describeJSON(head.Format), checkpointFormat)
+	}
+	if v, ok := head.Version.(float64); !ok || v != checkpointVersion {
+		if ok && v > checkpointVersion {
+			return Checkpoint{}, fmt.Errorf("format version %v is newer than this library reads (%d)", v, checkpointVersion)
+		}
+		return Checkpoint{}, fmt.Errorf("format version is %s, want %d", describeJSON(head.Version), checkpointVersion)
+	}
+
+	var doc checkpointFile
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return Checkpoint{}, fmt.Errorf("bad checkpoint: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Checkpoint{}, errors.New("bad checkpoint: data after the JSON object")
+	}
+	if doc.Format != checkpointFormat || doc.Version != checkpointVersion {
+		// Only a file whose keys differ in case from ours gets here.
+		return Checkpoint{}, errors.New("bad checkpoint: format marker or version is misspelt")
+	}
+	if doc.Stream != name {
+		return Checkpoint{}, fmt.Errorf("the file holds the checkpoint of stream %q", doc.Stream)
+	}
+	if doc.Token == "" {
+		return Checkpoint{}, errors.New("the token is missing")
+	}
+	tok, err := ParseToken(doc.Token)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	if doc.ClusterTime == nil || doc.ClusterTime.T == nil || doc.ClusterTime.I == nil {
+		return Checkpoint{}, errors.New("the cluster time is missing or incomplete")
+	}
+	cp := Checkpoint{
+		Token:       tok,
+		ClusterTime: bson.Timestamp{T: *doc.ClusterTime.T, I: *doc.ClusterTime.I},
+	}
+	if doc.WallTime != "" {
+		if cp.WallTime, err = time.Parse(time.RFC3339Nano, doc.WallTime); err != nil {
+			return Checkpoint{}, fmt.Errorf("bad wallTime: %w", err)
+		}
+	}
+	if doc.UpdatedAt == "" {
+		return Checkpoint{}, errors.New("updatedAt is missing")
+	}
+	if cp.UpdatedAt, err = time.Parse(time.RFC3339Nano, doc.UpdatedAt); err != nil {
+		return Checkpoint{}, fmt.Errorf("bad updatedAt: %w", err)
+	}
+	if cp.UpdatedAt.IsZero() {
+		return Checkpoint{}, errors.New("updatedAt is the zero time")
+	}
+	return cp, nil
+}
+
+// describeJSON shortly describes a decoded JSON value for an error message.
+func describeJSON(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "missing"
+	case string:
+		return fmt.Sprintf("%q", abbreviate(v))
+	case float64:
+		return fmt.Sprint(v)
+	default:
+		return fmt.Sprintf("a JSON %T", v)
+	}
+}
