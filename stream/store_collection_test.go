@@ -8,9 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-changestream/changestream/mongotest"
 	"github.com/go-changestream/changestream/stream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 )
 
@@ -240,22 +243,28 @@ func TestCollectionStoreConcerns(t *testing.T) {
 }
 
 // TestCollectionStoreServerDown checks that a store whose server is gone
-// reports an error, never ErrNoCheckpoint.
+// reports an error, never ErrNoCheckpoint. It always uses mongotest, whose
+// server the test can stop.
 func TestCollectionStoreServerDown(t *testing.T) {
-	client := storeTestClient(t)
+	srv := mongotest.New(t, nil)
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).
+		SetServerSelectionTimeout(time.Second).
+		SetServerMonitoringMode(options.ServerMonitoringModePoll))
+	if err != nil {
+		t.Fatal(err)
+	}
 	store, err := stream.NewCollectionStore(client.Database(storeTestDB).Collection("down"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := client.Disconnect(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Close()
+	defer client.Disconnect(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if _, err := store.Load(ctx, "orders"); err == nil || errors.Is(err, stream.ErrNoCheckpoint) {
-		t.Errorf("Load with a disconnected client = %v, want an error", err)
+		t.Errorf("Load with the server down = %v, want an error", err)
 	}
 	if err := store.Save(ctx, "orders", sampleCheckpoint(t, realServerToken, time.Millisecond)); err == nil {
-		t.Errorf("Save with a disconnected client succeeded")
+		t.Errorf("Save with the server down succeeded")
 	}
 }

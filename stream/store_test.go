@@ -34,7 +34,12 @@ func storeTestClientWith(t *testing.T, monitor *event.CommandMonitor) *mongo.Cli
 	if uri == "" {
 		uri = mongotest.New(t, nil).URI()
 	}
-	opts := options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second)
+	// Polling monitoring: with the default streaming hello, the driver's
+	// Disconnect sometimes waits out a whole heartbeat (10 s) when it races
+	// with the start of an awaitable hello.
+	opts := options.Client().ApplyURI(uri).
+		SetServerSelectionTimeout(5 * time.Second).
+		SetServerMonitoringMode(options.ServerMonitoringModePoll)
 	if monitor != nil {
 		opts.SetMonitor(monitor)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -43,6 +44,11 @@ func TokenFromRaw(raw bson.Raw) (Token, error) {
 	// them would make two equal tokens compare unequal.
 	if n := int(binary.LittleEndian.Uint32(raw)); n != len(raw) {
 		return Token{}, fmt.Errorf("changestream: resume token has %d bytes after its document", len(raw)-n)
+	}
+	// Validate does not look inside strings and embedded documents: a
+	// string without its terminating zero would read back one byte short.
+	if err := checkBSONDocument(raw, 0); err != nil {
+		return Token{}, fmt.Errorf("changestream: resume token is not a valid BSON document: %w", err)
 	}
 	if len(raw) <= 5 {
 		return Token{}, errors.New("changestream: resume token is an empty document")
@@ -224,4 +230,145 @@ func (t *Token) UnmarshalBSONValue(typ byte, data []byte) error {
 		return nil
 	}
 	return fmt.Errorf("changestream: resume token must be a document, not BSON type %s", bson.Type(typ))
+}
+
+// maxBSONDepth bounds how deeply checkBSONDocument follows nested
+// documents, as a server bounds nesting to 100 levels.
+const maxBSONDepth = 100
+
+// checkBSONDocument checks that doc is exactly one well-formed BSON
+// document, including every string's terminating zero and UTF-8 and every
+// nested document, which bson.Raw.Validate does not check.
+func checkBSONDocument(doc []byte, depth int) error {
+	if depth > maxBSONDepth {
+		return fmt.Errorf("nested deeper than %d levels", maxBSONDepth)
+	}
+	if len(doc) < 5 || int(binary.LittleEndian.Uint32(doc)) != len(doc) || doc[len(doc)-1] != 0 {
+		return errors.New("bad document length or terminator")
+	}
+	rest := doc[4 : len(doc)-1]
+	for len(rest) > 0 {
+		typ := bson.Type(rest[0])
+		end := bytes.IndexByte(rest[1:], 0)
+		if end < 0 {
+			return errors.New("unterminated element name")
+		}
+		if !utf8.Valid(rest[1 : 1+end]) {
+			return errors.New("element name is not valid UTF-8")
+		}
+		rest = rest[1+end+1:]
+		n, err := bsonValueLen(typ, rest, depth)
+		if err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	return nil
+}
+
+// bsonValueLen checks the value of type typ at the start of b and returns
+// its length in bytes.
+func bsonValueLen(typ bson.Type, b []byte, depth int) (int, error) {
+	fixed := map[bson.Type]int{
+		bson.TypeDouble: 8, bson.TypeUndefined: 0, bson.TypeObjectID: 12, bson.TypeDateTime: 8,
+		bson.TypeNull: 0, bson.TypeInt32: 4, bson.TypeTimestamp: 8, bson.TypeInt64: 8,
+		bson.TypeDecimal128: 16, bson.TypeMinKey: 0, bson.TypeMaxKey: 0,
+	}
+	if n, ok := fixed[typ]; ok {
+		if len(b) < n {
+			return 0, fmt.Errorf("BSON %s value cut short", typ)
+		}
+		return n, nil
+	}
+	switch typ {
+	case bson.TypeString, bson.TypeJavaScript, bson.TypeSymbol:
+		return bsonStringLen(b)
+	case bson.TypeEmbeddedDocument, bson.TypeArray:
+		n, err := bsonLength(b, 5)
+		if err != nil {
+			return 0, err
+		}
+		return n, checkBSONDocument(b[:n], depth+1)
+	case bson.TypeBinary:
+		if len(b) < 5 {
+			return 0, errors.New("BSON binary value cut short")
+		}
+		n := int64(binary.LittleEndian.Uint32(b))
+		if n < 0 || n > int64(len(b)-5) || int32(n) < 0 {
+			return 0, errors.New("bad BSON binary length")
+		}
+		return 5 + int(n), nil
+	case bson.TypeBoolean:
+		if len(b) < 1 || b[0] > 1 {
+			return 0, errors.New("bad BSON boolean")
+		}
+		return 1, nil
+	case bson.TypeRegex:
+		p := bytes.IndexByte(b, 0)
+		if p < 0 {
+			return 0, errors.New("unterminated BSON regex pattern")
+		}
+		o := bytes.IndexByte(b[p+1:], 0)
+		if o < 0 {
+			return 0, errors.New("unterminated BSON regex options")
+		}
+		return p + 1 + o + 1, nil
+	case bson.TypeDBPointer:
+		n, err := bsonStringLen(b)
+		if err != nil {
+			return 0, err
+		}
+		if len(b)-n < 12 {
+			return 0, errors.New("BSON DBPointer cut short")
+		}
+		return n + 12, nil
+	case bson.TypeCodeWithScope:
+		n, err := bsonLength(b, 14)
+		if err != nil {
+			return 0, err
+		}
+		s, err := bsonStringLen(b[4:n])
+		if err != nil {
+			return 0, err
+		}
+		if err := checkBSONDocument(b[4+s:n], depth+1); err != nil {
+			return 0, err
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("unknown BSON type 0x%02x", byte(typ))
+}
+
+// bsonLength reads the int32 length that starts b and checks that it is at
+// least min and fits in b.
+func bsonLength(b []byte, min int) (int, error) {
+	if len(b) < 4 {
+		return 0, errors.New("BSON length cut short")
+	}
+	n := int64(int32(binary.LittleEndian.Uint32(b)))
+	if n < int64(min) || n > int64(len(b)) {
+		return 0, errors.New("bad BSON length")
+	}
+	return int(n), nil
+}
+
+// bsonStringLen checks a BSON string (int32 length, bytes, a zero byte)
+// at the start of b and returns its length in bytes.
+func bsonStringLen(b []byte) (int, error) {
+	if len(b) < 4 {
+		return 0, errors.New("BSON string cut short")
+	}
+	n := int64(int32(binary.LittleEndian.Uint32(b)))
+	if n < 1 || n > int64(len(b)-4) {
+		return 0, errors.New("bad BSON string length")
+	}
+	if b[4+n-1] != 0 {
+		return 0, errors.New("BSON string without its terminating zero")
+	}
+	// BSON strings are UTF-8; any other bytes would not survive the
+	// token's JSON form.
+	if !utf8.Valid(b[4 : 4+n-1]) {
+		return 0, errors.New("BSON string is not valid UTF-8")
+	}
+	return 4 + int(n), nil
 }

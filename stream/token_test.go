@@ -199,6 +199,11 @@ func TestTokenFromRaw(t *testing.T) {
 		{name: "three bytes", raw: []byte{1, 2, 3}, wantErr: "not a valid BSON document"},
 		{name: "no terminating zero", raw: append(bytes.Clone(good[:len(good)-1]), 1), wantErr: "not a valid BSON document"},
 		{name: "bytes after the document", raw: append(bytes.Clone(good), 0, 0), wantErr: "2 bytes after its document"},
+		// bson.Raw.Validate accepts the next three; found by FuzzTokenFromRaw.
+		{name: "string without its terminating zero", raw: []byte("\x13\x00\x00\x00\x02_data\x00\x03\x00\x00\x00820\x00"), wantErr: "terminating zero"},
+		{name: "string not UTF-8", raw: []byte("\x14\x00\x00\x00\x02_data\x00\x04\x00\x00\x0082\xff\x00\x00"), wantErr: "not valid UTF-8"},
+		{name: "garbage inside a nested document", raw: []byte("\x17\x00\x00\x00\x03_data\x00\x0b\x00\x00\x00\x99x\x00abc\x00\x00"), wantErr: "unknown BSON type 0x99"},
+		{name: "boolean other than 0 or 1", raw: []byte("\x0d\x00\x00\x00\x08_data\x00\x02\x00"), wantErr: "bad BSON boolean"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,6 +222,28 @@ func TestTokenFromRaw(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("every BSON type is accepted", func(t *testing.T) {
+		doc := bson.D{
+			{Key: "double", Value: 1.5}, {Key: "string", Value: "héllo"},
+			{Key: "doc", Value: bson.D{{Key: "a", Value: bson.A{int32(1), "x", bson.D{}}}}},
+			{Key: "array", Value: bson.A{}}, {Key: "binary", Value: bson.Binary{Subtype: 4, Data: make([]byte, 16)}},
+			{Key: "undefined", Value: bson.Undefined{}}, {Key: "oid", Value: bson.NewObjectID()},
+			{Key: "true", Value: true}, {Key: "false", Value: false}, {Key: "date", Value: bson.DateTime(1)},
+			{Key: "null", Value: nil}, {Key: "regex", Value: bson.Regex{Pattern: "^a", Options: "i"}},
+			{Key: "dbpointer", Value: bson.DBPointer{DB: "db.c", Pointer: bson.NewObjectID()}},
+			{Key: "js", Value: bson.JavaScript("f()")}, {Key: "symbol", Value: bson.Symbol("s")},
+			{Key: "scope", Value: bson.CodeWithScope{Code: "g()", Scope: bson.D{{Key: "x", Value: int32(1)}}}},
+			{Key: "int32", Value: int32(2)}, {Key: "ts", Value: bson.Timestamp{T: 1, I: 2}},
+			{Key: "int64", Value: int64(3)}, {Key: "dec", Value: bson.NewDecimal128(1, 2)},
+			{Key: "min", Value: bson.MinKey{}}, {Key: "max", Value: bson.MaxKey{}},
+		}
+		tok := tokenOf(t, doc)
+		back, err := stream.ParseToken(tok.String())
+		if err != nil || !back.Equal(tok) {
+			t.Fatalf("text round trip: %v", err)
+		}
+	})
 
 	t.Run("the document is copied", func(t *testing.T) {
 		raw := bytes.Clone(good)
