@@ -533,8 +533,14 @@ func (e *engine) appendUpdateFullDocLocked(out []byte, sp *streamSpec, en *entry
 	return out, nil
 }
 
+// noImage is the error of a real server (7.0+) when fullDocument or
+// fullDocumentBeforeChange is "required" and the image was not recorded.
 func noImage(which string, en *entry) error {
-	return errorf(codeNoMatchingDocument, "Change stream was configured to require a %s-image for all update, delete and replace events, but the %s-image was not found for event: {ts: Timestamp(%d, %d), ns: %s.%s}", which, which, en.time.T, en.time.I, en.db, en.coll)
+	events := "update, delete and replace events"
+	if which == "post" {
+		events = "update events"
+	}
+	return errorf(codeNoMatchingDocument, "Change stream was configured to require a %s-image for all %s, but the %s-image was not found for event: {ts: Timestamp(%d, %d), ns: %s.%s}", which, events, which, en.time.T, en.time.I, en.db, en.coll)
 }
 
 // updateDescFor returns the updateDescription, with disambiguatedPaths when

@@ -67,7 +67,8 @@ func (c *conn) serve() {
 			}
 		}
 	}()
-	defer func() { <-readerDone }()
+	// Close before waiting for the reader: it returns only once the socket closes.
+	defer func() { c.close(); <-readerDone }()
 	for {
 		var frame []byte
 		select {

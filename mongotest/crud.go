@@ -9,6 +9,8 @@ func init() {
 	register(handleInsert, "insert")
 	register(handleDelete, "delete")
 	register(handleFind, "find")
+	register(handleUpdate, "update")
+	register(handleCount, "count")
 }
 
 // writeError is one entry of a write command's writeErrors.
@@ -231,72 +233,6 @@ func asCommandError(err error) *CommandError {
 		return ce
 	}
 	return &CommandError{Code: codeInternalError, Message: err.Error()}
-}
-
-func handleFind(s *Server, r *request) (bsoncore.Document, error) {
-	coll, err := r.collName()
-	if err != nil {
-		return nil, err
-	}
-	filter := bsoncore.Document(nil)
-	if v := r.arg("filter"); v.Type != 0 {
-		fd, ok := v.DocumentOK()
-		if !ok {
-			return nil, errorf(codeTypeMismatch, "BSON field 'find.filter' is the wrong type '%s', expected type 'object'", v.Type)
-		}
-		filter = fd
-	}
-	var m matcher = andMatcher(nil)
-	if filter != nil {
-		if m, err = compileFilter(filter); err != nil {
-			return nil, err
-		}
-	}
-	limit, _ := asInt64(r.arg("limit"))
-	if limit < 0 {
-		limit = -limit
-	}
-	skip, _ := asInt64(r.arg("skip"))
-	batchSize := int64(101)
-	if bv := r.arg("batchSize"); bv.Type != 0 {
-		batchSize, _ = asInt64(bv)
-	}
-	single, _ := r.arg("singleBatch").BooleanOK()
-	for _, unsupported := range []string{"sort", "projection", "min", "max", "collation"} {
-		if v := r.arg(unsupported); v.Type != 0 {
-			if d, ok := v.DocumentOK(); ok && len(d) <= 5 {
-				continue
-			}
-			return nil, errorf(codeNotImplemented, "mongotest does not support find with %s", unsupported)
-		}
-	}
-	e := s.db
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var docs []bsoncore.Document
-	if c := e.collLocked(r.db, coll); c != nil {
-		c.each(func(_ string, d bsoncore.Document) bool {
-			if m.matches(d) {
-				if skip > 0 {
-					skip--
-					return true
-				}
-				docs = append(docs, d)
-			}
-			return limit == 0 || int64(len(docs)) < limit
-		})
-	}
-	cur := &cursor{ns: r.db + "." + coll, db: r.db, coll: coll, connID: r.c.id}
-	first := docs
-	if batchSize > 0 && int64(len(docs)) > batchSize {
-		first, cur.docs = docs[:batchSize], docs[batchSize:]
-	}
-	if len(cur.docs) > 0 && !single {
-		e.registerCursorLocked(cur)
-	} else {
-		cur.docs = nil
-	}
-	return e.cursorReplyLocked(cur, "firstBatch", batch{events: first}), nil
 }
 
 // findGetMore returns the next documents of a find cursor.

@@ -88,11 +88,25 @@ func handleGetMore(s *Server, r *request) (bsoncore.Document, error) {
 		e.mu.Unlock()
 	}()
 
-	if act := s.fp.matchAfterCheckout(r.c.appName, "getMore"); act != nil {
+	if act := s.fp.matchAfterCheckout(r.c.appName, "getMore", c.stream != nil); act != nil {
+		if act.blockFor > 0 {
+			t := time.NewTimer(act.blockFor)
+			select {
+			case <-t.C:
+			case <-r.c.ctx.Done():
+				t.Stop()
+				return nil, errConnClosed
+			}
+		}
 		if act.closeConn {
 			return nil, errConnClosed
 		}
 		if act.err != nil {
+			// A getMore that fails after checkout destroys its cursor, as
+			// on a real server.
+			e.mu.Lock()
+			e.closeCursorLocked(c)
+			e.mu.Unlock()
 			return nil, act.err
 		}
 	}

@@ -1,17 +1,134 @@
 package mongotest
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
 
-// failPoints holds the configured failpoints. The full configureFailPoint
-// command is in failpoint_cmd.go.
+// FailPoint describes a fault the server injects into the commands it
+// names, as a real server's test-only failpoints do: configure one with
+// Server.FailCommand, or from a client with the configureFailPoint command
+// (failCommand or failGetMoreAfterCursorCheckout).
+//
+// A matching command is first delayed by BlockFor, then its connection is
+// closed (CloseConnection), or it fails with ErrorCode, or, with neither,
+// it runs normally after the delay.
+type FailPoint struct {
+	// Commands names the commands to fail, as the driver sends them, such
+	// as "getMore", "insert" or "aggregate". An empty list matches every
+	// command. The handshake (hello, isMaster) and configureFailPoint are
+	// never failed.
+	Commands []string
+
+	// Times is how many matching commands fail before the failpoint turns
+	// itself off. The zero value means every matching command fails until
+	// ClearFailPoints.
+	Times int
+
+	// Skip lets the first Skip matching commands through before the
+	// failpoint starts failing. The zero value skips none.
+	Skip int
+
+	// ErrorCode is the server error code of the failure, such as 6
+	// (HostUnreachable) or 10107 (NotWritablePrimary). The zero value
+	// means no error reply: the command is closed or delayed only.
+	ErrorCode int32
+
+	// ErrorLabels are the labels of the error reply. A nil slice lets the
+	// server add the labels a real server would: RetryableWriteError on a
+	// write that fails with a retryable code, and, for a failure after
+	// cursor checkout, ResumableChangeStreamError when the code lets a
+	// change stream resume. A non-nil empty slice means no labels.
+	ErrorLabels []string
+
+	// CloseConnection closes the client's connection instead of replying,
+	// as a network failure would.
+	CloseConnection bool
+
+	// BlockFor delays each matching command by this long before it fails
+	// or runs. The zero value means no delay.
+	BlockFor time.Duration
+
+	// AppName, when set, limits the failpoint to clients whose handshake
+	// carried this application name (options.Client().SetAppName).
+	AppName string
+
+	// AfterCursorCheckout fails getMore only after it has found its cursor,
+	// like the server's failGetMoreAfterCursorCheckout: the failure then
+	// looks like an error of the cursor itself, and a change stream sees
+	// ResumableChangeStreamError on resumable codes. Commands is ignored.
+	AfterCursorCheckout bool
+}
+
+// FailCommand configures fp on the server. It replaces the failpoint of
+// the same kind (before or after cursor checkout) configured before, as
+// the configureFailPoint command does on a real server.
+func (s *Server) FailCommand(fp FailPoint) {
+	fp.Commands = slices.Clone(fp.Commands)
+	if fp.ErrorLabels != nil {
+		fp.ErrorLabels = slices.Clone(fp.ErrorLabels)
+	}
+	s.fp.set(fp)
+}
+
+// ClearFailPoints turns every failpoint off.
+func (s *Server) ClearFailPoints() { s.fp.clear() }
+
+// failPoints holds the configured failpoints: one failCommand and one
+// failGetMoreAfterCursorCheckout, as on a real server. The command that
+// configures them is in failpoint_cmd.go.
 type failPoints struct {
-	mu sync.Mutex
+	mu     sync.Mutex
+	before *armed // failCommand
+	after  *armed // failGetMoreAfterCursorCheckout
+}
+
+// armed is a configured failpoint and its remaining budget.
+type armed struct {
+	fp        FailPoint
+	skip      int
+	remaining int // failures left; -1 means unlimited
+	hits      int // how many commands it failed
 }
 
 func newFailPoints() *failPoints { return &failPoints{} }
+
+func (f *failPoints) set(fp FailPoint) {
+	a := &armed{fp: fp, skip: fp.Skip, remaining: fp.Times}
+	if fp.Times <= 0 {
+		a.remaining = -1
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fp.AfterCursorCheckout {
+		f.after = a
+	} else {
+		f.before = a
+	}
+}
+
+// off disables one kind of failpoint and returns how many times it fired.
+func (f *failPoints) off(afterCheckout bool) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	slot := &f.before
+	if afterCheckout {
+		slot = &f.after
+	}
+	n := 0
+	if *slot != nil {
+		n = (*slot).hits
+	}
+	*slot = nil
+	return n
+}
+
+func (f *failPoints) clear() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.before, f.after = nil, nil
+}
 
 // action is what a matching failpoint does to a command.
 type action struct {
@@ -21,7 +138,100 @@ type action struct {
 }
 
 // match returns the action of a failCommand failpoint for the command, or nil.
-func (f *failPoints) match(appName, cmd string) *action { return nil }
+func (f *failPoints) match(appName, cmd string) *action {
+	if cmd == "configureFailPoint" {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.before
+	if a == nil || !a.fire(appName, cmd, true) {
+		return nil
+	}
+	if a.remaining == 0 {
+		f.before = nil
+	}
+	var labels []string
+	if a.fp.ErrorLabels == nil && writeCommands[cmd] && retryableWriteCodes[a.fp.ErrorCode] {
+		labels = []string{"RetryableWriteError"}
+	}
+	return a.action(labels)
+}
 
-// matchAfterCheckout returns the action of failGetMoreAfterCursorCheckout, or nil.
-func (f *failPoints) matchAfterCheckout(appName, cmd string) *action { return nil }
+// matchAfterCheckout returns the action of failGetMoreAfterCursorCheckout
+// for a getMore that has checked out its cursor, or nil. stream tells
+// whether the cursor is a change stream, whose resumable errors a real
+// server labels ResumableChangeStreamError.
+func (f *failPoints) matchAfterCheckout(appName, cmd string, stream bool) *action {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.after
+	if a == nil || cmd != "getMore" || !a.fire(appName, cmd, false) {
+		return nil
+	}
+	if a.remaining == 0 {
+		f.after = nil
+	}
+	var labels []string
+	if a.fp.ErrorLabels == nil && stream && resumableCodes[a.fp.ErrorCode] {
+		labels = []string{"ResumableChangeStreamError"}
+	}
+	return a.action(labels)
+}
+
+// fire reports whether the failpoint applies to this command now, and
+// counts it.
+func (a *armed) fire(appName, cmd string, checkCommands bool) bool {
+	if a.fp.AppName != "" && a.fp.AppName != appName {
+		return false
+	}
+	if checkCommands && len(a.fp.Commands) > 0 && !slices.Contains(a.fp.Commands, cmd) {
+		return false
+	}
+	if a.skip > 0 {
+		a.skip--
+		return false
+	}
+	if a.remaining == 0 {
+		return false
+	}
+	if a.remaining > 0 {
+		a.remaining--
+	}
+	a.hits++
+	return true
+}
+
+// action builds what the failpoint does; defaultLabels apply when the
+// failpoint names none.
+func (a *armed) action(defaultLabels []string) *action {
+	act := &action{closeConn: a.fp.CloseConnection, blockFor: a.fp.BlockFor}
+	if a.fp.ErrorCode != 0 {
+		labels := a.fp.ErrorLabels
+		if labels == nil {
+			labels = defaultLabels
+		}
+		act.err = &CommandError{
+			Code:    a.fp.ErrorCode,
+			Message: "Failing command via 'failCommand' failpoint",
+			Labels:  slices.Clone(labels),
+		}
+		if a.fp.AfterCursorCheckout {
+			act.err.Message = "Failing command via 'failGetMoreAfterCursorCheckout' failpoint"
+		}
+	}
+	return act
+}
+
+// writeCommands are the commands a driver retries as retryable writes.
+var writeCommands = map[string]bool{
+	"insert": true, "update": true, "delete": true, "findAndModify": true,
+	"commitTransaction": true, "abortTransaction": true,
+}
+
+// retryableWriteCodes are the codes a real server labels
+// RetryableWriteError when they fail a retryable write.
+var retryableWriteCodes = map[int32]bool{
+	6: true, 7: true, 89: true, 91: true, 134: true, 189: true, 262: true,
+	9001: true, 10107: true, 11600: true, 11602: true, 13435: true, 13436: true,
+}

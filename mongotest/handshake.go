@@ -40,7 +40,7 @@ func (s *Server) hello(r *request) result {
 	if await < 0 {
 		return s.errorResult(errorf(codeBadValue, "maxAwaitTimeMS must be a non-negative integer"))
 	}
-	wait := time.Duration(await) * time.Millisecond
+	wait := min(time.Duration(await)*time.Millisecond, maxHelloWait)
 	clientPID, _ := tv.Lookup("processId").ObjectIDOK()
 	clientCount, _ := tv.Lookup("counter").Int64OK()
 	exhaust := r.msg.flags&exhaustAllowedFlag != 0
@@ -71,6 +71,14 @@ func (s *Server) hello(r *request) result {
 }
 
 const exhaustAllowedFlag = 1 << 16
+
+// maxHelloWait caps how long a streaming hello waits before answering. A
+// real server waits up to the client's maxAwaitTimeMS (the heartbeat
+// interval, 10 s by default); mongotest answers at least this often,
+// because the Go driver (v2.10.0) can miss the cancellation of a streaming
+// check that has just started, and its Disconnect then waits for the
+// server's next answer.
+const maxHelloWait = 500 * time.Millisecond
 
 func (s *Server) helloReply(r *request) bsoncore.Document {
 	pid, count, _ := s.topologyVersion()

@@ -1,0 +1,64 @@
+// Package mongotest provides an in-process MongoDB server for tests: a
+// wire-protocol server that behaves like a single-node replica set running
+// MongoDB 8.2, which the official Go driver (and other drivers, mongosh
+// and tools) connect to over TCP on 127.0.0.1.
+//
+// It is to MongoDB what net/http/httptest is to HTTP. Start one per test,
+// connect with the driver, and let the test's cleanup stop it:
+//
+//	srv := mongotest.New(t, nil) // closed when the test ends
+//	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
+//
+// NewServer starts a server outside a test; the caller must Close it.
+// URI returns a connection string naming the replica set, so the driver
+// discovers the server as its primary, and change streams, sessions and
+// retryable writes work as against a real replica set. Options (nil means
+// defaults) set the address, the replica-set name, how much change
+// history is kept and a logger.
+//
+// # What it supports
+//
+// Documents are kept in memory. The data commands a change-stream consumer
+// needs are served: insert, update, delete, findAndModify, find and
+// getMore, create, drop, dropDatabase, renameCollection, createIndexes,
+// dropIndexes, collMod, listCollections and listDatabases, with query
+// filters over equality, dotted paths and the comparison, logical and
+// element operators. Every write is recorded in one change log, with its
+// cluster time and the images that fullDocument and
+// fullDocumentBeforeChange need.
+//
+// Change streams are opened as a real server opens them: on a collection,
+// a database or the whole cluster, with fullDocument,
+// fullDocumentBeforeChange, resumeAfter, startAfter, startAtOperationTime
+// and showExpandedEvents, followed by $match, $project, $addFields, $set,
+// $unset, $replaceRoot and $changeStreamSplitLargeEvent. Events carry
+// resume tokens whose leading bytes encode the cluster time as real tokens
+// do; every cursor reply carries a postBatchResumeToken; a getMore waits
+// for the next write or for maxTimeMS (1 s by default); a drop, rename or
+// dropDatabase invalidates the streams it ends.
+//
+// # Faults
+//
+// A consumer is worth testing where things go wrong. FailCommand injects
+// the failures a real server's test failpoints inject (an error code with
+// its labels, a closed connection, a delay), also after a getMore has
+// checked out its cursor, where a resumable code makes the driver resume
+// the stream. Clients can do the same with the configureFailPoint command,
+// so tests written for a real server run unchanged. Restart drops every
+// connection and cursor and keeps the data and history, as a restarted
+// replica set would; DropConnections simulates a network failure;
+// TruncateHistory makes the history seen so far unavailable, as an oplog
+// that rolled over does, so that resuming from an old token fails with
+// ChangeStreamHistoryLost (286). Options.HistoryLimit bounds the history
+// all along.
+//
+// # What it does not do
+//
+// mongotest is not a database engine. It does not persist data, enforce
+// indexes other than _id, run aggregations other than change streams,
+// authenticate, compress, use TLS, run transactions across commands, or
+// act as a sharded cluster or a multi-member replica set (there are no
+// secondaries and no elections). Every command, option, query operator or
+// stage it does not implement is rejected with an error that names it,
+// never answered wrongly.
+package mongotest

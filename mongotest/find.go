@@ -1,0 +1,202 @@
+package mongotest
+
+import (
+	"sort"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// findOptions are the options of find that decide which documents come
+// back and how.
+var findIgnored = map[string]bool{
+	"find": true, "filter": true, "sort": true, "projection": true, "skip": true, "limit": true,
+	"batchSize": true, "singleBatch": true, "hint": true, "comment": true, "maxTimeMS": true,
+	"readConcern": true, "allowDiskUse": true, "noCursorTimeout": true, "allowPartialResults": true,
+	"let": true, "collation": true, "$db": true, "lsid": true, "$clusterTime": true,
+	"$readPreference": true, "txnNumber": true, "apiVersion": true, "apiStrict": true,
+	"apiDeprecationErrors": true, "readPreference": true, "backpressure": true, "maxScan": true,
+	"startTransaction": true, "autocommit": true, "rawData": true,
+}
+
+// optDoc reads an optional document argument.
+func (r *request) optDoc(key string) (bsoncore.Document, error) {
+	v := r.arg(key)
+	if v.Type == 0 || v.Type == bsoncore.TypeNull {
+		return nil, nil
+	}
+	d, ok := v.DocumentOK()
+	if !ok {
+		return nil, errorf(codeTypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'object'", r.name, key, typeName(v.Type))
+	}
+	return d, nil
+}
+
+// checkCollation accepts only the simple collation, which is what
+// mongotest compares with.
+func checkCollation(d bsoncore.Document) error {
+	if len(d) <= 5 {
+		return nil
+	}
+	if loc, _ := d.Lookup("locale").StringValueOK(); loc == "simple" {
+		return nil
+	}
+	return errorf(codeNotImplemented, "mongotest does not support collations other than {locale: \"simple\"}")
+}
+
+// selectDocsLocked returns the documents of c that match m, sorted by keys
+// when given (stable: insertion order otherwise), after skip, at most
+// limit (0: all).
+func selectDocsLocked(c *collection, m matcher, keys []sortKey, skip, limit int64) []bsoncore.Document {
+	if c == nil {
+		return nil
+	}
+	var docs []bsoncore.Document
+	early := len(keys) == 0
+	c.each(func(_ string, d bsoncore.Document) bool {
+		if m.matches(d) {
+			docs = append(docs, d)
+		}
+		return !early || limit == 0 || int64(len(docs)) < skip+limit
+	})
+	if len(keys) > 0 {
+		sort.SliceStable(docs, func(i, j int) bool { return compareBySort(docs[i], docs[j], keys) < 0 })
+	}
+	if skip > 0 {
+		if skip >= int64(len(docs)) {
+			return nil
+		}
+		docs = docs[skip:]
+	}
+	if limit > 0 && int64(len(docs)) > limit {
+		docs = docs[:limit]
+	}
+	return docs
+}
+
+func handleFind(s *Server, r *request) (bsoncore.Document, error) {
+	coll, err := r.collName()
+	if err != nil {
+		return nil, err
+	}
+	elems, _ := r.cmd.Elements()
+	for _, el := range elems {
+		if !findIgnored[el.Key()] {
+			switch el.Key() {
+			case "min", "max", "returnKey", "showRecordId", "tailable", "awaitData", "oplogReplay":
+				if b, ok := el.Value().BooleanOK(); ok && !b {
+					continue
+				}
+				return nil, errorf(codeNotImplemented, "mongotest does not support find with %s", el.Key())
+			}
+			return nil, errorf(codeLocation40415, "BSON field 'find.%s' is an unknown field.", el.Key())
+		}
+	}
+	filter, err := r.optDoc("filter")
+	if err != nil {
+		return nil, err
+	}
+	var m matcher = andMatcher(nil)
+	if filter != nil {
+		if m, err = compileFilter(filter); err != nil {
+			return nil, err
+		}
+	}
+	var keys []sortKey
+	if sd, err := r.optDoc("sort"); err != nil {
+		return nil, err
+	} else if sd != nil {
+		if keys, err = parseSort(sd); err != nil {
+			return nil, err
+		}
+	}
+	var proj *projection
+	if pd, err := r.optDoc("projection"); err != nil {
+		return nil, err
+	} else if len(pd) > 5 {
+		if proj, err = compileProjection(pd); err != nil {
+			return nil, err
+		}
+	}
+	if cd, err := r.optDoc("collation"); err != nil {
+		return nil, err
+	} else if err := checkCollation(cd); err != nil {
+		return nil, err
+	}
+	limit, skip, batchSize := int64(0), int64(0), int64(101)
+	single, _ := r.arg("singleBatch").BooleanOK()
+	for _, o := range []struct {
+		key string
+		dst *int64
+	}{{"limit", &limit}, {"skip", &skip}, {"batchSize", &batchSize}} {
+		v := r.arg(o.key)
+		if v.Type == 0 {
+			continue
+		}
+		n, ok := asInt64(v)
+		if !ok {
+			return nil, errorf(codeTypeMismatch, "BSON field 'find.%s' is the wrong type '%s', expected a number", o.key, typeName(v.Type))
+		}
+		if n < 0 {
+			if o.key == "limit" {
+				// A negative limit is the legacy single-batch form.
+				n, single = -n, true
+			} else {
+				return nil, errorf(codeBadValue, "%s value must be non-negative, but received: %d", o.key, n)
+			}
+		}
+		*o.dst = n
+	}
+	e := s.db
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	docs := selectDocsLocked(e.collLocked(r.db, coll), m, keys, skip, limit)
+	if proj != nil {
+		for i, d := range docs {
+			docs[i] = proj.applyBytes(d)
+		}
+	}
+	cur := &cursor{ns: r.db + "." + coll, db: r.db, coll: coll, connID: r.c.id}
+	first := docs
+	if batchSize > 0 && int64(len(docs)) > batchSize {
+		first, cur.docs = docs[:batchSize], docs[batchSize:]
+	} else if batchSize == 0 && !single {
+		first, cur.docs = nil, docs
+	}
+	if len(cur.docs) > 0 && !single {
+		e.registerCursorLocked(cur)
+	} else {
+		cur.docs = nil
+	}
+	return e.cursorReplyLocked(cur, "firstBatch", batch{events: first}), nil
+}
+
+func handleCount(s *Server, r *request) (bsoncore.Document, error) {
+	coll, err := r.collName()
+	if err != nil {
+		return nil, err
+	}
+	q, err := r.optDoc("query")
+	if err != nil {
+		return nil, err
+	}
+	var m matcher = andMatcher(nil)
+	if q != nil {
+		if m, err = compileFilter(q); err != nil {
+			return nil, err
+		}
+	}
+	limit, _ := asInt64(r.arg("limit"))
+	if limit < 0 {
+		limit = -limit
+	}
+	skip, _ := asInt64(r.arg("skip"))
+	if skip < 0 {
+		return nil, errorf(codeBadValue, "skip value is negative in count query")
+	}
+	e := s.db
+	e.mu.Lock()
+	n := len(selectDocsLocked(e.collLocked(r.db, coll), m, nil, skip, limit))
+	e.mu.Unlock()
+	return marshal(bson.D{{Key: "n", Value: int32(n)}})
+}

@@ -1,0 +1,156 @@
+package mongotest
+
+import (
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+func init() {
+	register(handleFindAndModify, "findAndModify", "findandmodify")
+}
+
+// findAndModifyFields are the fields findAndModify accepts besides the
+// generic arguments.
+var findAndModifyFields = map[string]bool{
+	"findAndModify": true, "findandmodify": true, "query": true, "sort": true, "remove": true, "update": true,
+	"new": true, "fields": true, "upsert": true, "arrayFilters": true, "bypassDocumentValidation": true,
+	"collation": true, "hint": true, "comment": true, "maxTimeMS": true, "writeConcern": true,
+	"$db": true, "lsid": true, "txnNumber": true, "$clusterTime": true, "$readPreference": true,
+	"apiVersion": true, "apiStrict": true, "apiDeprecationErrors": true, "autocommit": true,
+	"startTransaction": true, "backpressure": true,
+}
+
+func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
+	coll, err := r.collName()
+	if err != nil {
+		return nil, err
+	}
+	elems, _ := r.cmd.Elements()
+	for _, el := range elems {
+		if !findAndModifyFields[el.Key()] {
+			if el.Key() == "let" {
+				return nil, errorf(codeNotImplemented, "mongotest does not support findAndModify with let")
+			}
+			return nil, errorf(codeLocation40415, "BSON field 'findAndModify.%s' is an unknown field.", el.Key())
+		}
+	}
+	q, err := r.optDoc("query")
+	if err != nil {
+		return nil, err
+	}
+	if q == nil {
+		q = bsoncore.NewDocumentBuilder().Build()
+	}
+	m, err := compileFilter(q)
+	if err != nil {
+		return nil, err
+	}
+	var keys []sortKey
+	if sd, err := r.optDoc("sort"); err != nil {
+		return nil, err
+	} else if sd != nil {
+		if keys, err = parseSort(sd); err != nil {
+			return nil, err
+		}
+	}
+	var proj *projection
+	if fd, err := r.optDoc("fields"); err != nil {
+		return nil, err
+	} else if len(fd) > 5 {
+		if proj, err = compileProjection(fd); err != nil {
+			return nil, err
+		}
+	}
+	if cd, err := r.optDoc("collation"); err != nil {
+		return nil, err
+	} else if err := checkCollation(cd); err != nil {
+		return nil, err
+	}
+	remove, _ := r.arg("remove").BooleanOK()
+	returnNew, _ := r.arg("new").BooleanOK()
+	upsert, _ := r.arg("upsert").BooleanOK()
+	u := r.arg("update")
+	switch {
+	case remove && u.Type != 0:
+		return nil, errorf(codeFailedToParse, "Cannot specify both an update and remove=true")
+	case !remove && u.Type == 0:
+		return nil, errorf(codeFailedToParse, "Either an update or remove=true must be specified")
+	case remove && returnNew:
+		return nil, errorf(codeFailedToParse, "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document")
+	case remove && upsert:
+		return nil, errorf(codeFailedToParse, "Cannot specify both upsert=true and remove=true")
+	}
+	var spec *updateSpec
+	if !remove {
+		if spec, err = compileUpdate(u, r.arg("arrayFilters")); err != nil {
+			return nil, err
+		}
+	}
+
+	e := s.db
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.collLocked(r.db, coll)
+	docs := selectDocsLocked(c, m, keys, 0, 1)
+	value := func(d bsoncore.Document) any {
+		if d == nil {
+			return nil
+		}
+		return bson.Raw(proj.applyBytes(d))
+	}
+	reply := func(leo bson.D, v any) (bsoncore.Document, error) {
+		return marshal(bson.D{{Key: "lastErrorObject", Value: leo}, {Key: "value", Value: v}})
+	}
+	if len(docs) == 0 {
+		if !upsert {
+			leo := bson.D{{Key: "n", Value: int32(0)}}
+			if !remove {
+				leo = append(leo, bson.E{Key: "updatedExisting", Value: false})
+			}
+			return reply(leo, nil)
+		}
+		d, err := spec.upsertDoc(q, e.newUpdateCtxLocked(spec, m, nil))
+		if err != nil {
+			return nil, err
+		}
+		if err := validCollName(r.db, coll); err != nil {
+			return nil, err
+		}
+		if err := e.insertUpsertLocked(r.db, coll, d); err != nil {
+			return nil, err
+		}
+		id := d.Lookup("_id")
+		leo := bson.D{
+			{Key: "n", Value: int32(1)},
+			{Key: "updatedExisting", Value: false},
+			{Key: "upserted", Value: bson.RawValue{Type: bson.Type(id.Type), Value: id.Data}},
+		}
+		if returnNew {
+			return reply(leo, value(d))
+		}
+		return reply(leo, nil)
+	}
+	old := docs[0]
+	k, _ := docKey(old)
+	if remove {
+		c.remove(k)
+		en := &entry{op: opDelete, db: c.db, coll: c.name, uuid: c.uuid, docKey: idKeyDoc(old), imagesKept: c.preAndPostImages}
+		if c.preAndPostImages {
+			en.preImage = old
+		}
+		e.appendEntryLocked(en)
+		return reply(bson.D{{Key: "n", Value: int32(1)}}, value(old))
+	}
+	out, err := spec.apply(old, e.newUpdateCtxLocked(spec, m, old))
+	if err != nil {
+		return nil, err
+	}
+	if out.op != "" {
+		e.writeUpdateLocked(c, k, old, out)
+	}
+	leo := bson.D{{Key: "n", Value: int32(1)}, {Key: "updatedExisting", Value: true}}
+	if returnNew {
+		return reply(leo, value(out.newDoc))
+	}
+	return reply(leo, value(old))
+}

@@ -1,0 +1,207 @@
+package mongotest
+
+import (
+	"bytes"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// mdoc is a mutable document that updates work on: ordered fields whose
+// values are *mdoc, *marr or a leaf bsoncore.Value. Stored documents stay
+// immutable BSON; an update parses one into an mdoc, changes it and
+// encodes a new document.
+type mdoc struct {
+	keys []string
+	vals []any
+}
+
+// marr is a mutable array.
+type marr struct {
+	elems []any
+}
+
+// toM converts a BSON value into its mutable form.
+func toM(v bsoncore.Value) any {
+	switch v.Type {
+	case bsoncore.TypeEmbeddedDocument:
+		d, _ := v.DocumentOK()
+		return docToM(d)
+	case bsoncore.TypeArray:
+		a, _ := v.ArrayOK()
+		vals, _ := a.Values()
+		out := &marr{elems: make([]any, len(vals))}
+		for i, e := range vals {
+			out.elems[i] = toM(e)
+		}
+		return out
+	}
+	return v
+}
+
+func docToM(d bsoncore.Document) *mdoc {
+	elems, _ := d.Elements()
+	out := &mdoc{keys: make([]string, len(elems)), vals: make([]any, len(elems))}
+	for i, el := range elems {
+		out.keys[i] = el.Key()
+		out.vals[i] = toM(el.Value())
+	}
+	return out
+}
+
+// index returns the position of key k, or -1.
+func (d *mdoc) index(k string) int {
+	for i, key := range d.keys {
+		if key == k {
+			return i
+		}
+	}
+	return -1
+}
+
+func (d *mdoc) get(k string) (any, bool) {
+	if i := d.index(k); i >= 0 {
+		return d.vals[i], true
+	}
+	return nil, false
+}
+
+// set replaces k in place or appends it.
+func (d *mdoc) set(k string, v any) {
+	if i := d.index(k); i >= 0 {
+		d.vals[i] = v
+		return
+	}
+	d.keys = append(d.keys, k)
+	d.vals = append(d.vals, v)
+}
+
+func (d *mdoc) del(k string) bool {
+	i := d.index(k)
+	if i < 0 {
+		return false
+	}
+	d.keys = append(d.keys[:i], d.keys[i+1:]...)
+	d.vals = append(d.vals[:i], d.vals[i+1:]...)
+	return true
+}
+
+// clone copies the tree (leaves are immutable and shared).
+func cloneM(v any) any {
+	switch x := v.(type) {
+	case *mdoc:
+		out := &mdoc{keys: append([]string(nil), x.keys...), vals: make([]any, len(x.vals))}
+		for i, e := range x.vals {
+			out.vals[i] = cloneM(e)
+		}
+		return out
+	case *marr:
+		out := &marr{elems: make([]any, len(x.elems))}
+		for i, e := range x.elems {
+			out.elems[i] = cloneM(e)
+		}
+		return out
+	}
+	return v
+}
+
+func appendM(dst []byte, key string, v any) []byte {
+	switch x := v.(type) {
+	case *mdoc:
+		idx, out := bsoncore.AppendDocumentElementStart(dst, key)
+		for i, k := range x.keys {
+			out = appendM(out, k, x.vals[i])
+		}
+		out, _ = bsoncore.AppendDocumentEnd(out, idx)
+		return out
+	case *marr:
+		idx, out := bsoncore.AppendArrayElementStart(dst, key)
+		for i, e := range x.elems {
+			out = appendM(out, arrayKey(i), e)
+		}
+		out, _ = bsoncore.AppendArrayEnd(out, idx)
+		return out
+	case bsoncore.Value:
+		return bsoncore.AppendValueElement(dst, key, x)
+	}
+	return bsoncore.AppendNullElement(dst, key)
+}
+
+// bytes encodes the document.
+func (d *mdoc) bytes() bsoncore.Document {
+	idx, out := bsoncore.AppendDocumentStart(nil)
+	for i, k := range d.keys {
+		out = appendM(out, k, d.vals[i])
+	}
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
+}
+
+// valueOfM encodes a mutable value as a BSON value, for comparisons.
+func valueOfM(v any) bsoncore.Value {
+	switch x := v.(type) {
+	case *mdoc:
+		return bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: x.bytes()}
+	case *marr:
+		idx, out := bsoncore.AppendArrayStart(nil)
+		for i, e := range x.elems {
+			out = appendM(out, arrayKey(i), e)
+		}
+		out, _ = bsoncore.AppendArrayEnd(out, idx)
+		return bsoncore.Value{Type: bsoncore.TypeArray, Data: out}
+	case bsoncore.Value:
+		return x
+	}
+	return bsoncore.Value{Type: bsoncore.TypeNull}
+}
+
+// sameM tells whether two values are the same BSON bytes.
+func sameM(a, b any) bool {
+	va, vb := valueOfM(a), valueOfM(b)
+	return va.Type == vb.Type && bytes.Equal(va.Data, vb.Data)
+}
+
+// typeNameM returns the BSON type name of a value, as error messages say it.
+func typeNameM(v any) string {
+	switch v.(type) {
+	case *mdoc:
+		return "object"
+	case *marr:
+		return "array"
+	case bsoncore.Value:
+		return typeName(v.(bsoncore.Value).Type)
+	}
+	return "missing"
+}
+
+func typeName(t bsoncore.Type) string {
+	for name, n := range bsonTypeAliases {
+		if n == -1 && t == bsoncore.TypeMinKey || n >= 0 && bsoncore.Type(byte(n)) == t {
+			return name
+		}
+	}
+	return t.String()
+}
+
+// lookupM follows a dotted path of field names and array positions,
+// returning the value or false when the path does not exist.
+func lookupM(v any, path []string) (any, bool) {
+	for _, c := range path {
+		switch x := v.(type) {
+		case *mdoc:
+			child, ok := x.get(c)
+			if !ok {
+				return nil, false
+			}
+			v = child
+		case *marr:
+			i, ok := arrayIndex(c)
+			if !ok || i >= len(x.elems) {
+				return nil, false
+			}
+			v = x.elems[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
