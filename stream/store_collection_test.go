@@ -247,9 +247,7 @@ func TestCollectionStoreConcerns(t *testing.T) {
 // server the test can stop.
 func TestCollectionStoreServerDown(t *testing.T) {
 	srv := mongotest.New(t, nil)
-	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).
-		SetServerSelectionTimeout(time.Second).
-		SetServerMonitoringMode(options.ServerMonitoringModePoll))
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).SetServerSelectionTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,12 +34,7 @@ func storeTestClientWith(t *testing.T, monitor *event.CommandMonitor) *mongo.Cli
 	if uri == "" {
 		uri = mongotest.New(t, nil).URI()
 	}
-	// Polling monitoring: with the default streaming hello, the driver's
-	// Disconnect sometimes waits out a whole heartbeat (10 s) when it races
-	// with the start of an awaitable hello.
-	opts := options.Client().ApplyURI(uri).
-		SetServerSelectionTimeout(5 * time.Second).
-		SetServerMonitoringMode(options.ServerMonitoringModePoll)
+	opts := options.Client().ApplyURI(uri).SetServerSelectionTimeout(5 * time.Second)
 	if monitor != nil {
 		opts.SetMonitor(monitor)
 	}
