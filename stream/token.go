@@ -200,3 +200,12 @@ func (t *Token) UnmarshalBSONValue(typ byte, data []byte) error {
 	}
 	return fmt.Errorf("changestream: resume token must be a document, not BSON type %s", bson.Type(typ))
 }
+
+// tokenOf wraps a token document this package owns, without copying or
+// validating it. raw must not be modified afterwards.
+func tokenOf(raw bson.Raw) Token {
+	if len(raw) <= 5 {
+		return Token{}
+	}
+	return Token{raw: raw}
+}
