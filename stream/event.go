@@ -31,8 +31,8 @@ type Event[D any] struct {
 	// OperationType is the kind of change.
 	OperationType OperationType `bson:"operationType"`
 	// NS is the namespace the event is about. dropDatabase events have no
-	// collection.
-	NS Namespace `bson:"ns"`
+	// collection; invalidate events have no namespace.
+	NS Namespace `bson:"ns,omitempty"`
 	// To is the new namespace of a rename event; nil for other events.
 	To *Namespace `bson:"to,omitempty"`
 	// DocumentKey is the changed document's _id (and shard key, on sharded
@@ -49,7 +49,7 @@ type Event[D any] struct {
 	// UpdateDescription says what an update changed; nil for other events.
 	UpdateDescription *UpdateDescription `bson:"updateDescription,omitempty"`
 	// ClusterTime is the time of the oplog entry of the change.
-	ClusterTime bson.Timestamp `bson:"clusterTime"`
+	ClusterTime bson.Timestamp `bson:"clusterTime,omitempty"`
 	// WallTime is the server's wall clock time of the change, in UTC.
 	WallTime time.Time `bson:"wallTime,omitempty"`
 	// TxnNumber is the transaction number, for changes made in a
@@ -123,6 +123,9 @@ type Namespace struct {
 	DB   string `bson:"db"`
 	Coll string `bson:"coll,omitempty"`
 }
+
+// IsZero reports whether n names nothing, as in an invalidate event.
+func (n Namespace) IsZero() bool { return n.DB == "" && n.Coll == "" }
 
 // String returns "db.coll", or "db" when there is no collection.
 func (n Namespace) String() string {
