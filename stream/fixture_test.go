@@ -16,13 +16,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// Order is the document type the tests write and read.
-type Order struct {
-	ID   int    `bson:"_id"`
-	Item string `bson:"item"`
-	Qty  int    `bson:"qty"`
-}
-
 // fixture is a deployment to test against: a mongotest server, or the
 // deployment MONGODB_URI names. Each fixture uses a database of its own.
 type fixture struct {
