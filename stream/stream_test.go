@@ -3,6 +3,8 @@ package stream_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -378,4 +380,42 @@ func TestWatchRejectsNilTarget(t *testing.T) {
 			t.Errorf("Watch(%T(nil)) succeeded", target)
 		}
 	}
+}
+
+// No goroutine of the stream outlives Close, also when a call was
+// interrupted and its wait goes on in the background.
+func TestNoGoroutineOutlivesClose(t *testing.T) {
+	f := newFixture(t)
+	s := watchOrders(t, f)
+	ctx, cancel := context.WithTimeout(f.ctx, 20*time.Millisecond)
+	_, err := s.Next(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next: %v", err)
+	}
+	if n := streamGoroutines(); n == 0 {
+		t.Fatal("no background wait after the interrupted Next; the test would prove nothing")
+	}
+	if err := s.Close(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamGoroutines(); n != 0 {
+		t.Fatalf("%d stream goroutines after Close", n)
+	}
+	if f.srv != nil && f.srv.OpenCursors() != 0 {
+		t.Errorf("%d server cursors after Close", f.srv.OpenCursors())
+	}
+}
+
+// streamGoroutines counts goroutines running code of package stream.
+func streamGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "changestream/stream.(*Stream") && !strings.Contains(g, "TestNoGoroutineOutlivesClose") {
+			n++
+		}
+	}
+	return n
 }
