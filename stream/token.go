@@ -372,3 +372,12 @@ func bsonStringLen(b []byte) (int, error) {
 	}
 	return 4 + int(n), nil
 }
+
+// tokenOf wraps a token document this package owns, without copying or
+// validating it. raw must not be modified afterwards.
+func tokenOf(raw bson.Raw) Token {
+	if len(raw) <= 5 {
+		return Token{}
+	}
+	return Token{raw: raw}
+}

@@ -1,0 +1,77 @@
+package stream
+
+import (
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// How a Stream[T] turns a raw event into a T.
+const (
+	decodeRegistry = iota // any T: the client's registry, as ChangeStream.Decode does
+	decodeEvent           // T is Event[D]: envelope by hand, D by the registry
+	decodeRaw             // T is bson.Raw: the event itself
+)
+
+func decodeKind[T any]() int {
+	var zero T
+	switch any(&zero).(type) {
+	case *bson.Raw:
+		return decodeRaw
+	case envelope:
+		return decodeEvent
+	}
+	return decodeRegistry
+}
+
+// decode turns the event raw, which the stream owns, into a T. It runs on
+// the goroutine that owns the driver's stream.
+func (s *Stream[T]) decode(raw bson.Raw, tok Token) (T, error) {
+	var v T
+	var err error
+	switch s.kind {
+	case decodeRaw:
+		*any(&v).(*bson.Raw) = raw
+		return v, nil
+	case decodeEvent:
+		err = any(&v).(envelope).decodeEnvelope(raw, &s.env)
+	default:
+		err = s.decodeDoc(raw, &v)
+	}
+	if err != nil {
+		var zero T
+		return zero, &DecodeError{Raw: raw, Token: tok, Type: fmt.Sprintf("%T", v), Err: err}
+	}
+	return v, nil
+}
+
+// decodeDoc decodes doc into v with the client's registry and BSON options.
+// The driver does not expose them, so it lends its own decoder: Current is
+// pointed at doc for the call and restored after. It must run on the
+// goroutine that owns the driver's stream.
+func (s *Stream[T]) decodeDoc(doc []byte, v any) error {
+	saved := s.cs.Current
+	s.cs.Current = doc
+	err := s.cs.Decode(v)
+	s.cs.Current = saved
+	return err
+}
+
+// slabSize is the size of the buffers events are copied into; events larger
+// than a quarter of it get their own.
+const slabSize = 32 << 10
+
+// own copies an event out of the driver's buffers into memory the stream
+// never reuses, carving small events from a shared slab to save
+// allocations.
+func (s *Stream[T]) own(b []byte) bson.Raw {
+	if len(b) > slabSize/4 {
+		return bson.Raw(append([]byte(nil), b...))
+	}
+	if cap(s.slab)-len(s.slab) < len(b) {
+		s.slab = make([]byte, 0, slabSize)
+	}
+	n := len(s.slab)
+	s.slab = append(s.slab, b...)
+	return bson.Raw(s.slab[n:len(s.slab):len(s.slab)])
+}

@@ -1,0 +1,52 @@
+// Package stream gives MongoDB change streams a typed, Go-shaped API on top
+// of the official driver (go.mongodb.org/mongo-driver/v2).
+//
+// Open a stream with Watch on a *mongo.Client, *mongo.Database or
+// *mongo.Collection and range over its events:
+//
+//	s, err := stream.Watch[stream.Event[Order]](ctx, coll, nil, nil)
+//	if err != nil {
+//		return err
+//	}
+//	for ev, err := range s.All(ctx) {
+//		if err != nil {
+//			return err
+//		}
+//		fmt.Println(ev.OperationType, ev.FullDocument)
+//	}
+//
+// Event[D] carries every field of a change event, with the changed
+// documents decoded into your type D through the client's registry, so
+// custom codecs keep working. Use bson.Raw as the type parameter for the
+// events exactly as the server sends them, or any type the registry can
+// decode an event into.
+//
+// # Pull and iterate
+//
+// Stream has the pull API of Motor's change stream: Next blocks for the next
+// event, TryNext makes at most one round trip, Alive says whether more may
+// come, ResumeToken returns the point to resume from, and Close ends the
+// stream from any goroutine. All returns a single-use iterator for range;
+// leaving the loop closes the stream and kills its server cursor.
+//
+// A context that ends during Next returns ctx.Err() but does not harm the
+// stream: unlike the driver's ChangeStream.Next, whose stream dies when its
+// context expires during a getMore, the wait goes on in the background and
+// the next call returns its event.
+//
+// # Options
+//
+// The driver's change-stream options (fullDocument, resumeAfter, startAfter,
+// startAtOperationTime, batchSize, maxAwaitTime, collation, comment,
+// showExpandedEvents, ...) are passed as the driver's own
+// options.ChangeStream() builder; this package's settings are in Options.
+//
+// # Errors
+//
+// Server errors keep their driver types (errors.As with mongo.ServerError
+// works) and the ones that end a stream for good also match a sentinel:
+// ErrHistoryLost, ErrInvalidToken, ErrFatal and ErrEventTooLarge. An event
+// that cannot be decoded is reported as a *DecodeError and the stream goes
+// on. After an invalidate event the stream ends with ErrInvalidated; after
+// Close, calls return ErrClosed.
+package stream
