@@ -15,7 +15,7 @@ func init() {
 }
 
 const (
-	codeCannotCreateIndex                = 67
+	codeCannotCreateIndex               = 67
 	codeInvalidIndexSpecificationOption = 197
 )
 
