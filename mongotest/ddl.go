@@ -30,7 +30,22 @@ func handleCreate(s *Server, r *request) (bsoncore.Document, error) {
 		}
 		images, _ = d.Lookup("enabled").BooleanOK()
 	}
-	for _, k := range []string{"capped", "timeseries", "viewOn", "clusteredIndex", "encryptedFields"} {
+	viewOn, isView := r.arg("viewOn").StringValueOK()
+	if r.arg("viewOn").Type != 0 && (!isView || viewOn == "") {
+		return nil, errorf(codeTypeMismatch, "BSON field 'create.viewOn' must be a non-empty string")
+	}
+	pipeline := bsoncore.Document(bsoncore.NewArrayBuilder().Build())
+	if v := r.arg("pipeline"); v.Type != 0 {
+		arr, ok := v.ArrayOK()
+		if !ok {
+			return nil, errorf(codeTypeMismatch, "BSON field 'create.pipeline' must be an array")
+		}
+		if !isView {
+			return nil, errorf(codeBadValue, "'pipeline' requires 'viewOn' to also be specified")
+		}
+		pipeline = bsoncore.Document(arr)
+	}
+	for _, k := range []string{"capped", "timeseries", "clusteredIndex", "encryptedFields"} {
 		if v := r.arg(k); v.Type != 0 {
 			if b, ok := v.BooleanOK(); ok && !b {
 				continue
@@ -49,6 +64,11 @@ func handleCreate(s *Server, r *request) (bsoncore.Document, error) {
 	}
 	c := newCollection(r.db, name)
 	c.preAndPostImages = images
+	if isView {
+		// A view is recorded, listed and dropped; mongotest does not
+		// evaluate it.
+		c.viewOn, c.viewPipeline, c.indexes = viewOn, pipeline, nil
+	}
 	e.dbLocked(r.db, true).colls[name] = c
 	e.appendEntryLocked(createEntry(c))
 	return nil, nil
@@ -68,6 +88,9 @@ func handleDrop(s *Server, r *request) (bsoncore.Document, error) {
 		return nil, nil
 	}
 	e.dropCollLocked(c)
+	if c.viewOn != "" {
+		return nil, nil
+	}
 	return marshal(bson.D{{Key: "ns", Value: c.ns()}, {Key: "nIndexesWas", Value: int32(len(c.indexes))}})
 }
 
@@ -123,9 +146,19 @@ func handleListCollections(s *Server, r *request) (bsoncore.Document, error) {
 		for _, n := range names {
 			c := d.colls[n]
 			var info bson.D
-			if nameOnly {
+			switch {
+			case nameOnly && c.viewOn != "":
+				info = bson.D{{Key: "name", Value: n}, {Key: "type", Value: "view"}}
+			case nameOnly:
 				info = bson.D{{Key: "name", Value: n}, {Key: "type", Value: "collection"}}
-			} else {
+			case c.viewOn != "":
+				info = bson.D{
+					{Key: "name", Value: n},
+					{Key: "type", Value: "view"},
+					{Key: "options", Value: bson.D{{Key: "viewOn", Value: c.viewOn}, {Key: "pipeline", Value: bson.Raw(c.viewPipeline)}}},
+					{Key: "info", Value: bson.D{{Key: "readOnly", Value: true}}},
+				}
+			default:
 				opts := bson.D{}
 				if c.preAndPostImages {
 					opts = append(opts, bson.E{Key: "changeStreamPreAndPostImages", Value: bson.D{{Key: "enabled", Value: true}}})

@@ -223,3 +223,33 @@ func TestCollModAndListings(t *testing.T) {
 		t.Errorf("ListDatabaseNames (-want +got):\n%s", diff)
 	}
 }
+
+func TestViews(t *testing.T) {
+	f := newFixture(t)
+	cs, err := f.db.Watch(f.ctx, mongo.Pipeline{}, options.ChangeStream().SetShowExpandedEvents(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(f.ctx)
+	if err := f.db.CreateView(f.ctx, "v", "c", mongo.Pipeline{}); err != nil {
+		t.Fatal(err)
+	}
+	ev := nextRaw(t, f, cs)
+	if op, ns := ev.Lookup("operationType").StringValue(), ev.Lookup("nsType").StringValue(); op != "create" || ns != "view" {
+		t.Errorf("create view event: %s nsType %q", op, ns)
+	}
+	if on := ev.Lookup("operationDescription", "viewOn").StringValue(); on != "c" {
+		t.Errorf("operationDescription.viewOn = %q, want c", on)
+	}
+	specs, err := f.db.ListCollectionSpecifications(f.ctx, bson.D{{Key: "name", Value: "v"}})
+	if err != nil || len(specs) != 1 || specs[0].Type != "view" {
+		t.Fatalf("ListCollectionSpecifications = %+v, %v", specs, err)
+	}
+	_, err = f.db.Collection("v").InsertOne(f.ctx, bson.D{})
+	if got := errCode(err); got != 166 {
+		t.Errorf("insert into a view: %v, code %d, want 166", err, got)
+	}
+	if err := f.db.Collection("v").Drop(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+}

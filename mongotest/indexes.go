@@ -122,6 +122,9 @@ func handleCreateIndexes(s *Server, r *request) (bsoncore.Document, error) {
 	e := s.db
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if _, err := e.dataCollLocked(r.db, coll); err != nil {
+		return nil, err
+	}
 	created := e.collLocked(r.db, coll) == nil
 	c, err := e.ensureCollLocked(r.db, coll)
 	if err != nil {
@@ -281,7 +284,10 @@ func handleListIndexes(s *Server, r *request) (bsoncore.Document, error) {
 	e := s.db
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.collLocked(r.db, coll)
+	c, err := e.dataCollLocked(r.db, coll)
+	if err != nil {
+		return nil, err
+	}
 	if c == nil {
 		return nil, errorf(codeNamespaceNotFound, "ns does not exist: %s.%s", r.db, coll)
 	}
