@@ -24,7 +24,7 @@ type collection struct {
 	// viewOn and viewPipeline describe a view; a view holds no documents.
 	viewOn       string
 	viewPipeline bsoncore.Document
-	created          time.Time
+	created      time.Time
 
 	order []string // keys in insertion order; "" marks a deleted slot
 	byKey map[string]bsoncore.Document
