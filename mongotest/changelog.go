@@ -48,6 +48,7 @@ type entry struct {
 	toDB, toColl string            // rename target
 	opDesc       bsoncore.Document // operationDescription of expanded events
 	nsType       string            // "collection", "view" or "timeseries" for create
+	stateBefore  bsoncore.Document // stateBeforeChange of a modify event
 
 	lsid      bsoncore.Document
 	txnNumber int64

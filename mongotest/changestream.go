@@ -412,6 +412,9 @@ func (e *engine) visibleLocked(st *streamState, en *entry) bool {
 		if en.op == opDropDatabase {
 			return en.db == sp.db
 		}
+		if en.op == opRename && en.toDB == sp.db && en.toColl == sp.coll {
+			return true // a rename onto the watched collection
+		}
 		return en.db == sp.db && en.coll == sp.coll
 	case scopeDatabase:
 		return en.db == sp.db && !isSystemColl(en.coll)
@@ -484,6 +487,9 @@ func (e *engine) renderLocked(st *streamState, en *entry, tok token) (bsoncore.D
 	}
 	if sp.showExpanded && en.opDesc != nil {
 		out = bsoncore.AppendDocumentElement(out, "operationDescription", en.opDesc)
+	}
+	if sp.showExpanded && en.stateBefore != nil {
+		out = bsoncore.AppendDocumentElement(out, "stateBeforeChange", en.stateBefore)
 	}
 	if sp.showExpanded && en.nsType != "" {
 		out = bsoncore.AppendStringElement(out, "nsType", en.nsType)

@@ -21,7 +21,10 @@ type collection struct {
 	// "whenAvailable" and "required" read.
 	preAndPostImages bool
 	indexes          []indexSpec
-	created          time.Time
+	// viewOn and viewPipeline describe a view; a view holds no documents.
+	viewOn       string
+	viewPipeline bsoncore.Document
+	created      time.Time
 
 	order []string // keys in insertion order; "" marks a deleted slot
 	byKey map[string]bsoncore.Document

@@ -75,11 +75,26 @@ func (r *request) ordered() bool {
 	return true
 }
 
+// dataCollLocked returns db.name for reading or writing documents: nil
+// when it does not exist, an error when it is a view (mongotest does not
+// evaluate views).
+func (e *engine) dataCollLocked(db, name string) (*collection, error) {
+	c := e.collLocked(db, name)
+	if c != nil && c.viewOn != "" {
+		return nil, errorf(codeCommandNotSupportedOnView, "Namespace %s.%s is a view, not a collection (mongotest does not evaluate views)", db, name)
+	}
+	return c, nil
+}
+
+const codeCommandNotSupportedOnView = 166
+
+func init() { codeNames[codeCommandNotSupportedOnView] = "CommandNotSupportedOnView" }
+
 // ensureCollLocked returns db.name, creating it (and logging the create
 // event) when it does not exist.
 func (e *engine) ensureCollLocked(db, name string) (*collection, error) {
-	if c := e.collLocked(db, name); c != nil {
-		return c, nil
+	if c, err := e.dataCollLocked(db, name); c != nil || err != nil {
+		return c, err
 	}
 	if err := validCollName(db, name); err != nil {
 		return nil, err
@@ -103,6 +118,13 @@ func validCollName(db, name string) error {
 }
 
 func createEntry(c *collection) *entry {
+	if c.viewOn != "" {
+		return &entry{
+			op: opCreate, db: c.db, coll: c.name, uuid: c.uuid, expanded: true,
+			opDesc: bsoncore.NewDocumentBuilder().AppendString("viewOn", c.viewOn).AppendArray("pipeline", c.viewPipeline).Build(),
+			nsType: "view",
+		}
+	}
 	return &entry{
 		op: opCreate, db: c.db, coll: c.name, uuid: c.uuid, expanded: true,
 		opDesc: bsoncore.NewDocumentBuilder().AppendDocument("idIndex", c.indexes[0].spec).Build(),
@@ -186,7 +208,10 @@ func handleDelete(s *Server, r *request) (bsoncore.Document, error) {
 	e := s.db
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.collLocked(r.db, coll)
+	c, err := e.dataCollLocked(r.db, coll)
+	if err != nil {
+		return nil, err
+	}
 	n := 0
 	var werrs []writeError
 	for i, st := range stmts {

@@ -25,7 +25,14 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	srv := mongotest.New(t, nil)
-	client := connect(t, srv.URI())
+	// A short heartbeat bounds how long Disconnect can wait for a streamed
+	// hello in flight (the driver was seen waiting a whole 10 s heartbeat).
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).
+		SetServerSelectionTimeout(5 * time.Second).SetHeartbeatInterval(500 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	db := client.Database("test")

@@ -150,7 +150,11 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 	e := s.db
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	docs := selectDocsLocked(e.collLocked(r.db, coll), m, keys, skip, limit)
+	c, err := e.dataCollLocked(r.db, coll)
+	if err != nil {
+		return nil, err
+	}
+	docs := selectDocsLocked(c, m, keys, skip, limit)
 	if proj != nil {
 		for i, d := range docs {
 			docs[i] = proj.applyBytes(d)
@@ -196,7 +200,11 @@ func handleCount(s *Server, r *request) (bsoncore.Document, error) {
 	}
 	e := s.db
 	e.mu.Lock()
-	n := len(selectDocsLocked(e.collLocked(r.db, coll), m, nil, skip, limit))
+	c, err := e.dataCollLocked(r.db, coll)
+	n := len(selectDocsLocked(c, m, nil, skip, limit))
 	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	return marshal(bson.D{{Key: "n", Value: int32(n)}})
 }

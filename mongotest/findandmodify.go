@@ -90,7 +90,10 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 	e := s.db
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.collLocked(r.db, coll)
+	c, err := e.dataCollLocked(r.db, coll)
+	if err != nil {
+		return nil, err
+	}
 	docs := selectDocsLocked(c, m, keys, 0, 1)
 	value := func(d bsoncore.Document) any {
 		if d == nil {

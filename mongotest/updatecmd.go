@@ -319,7 +319,10 @@ func (e *engine) updateStmtLocked(db, coll string, st bsoncore.Document) (update
 	if err != nil {
 		return res, err
 	}
-	c := e.collLocked(db, coll)
+	c, err := e.dataCollLocked(db, coll)
+	if err != nil {
+		return res, err
+	}
 	limit := int64(1)
 	if multi {
 		limit = 0
