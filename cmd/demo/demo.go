@@ -242,9 +242,9 @@ func (t *tally) summary() Summary {
 }
 
 // Keys that identify the event of each write.
-func insertKey(id int) string { return fmt.Sprintf("insert #%d", id) }
+func insertKey(id int) string  { return fmt.Sprintf("insert #%d", id) }
 func updateKey(seq int) string { return fmt.Sprintf("update seq %d", seq) }
-func deleteKey(id int) string { return fmt.Sprintf("delete #%d", id) }
+func deleteKey(id int) string  { return fmt.Sprintf("delete #%d", id) }
 
 // eventKey returns the key of an event, as the writer registered it.
 func eventKey(ev stream.Event[Order]) string {
