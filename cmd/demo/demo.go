@@ -17,9 +17,9 @@ import (
 
 // Order is the document the demo writes and the type its events carry.
 type Order struct {
-	ID   int    `bson:"_id"`
-	Item string `bson:"item"`
-	Qty  int    `bson:"qty"`
+	ID   int    `bson:"_id"`  // the order number
+	Item string `bson:"item"` // what was ordered
+	Qty  int    `bson:"qty"`  // how many
 }
 
 // Config sets the size of a demo run. The zero value is the run that
@@ -35,14 +35,16 @@ type Config struct {
 
 // Summary is the outcome of a run.
 type Summary struct {
-	Writes     int // writes acknowledged by the server
-	Events     int // events the consumer handled, duplicates included
-	Lost       int // writes whose event never arrived
-	Duplicates int // events handled more than once
-	Faults     int // faults injected
-	Elapsed    time.Duration
+	Writes     int           // writes acknowledged by the server
+	Events     int           // events the consumer handled, duplicates included
+	Lost       int           // writes whose event never arrived
+	Duplicates int           // events handled more than once
+	Faults     int           // faults injected
+	Elapsed    time.Duration // how long the run took
 }
 
+// String is the demo's last line: "N writes, N events, N lost", with the
+// duplicates when there were any.
 func (s Summary) String() string {
 	str := fmt.Sprintf("%d writes, %d events, %d lost", s.Writes, s.Events, s.Lost)
 	if s.Duplicates > 0 {
