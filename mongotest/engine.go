@@ -27,7 +27,7 @@ type engine struct {
 	cursors map[int64]*cursor
 	lastCID int64
 	// Lock order: e.mu before Server.mu when both are held (Restart).
-	closed  bool
+	closed bool
 	// done is closed by shutdown, waking every waiting getMore.
 	done chan struct{}
 }
