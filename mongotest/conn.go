@@ -80,6 +80,9 @@ func (c *conn) serve() {
 		case <-c.ctx.Done():
 			return
 		}
+		if c.s.frameHook != nil {
+			c.s.frameHook(frame)
+		}
 		msg, err := parseMessage(frame)
 		if err != nil {
 			var fe *errFrame

@@ -54,6 +54,10 @@ type Server struct {
 	fp      *failPoints
 	wg      sync.WaitGroup // the accept loop and every connection goroutine
 	nextCID int64
+
+	// frameHook, when set before the first connection, sees every frame
+	// the server reads (tests record fuzz seeds with it).
+	frameHook func(frame []byte)
 }
 
 // NewServer starts a server listening on opts.Addr (by default a free port

@@ -148,7 +148,7 @@ func parseOpMsg(m *message, rem []byte) error {
 			if !ok {
 				return &errFrame{reason: "OP_MSG body section is truncated", code: codeInvalidBSON}
 			}
-			if err := body.Validate(); err != nil {
+			if err := validateDoc(body); err != nil {
 				return &errFrame{reason: "OP_MSG body is not valid BSON: " + err.Error(), code: codeInvalidBSON}
 			}
 		case wiremessage.DocumentSequence:
@@ -157,7 +157,7 @@ func parseOpMsg(m *message, rem []byte) error {
 				return &errFrame{reason: "OP_MSG document sequence is truncated or malformed", code: codeInvalidBSON}
 			}
 			for _, d := range docs {
-				if err := d.Validate(); err != nil {
+				if err := validateDoc(d); err != nil {
 					return &errFrame{reason: fmt.Sprintf("OP_MSG sequence %q holds invalid BSON: %v", id, err), code: codeInvalidBSON}
 				}
 			}
@@ -222,7 +222,7 @@ func parseOpQuery(m *message, rem []byte) error {
 	if !ok {
 		return &errFrame{reason: "OP_QUERY query document is truncated", code: codeInvalidBSON}
 	}
-	if err := q.Validate(); err != nil {
+	if err := validateDoc(q); err != nil {
 		return &errFrame{reason: "OP_QUERY query is not valid BSON: " + err.Error(), code: codeInvalidBSON}
 	}
 	if len(ns) < 5 || ns[len(ns)-5:] != ".$cmd" {
@@ -290,4 +290,54 @@ func init() {
 	codeNames[codeInvalidBSON] = "InvalidBSON"
 	codeNames[codeIllegalOpMsgFlag] = "IllegalOpMsgFlag"
 	codeNames[codeUnsupportedOpQueryCommand] = "UnsupportedOpQueryCommand"
+}
+
+// maxBSONDepth is the deepest nesting a real server accepts.
+const maxBSONDepth = 200
+
+// validateDoc checks a document and everything nested in it, so that
+// handlers can read any field without meeting truncated values.
+// bsoncore's Document.Validate checks only the top level.
+func validateDoc(d bsoncore.Document) error { return validateNested(d, 0) }
+
+func validateNested(d bsoncore.Document, depth int) error {
+	if depth > maxBSONDepth {
+		return fmt.Errorf("BSON nesting deeper than %d levels", maxBSONDepth)
+	}
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if int(int32(len(d))) != len(d) || int32(binary.LittleEndian.Uint32(d)) != int32(len(d)) {
+		return fmt.Errorf("document length %d but %d bytes", int32(binary.LittleEndian.Uint32(d)), len(d))
+	}
+	elems, err := d.Elements()
+	if err != nil {
+		return err
+	}
+	for _, el := range elems {
+		v := el.Value()
+		switch v.Type {
+		case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
+			if err := validateNested(v.Data, depth+1); err != nil {
+				return err
+			}
+		case bsoncore.TypeCodeWithScope:
+			_, scope, ok := v.CodeWithScopeOK()
+			if !ok {
+				return fmt.Errorf("field %q: invalid code with scope", el.Key())
+			}
+			if err := validateNested(scope, depth+1); err != nil {
+				return err
+			}
+		case bsoncore.TypeString, bsoncore.TypeJavaScript, bsoncore.TypeSymbol:
+			if n := len(v.Data); n < 5 || v.Data[n-1] != 0 {
+				return fmt.Errorf("field %q: string without its terminating NUL", el.Key())
+			}
+		case bsoncore.TypeBoolean:
+			if v.Data[0] > 1 {
+				return fmt.Errorf("field %q: boolean byte %d", el.Key(), v.Data[0])
+			}
+		}
+	}
+	return nil
 }
