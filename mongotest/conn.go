@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime/debug"
+	"strings"
 	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -43,7 +45,6 @@ func (c *conn) close() {
 }
 
 func (c *conn) serve() {
-	defer c.close()
 	frames := make(chan []byte)
 	readerDone := make(chan struct{})
 	go func() {
@@ -67,8 +68,11 @@ func (c *conn) serve() {
 			}
 		}
 	}()
-	// Close before waiting for the reader: it returns only once the socket closes.
-	defer func() { c.close(); <-readerDone }()
+	defer func() {
+		// Close first: the reader may be blocked reading the next frame.
+		c.close()
+		<-readerDone
+	}()
 	for {
 		var frame []byte
 		select {
@@ -76,10 +80,22 @@ func (c *conn) serve() {
 		case <-c.ctx.Done():
 			return
 		}
+		if c.s.frameHook != nil {
+			c.s.frameHook(frame)
+		}
 		msg, err := parseMessage(frame)
 		if err != nil {
-			c.s.log.Info("mongotest: closing connection", "conn", c.id, "err", err)
-			return
+			var fe *errFrame
+			if msg == nil || !errors.As(err, &fe) || fe.replyError() == nil {
+				c.s.log.Info("mongotest: closing connection", "conn", c.id, "err", err)
+				return
+			}
+			// A whole but malformed request: answer it with the error.
+			c.s.log.Info("mongotest: malformed request", "conn", c.id, "err", err)
+			if !c.reply(msg, c.s.errorResult(fe.replyError())) {
+				return
+			}
+			continue
 		}
 		if !c.handle(msg) {
 			return
@@ -90,7 +106,35 @@ func (c *conn) serve() {
 // handle runs one request and writes its replies. It returns false when
 // the connection must be closed.
 func (c *conn) handle(msg *message) bool {
-	res := c.s.dispatch(c, msg)
+	return c.reply(msg, c.run(msg))
+}
+
+// run dispatches one request. OP_QUERY carries only the handshake on a
+// MongoDB 6.0+ server, so other legacy commands get the error a real one
+// gives. A panicking handler (a mongotest bug) becomes an InternalError
+// reply and a log line instead of crashing the test binary.
+func (c *conn) run(msg *message) (res result) {
+	if msg.legacy {
+		if name, _ := commandName(msg.cmd); !isHelloName(name) {
+			return c.s.errorResult(errorf(codeUnsupportedOpQueryCommand, "Unsupported OP_QUERY command: %s. The client driver may require an upgrade. For more details see https://dochub.mongodb.org/core/legacy-opcode-removal", name))
+		}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			c.s.log.Error("mongotest: panic serving a command", "conn", c.id, "panic", p, "stack", string(debug.Stack()))
+			res = c.s.errorResult(errorf(codeInternalError, "mongotest: internal error: %v", p))
+		}
+	}()
+	return c.s.dispatch(c, msg)
+}
+
+func isHelloName(name string) bool {
+	return strings.EqualFold(name, "hello") || strings.EqualFold(name, "isMaster")
+}
+
+// reply writes the replies of res to msg. It returns false when the
+// connection must be closed.
+func (c *conn) reply(msg *message, res result) bool {
 	if res.closeConn {
 		return false
 	}

@@ -11,13 +11,23 @@ import (
 // engine holds the data, the change log and the cursors. One mutex guards
 // all of it: mongotest favours obviously-correct over concurrent.
 type engine struct {
-	mu      sync.Mutex
-	dbs     map[string]*database
-	clock   bson.Timestamp
-	log     changeLog
+	mu    sync.Mutex
+	dbs   map[string]*database
+	clock bson.Timestamp
+	log   changeLog
+	// cursors are the open cursors. As on a real server a cursor belongs
+	// to no connection: it stays open when the connection that created it
+	// closes, and the driver may continue it on another connection of its
+	// pool (it does so after a pool clear). A cursor ends when it is
+	// exhausted or invalidated, by killCursors (which the driver sends when
+	// a change stream is closed and before it resumes after an error), by
+	// Restart, or by Close. So OpenCursors counts the streams that some
+	// consumer has not closed. mongotest has no idle-cursor timeout: a real
+	// server's is ten minutes, longer than any test.
 	cursors map[int64]*cursor
 	lastCID int64
-	closed  bool
+	// Lock order: e.mu before Server.mu when both are held (Restart).
+	closed bool
 	// done is closed by shutdown, waking every waiting getMore.
 	done chan struct{}
 }
@@ -62,22 +72,14 @@ func (e *engine) shutdown() {
 	e.cursors = make(map[int64]*cursor)
 }
 
-// killAllCursors drops every open cursor, as a restart does.
-func (e *engine) killAllCursors() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// killAllCursorsLocked drops every open cursor, as a restart does.
+func (e *engine) killAllCursorsLocked() {
 	for id, c := range e.cursors {
 		c.killed = true
 		delete(e.cursors, id)
 	}
 	e.log.wakeLocked()
 }
-
-// connClosed reaps the cursors a closed connection owned. A real server
-// keeps them until they time out; mongotest drops them at once so that no
-// test leaks state, except for cursors the driver may still use from
-// another connection (change-stream cursors survive).
-func (e *engine) connClosed(connID int64) {}
 
 func (e *engine) truncateHistory() {
 	e.mu.Lock()

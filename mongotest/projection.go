@@ -15,12 +15,6 @@ type projection struct {
 	excludeID bool
 }
 
-const (
-	codeLocation31253 = 31253
-	codeLocation31254 = 31254
-	codeLocation31250 = 31250
-)
-
 // compileProjection parses {field: 0|1|true|false, …}. Computed fields and
 // projection operators are not supported and are errors naming them.
 func compileProjection(d bsoncore.Document) (*projection, error) {

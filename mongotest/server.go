@@ -1,7 +1,6 @@
 package mongotest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,11 +48,16 @@ type Server struct {
 	processID bson.ObjectID
 	topoCount int64
 	topoWake  chan struct{} // closed when the topology version changes
+	done      chan struct{} // closed by Close
 
 	db      *engine
 	fp      *failPoints
 	wg      sync.WaitGroup // the accept loop and every connection goroutine
 	nextCID int64
+
+	// frameHook, when set before the first connection, sees every frame
+	// the server reads (tests record fuzz seeds with it).
+	frameHook func(frame []byte)
 }
 
 // NewServer starts a server listening on opts.Addr (by default a free port
@@ -89,6 +93,7 @@ func NewServer(opts *Options) (*Server, error) {
 		conns:     make(map[*conn]struct{}),
 		processID: bson.NewObjectID(),
 		topoWake:  make(chan struct{}),
+		done:      make(chan struct{}),
 		fp:        newFailPoints(),
 	}
 	s.db = newEngine(opts.HistoryLimit)
@@ -130,6 +135,7 @@ func (s *Server) Close() {
 		return
 	}
 	s.closed = true
+	close(s.done)
 	s.bumpTopologyLocked()
 	conns := s.connsLocked()
 	s.mu.Unlock()
@@ -141,24 +147,33 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
-// Restart simulates a server restart: every connection is dropped and every
-// cursor is killed, the server reports a new topology process id, and the
-// data and change history are kept. The address does not change.
+// Restart simulates a server restart: every cursor is killed, every
+// connection is dropped, and the server reports a new topology process id;
+// the data and the change history are kept and the address does not change.
+// A driver sees network errors, rediscovers the server and resumes its
+// change streams from their resume tokens.
 func (s *Server) Restart() {
+	// Under the engine lock, no command can see the state between the
+	// cursors being killed and the connections being closed.
+	s.db.mu.Lock()
+	defer s.db.mu.Unlock()
 	s.mu.Lock()
 	s.processID = bson.NewObjectID()
 	s.topoCount = 0
 	s.bumpTopologyLocked()
 	conns := s.connsLocked()
 	s.mu.Unlock()
+	s.db.killAllCursorsLocked()
 	for _, c := range conns {
 		c.close()
 	}
-	s.db.killAllCursors()
 }
 
 // DropConnections closes every open client connection, as a network fault
-// would. Cursors stay open, so a driver that reconnects can go on.
+// would. A getMore waiting on a dropped connection ends at once. Cursors
+// stay open, as on a real server: the driver, which treats the network
+// error as resumable, kills the old cursor and resumes its change stream on
+// a new connection.
 func (s *Server) DropConnections() {
 	s.mu.Lock()
 	conns := s.connsLocked()
@@ -219,7 +234,12 @@ func (s *Server) acceptLoop() {
 			}
 			s.log.Warn("mongotest: accept", "err", err)
 			t := time.NewTimer(delay)
-			<-t.C
+			select {
+			case <-t.C:
+			case <-s.done:
+				t.Stop()
+				return
+			}
 			continue
 		}
 		delay = 0
@@ -240,10 +260,6 @@ func (s *Server) acceptLoop() {
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()
-			s.db.connClosed(c.id)
 		}()
 	}
 }
-
-// ctxDone is a context that is cancelled when its connection closes.
-func (c *conn) context() context.Context { return c.ctx }

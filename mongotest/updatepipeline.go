@@ -90,9 +90,6 @@ func compilePipeline(arr bsoncore.Array) ([]pipeStage, error) {
 const (
 	codeLocation40323 = 40323
 	codeLocation40272 = 40272
-	codeLocation40228 = 40228
-	codeLocation31002 = 31002
-	codeLocation31120 = 31120
 	codeLocation15969 = 15969
 )
 
@@ -129,8 +126,6 @@ func checkExpr(v bsoncore.Value) error {
 	}
 	return nil
 }
-
-const codeLocation17276 = 17276
 
 func checkExprDoc(d bsoncore.Document) error {
 	elems, _ := d.Elements()

@@ -31,8 +31,37 @@ type message struct {
 	legacy bool
 }
 
-// errFrame reports a frame that cannot be parsed; the connection is closed.
-type errFrame struct{ reason string }
+// errFrame reports a frame that cannot be parsed. When code is non-zero the
+// frame was whole and the request can be answered with that error, as a
+// real server answers a malformed OP_MSG; otherwise the connection is
+// closed.
+type errFrame struct {
+	reason string
+	code   int32
+}
+
+// Codes of a real server's OP_MSG and OP_QUERY parse errors.
+const (
+	codeInvalidBSON               = 22
+	codeIllegalOpMsgFlag          = 223
+	codeUnsupportedOpQueryCommand = 352
+	codeLocation40430             = 40430   // two body sections
+	codeLocation40431             = 40431   // a field both in the body and a sequence
+	codeLocation40432             = 40432   // unknown section kind
+	codeLocation40587             = 40587   // no body section
+	codeLocation5739101           = 5739101 // OP_QUERY on a collection
+	knownMsgFlags                 = wiremessage.ChecksumPresent | wiremessage.MoreToCome | exhaustAllowedFlag
+	requiredMsgFlagBits           = 0xFFFF // flag bits a server must understand
+)
+
+// replyError returns the error to answer the request with, or nil when
+// the connection must be closed.
+func (e *errFrame) replyError() *CommandError {
+	if e.code == 0 {
+		return nil
+	}
+	return errorf(e.code, "%s", e.reason)
+}
 
 func (e *errFrame) Error() string { return "mongotest: malformed message: " + e.reason }
 
@@ -45,7 +74,7 @@ func readFrame(r io.Reader, buf []byte) ([]byte, error) {
 	}
 	n := int32(binary.LittleEndian.Uint32(hdr[:]))
 	if n < headerLen+4 || n > maxMessageSizeBytes {
-		return nil, &errFrame{fmt.Sprintf("message length %d outside [%d, %d]", n, headerLen+4, maxMessageSizeBytes)}
+		return nil, &errFrame{reason: fmt.Sprintf("message length %d outside [%d, %d]", n, headerLen+4, maxMessageSizeBytes)}
 	}
 	if cap(buf) < int(n) {
 		buf = make([]byte, n)
@@ -62,11 +91,16 @@ func readFrame(r io.Reader, buf []byte) ([]byte, error) {
 }
 
 // parseMessage decodes a frame read by readFrame. Every document is
-// validated, so handlers can trust what they are given.
+// validated, so handlers can trust what they are given. On error the
+// returned message, when not nil, still tells how to answer (request id,
+// opcode): see errFrame.
 func parseMessage(frame []byte) (*message, error) {
-	_, reqID, _, op, rem, ok := wiremessage.ReadHeader(frame)
+	length, reqID, _, op, rem, ok := wiremessage.ReadHeader(frame)
 	if !ok {
-		return nil, &errFrame{"short header"}
+		return nil, &errFrame{reason: "short header"}
+	}
+	if int(length) != len(frame) {
+		return nil, &errFrame{reason: fmt.Sprintf("message length %d but %d bytes", length, len(frame))}
 	}
 	m := &message{requestID: reqID, opcode: op}
 	switch op {
@@ -75,24 +109,27 @@ func parseMessage(frame []byte) (*message, error) {
 	case wiremessage.OpQuery:
 		return m, parseOpQuery(m, rem)
 	case wiremessage.OpCompressed:
-		return nil, &errFrame{"OP_COMPRESSED received, but no compressor was negotiated"}
+		return nil, &errFrame{reason: "OP_COMPRESSED received, but no compressor was negotiated"}
 	default:
-		return nil, &errFrame{fmt.Sprintf("unsupported opcode %d", op)}
+		return nil, &errFrame{reason: fmt.Sprintf("unsupported opcode %d", op)}
 	}
 }
 
 func parseOpMsg(m *message, rem []byte) error {
 	flags, rem, ok := wiremessage.ReadMsgFlags(rem)
 	if !ok {
-		return &errFrame{"OP_MSG without flags"}
+		return &errFrame{reason: "OP_MSG without flags"}
 	}
 	if flags&wiremessage.ChecksumPresent != 0 {
 		if len(rem) < 4 {
-			return &errFrame{"OP_MSG checksum flag set but no checksum"}
+			return &errFrame{reason: "OP_MSG checksum flag set but no checksum"}
 		}
 		rem = rem[:len(rem)-4]
 	}
 	m.flags = flags
+	if unknown := flags &^ knownMsgFlags & requiredMsgFlagBits; unknown != 0 {
+		return &errFrame{reason: fmt.Sprintf("Unrecognized required flags in OP_MSG: 0x%x", uint32(unknown)), code: codeIllegalOpMsgFlag}
+	}
 	var body bsoncore.Document
 	type sequence struct {
 		id   string
@@ -105,44 +142,51 @@ func parseOpMsg(m *message, rem []byte) error {
 		switch st {
 		case wiremessage.SingleDocument:
 			if body != nil {
-				return &errFrame{"OP_MSG with two body sections"}
+				return &errFrame{reason: "Multiple body sections in message", code: codeLocation40430}
 			}
 			body, rem, ok = wiremessage.ReadMsgSectionSingleDocument(rem)
 			if !ok {
-				return &errFrame{"OP_MSG body section truncated"}
+				return &errFrame{reason: "OP_MSG body section is truncated", code: codeInvalidBSON}
 			}
-			if err := body.Validate(); err != nil {
-				return &errFrame{"OP_MSG body is not valid BSON: " + err.Error()}
+			if err := validateDoc(body); err != nil {
+				return &errFrame{reason: "OP_MSG body is not valid BSON: " + err.Error(), code: codeInvalidBSON}
 			}
 		case wiremessage.DocumentSequence:
 			id, docs, r, ok := wiremessage.ReadMsgSectionDocumentSequence(rem)
 			if !ok {
-				return &errFrame{"OP_MSG document sequence truncated"}
+				return &errFrame{reason: "OP_MSG document sequence is truncated or malformed", code: codeInvalidBSON}
 			}
 			for _, d := range docs {
-				if err := d.Validate(); err != nil {
-					return &errFrame{fmt.Sprintf("OP_MSG sequence %q holds invalid BSON: %v", id, err)}
+				if err := validateDoc(d); err != nil {
+					return &errFrame{reason: fmt.Sprintf("OP_MSG sequence %q holds invalid BSON: %v", id, err), code: codeInvalidBSON}
 				}
 			}
 			seqs = append(seqs, sequence{id, docs})
 			rem = r
 		default:
-			return &errFrame{fmt.Sprintf("OP_MSG section kind %d", st)}
+			return &errFrame{reason: fmt.Sprintf("Unknown section kind %d", st), code: codeLocation40432}
 		}
 	}
 	if body == nil {
-		return &errFrame{"OP_MSG without a body section"}
+		return &errFrame{reason: "OP_MSG messages must have a body", code: codeLocation40587}
 	}
 	if len(seqs) == 0 {
 		m.cmd = body
 		return nil
+	}
+	for i := range seqs {
+		for _, o := range seqs[:i] {
+			if o.id == seqs[i].id {
+				return &errFrame{reason: fmt.Sprintf("Duplicate document sequence: %q", o.id), code: codeLocation40431}
+			}
+		}
 	}
 	// Fold each sequence into the command as an array field.
 	idx, out := bsoncore.AppendDocumentStart(nil)
 	out = append(out, body[4:len(body)-1]...)
 	for _, s := range seqs {
 		if _, err := body.LookupErr(s.id); err == nil {
-			return &errFrame{fmt.Sprintf("OP_MSG field %q given both in the body and as a sequence", s.id)}
+			return &errFrame{reason: fmt.Sprintf("Duplicate field between body and document sequence: %q", s.id), code: codeLocation40431}
 		}
 		var aidx int32
 		aidx, out = bsoncore.AppendArrayElementStart(out, s.id)
@@ -157,37 +201,37 @@ func parseOpMsg(m *message, rem []byte) error {
 }
 
 func parseOpQuery(m *message, rem []byte) error {
+	m.legacy = true
 	_, rem, ok := wiremessage.ReadQueryFlags(rem)
 	if !ok {
-		return &errFrame{"OP_QUERY without flags"}
+		return &errFrame{reason: "OP_QUERY without flags"}
 	}
 	ns, rem, ok := wiremessage.ReadQueryFullCollectionName(rem)
 	if !ok {
-		return &errFrame{"OP_QUERY without a collection name"}
+		return &errFrame{reason: "OP_QUERY without a collection name"}
 	}
 	_, rem, ok = wiremessage.ReadQueryNumberToSkip(rem)
 	if !ok {
-		return &errFrame{"OP_QUERY without numberToSkip"}
+		return &errFrame{reason: "OP_QUERY without numberToSkip"}
 	}
 	_, rem, ok = wiremessage.ReadQueryNumberToReturn(rem)
 	if !ok {
-		return &errFrame{"OP_QUERY without numberToReturn"}
+		return &errFrame{reason: "OP_QUERY without numberToReturn"}
 	}
 	q, _, ok := wiremessage.ReadQueryQuery(rem)
 	if !ok {
-		return &errFrame{"OP_QUERY query truncated"}
+		return &errFrame{reason: "OP_QUERY query document is truncated", code: codeInvalidBSON}
 	}
-	if err := q.Validate(); err != nil {
-		return &errFrame{"OP_QUERY query is not valid BSON: " + err.Error()}
+	if err := validateDoc(q); err != nil {
+		return &errFrame{reason: "OP_QUERY query is not valid BSON: " + err.Error(), code: codeInvalidBSON}
 	}
 	if len(ns) < 5 || ns[len(ns)-5:] != ".$cmd" {
-		return &errFrame{fmt.Sprintf("OP_QUERY on %q: only commands are supported", ns)}
+		return &errFrame{reason: fmt.Sprintf("OP_QUERY is no longer supported (query on %q). The client driver may require an upgrade.", ns), code: codeLocation5739101}
 	}
 	// Legacy commands may wrap the command as {$query: {...}}.
 	if inner, ok := q.Lookup("$query").DocumentOK(); ok {
 		q = inner
 	}
-	m.legacy = true
 	m.cmd = withDB(q, ns[:len(ns)-5])
 	return nil
 }
@@ -240,4 +284,60 @@ func arrayKey(i int) string {
 		return arrayKeys[i]
 	}
 	return fmt.Sprint(i)
+}
+
+func init() {
+	codeNames[codeInvalidBSON] = "InvalidBSON"
+	codeNames[codeIllegalOpMsgFlag] = "IllegalOpMsgFlag"
+	codeNames[codeUnsupportedOpQueryCommand] = "UnsupportedOpQueryCommand"
+}
+
+// maxBSONDepth is the deepest nesting a real server accepts.
+const maxBSONDepth = 200
+
+// validateDoc checks a document and everything nested in it, so that
+// handlers can read any field without meeting truncated values.
+// bsoncore's Document.Validate checks only the top level.
+func validateDoc(d bsoncore.Document) error { return validateNested(d, 0) }
+
+func validateNested(d bsoncore.Document, depth int) error {
+	if depth > maxBSONDepth {
+		return fmt.Errorf("BSON nesting deeper than %d levels", maxBSONDepth)
+	}
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if int(int32(len(d))) != len(d) || int32(binary.LittleEndian.Uint32(d)) != int32(len(d)) {
+		return fmt.Errorf("document length %d but %d bytes", int32(binary.LittleEndian.Uint32(d)), len(d))
+	}
+	elems, err := d.Elements()
+	if err != nil {
+		return err
+	}
+	for _, el := range elems {
+		v := el.Value()
+		switch v.Type {
+		case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
+			if err := validateNested(v.Data, depth+1); err != nil {
+				return err
+			}
+		case bsoncore.TypeCodeWithScope:
+			_, scope, ok := v.CodeWithScopeOK()
+			if !ok {
+				return fmt.Errorf("field %q: invalid code with scope", el.Key())
+			}
+			if err := validateNested(scope, depth+1); err != nil {
+				return err
+			}
+		case bsoncore.TypeString, bsoncore.TypeJavaScript, bsoncore.TypeSymbol:
+			if n := len(v.Data); n < 5 || v.Data[n-1] != 0 {
+				return fmt.Errorf("field %q: string without its terminating NUL", el.Key())
+			}
+		case bsoncore.TypeBoolean:
+			if v.Data[0] > 1 {
+				return fmt.Errorf("field %q: boolean byte %d", el.Key(), v.Data[0])
+			}
+		}
+	}
+	return nil
 }

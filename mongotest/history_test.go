@@ -1,0 +1,193 @@
+package mongotest_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-changestream/changestream/mongotest"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// insertAndCollect inserts documents with the given ids into a watched
+// collection and returns the resume token and cluster time of each event.
+func insertAndCollect(t *testing.T, ctx context.Context, coll *mongo.Collection, ids ...int) ([]bson.Raw, []bson.Timestamp) {
+	t.Helper()
+	cs, err := coll.Watch(ctx, mongo.Pipeline{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	var tokens []bson.Raw
+	var times []bson.Timestamp
+	for _, id := range ids {
+		// One at a time: the stream must not fall behind a short history.
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+			t.Fatal(err)
+		}
+		if !cs.Next(ctx) {
+			t.Fatalf("Next: %v", cs.Err())
+		}
+		var ev struct {
+			ID          bson.Raw       `bson:"_id"`
+			ClusterTime bson.Timestamp `bson:"clusterTime"`
+		}
+		if err := cs.Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, ev.ID)
+		times = append(times, ev.ClusterTime)
+	}
+	return tokens, times
+}
+
+// wantHistoryLost checks err is ChangeStreamHistoryLost (286) labelled
+// NonResumableChangeStreamError.
+func wantHistoryLost(t *testing.T, err error) {
+	t.Helper()
+	var se mongo.ServerError
+	if !errors.As(err, &se) || !se.HasErrorCode(286) || !se.HasErrorLabel("NonResumableChangeStreamError") {
+		t.Fatalf("error = %v, want ChangeStreamHistoryLost (286) labelled NonResumableChangeStreamError", err)
+	}
+}
+
+// firstDocKey opens a stream with opts and returns the documentKey._id of
+// its first event.
+func firstDocKey(t *testing.T, ctx context.Context, coll *mongo.Collection, opts *options.ChangeStreamOptionsBuilder) int32 {
+	t.Helper()
+	cs, err := coll.Watch(ctx, mongo.Pipeline{}, opts)
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	defer cs.Close(ctx)
+	if !cs.Next(ctx) {
+		t.Fatalf("Next: %v", cs.Err())
+	}
+	return cs.Current.Lookup("documentKey", "_id").Int32()
+}
+
+func TestHistoryLimit(t *testing.T) {
+	srv := mongotest.New(t, &mongotest.Options{HistoryLimit: 3})
+	client := connect(t, srv.URI())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	coll := client.Database("hist").Collection("c")
+	tokens, times := insertAndCollect(t, ctx, coll, 1, 2, 3, 4, 5)
+	// Entries 3, 4 and 5 are kept.
+	tests := []struct {
+		name string
+		opts *options.ChangeStreamOptionsBuilder
+		lost bool
+		want int32
+	}{
+		{"resumeAfter a dropped event", options.ChangeStream().SetResumeAfter(tokens[0]), true, 0},
+		{"startAfter a dropped event", options.ChangeStream().SetStartAfter(tokens[0]), true, 0},
+		{"startAtOperationTime of a dropped event", options.ChangeStream().SetStartAtOperationTime(&times[1]), true, 0},
+		{"resumeAfter the newest dropped event", options.ChangeStream().SetResumeAfter(tokens[1]), false, 3},
+		{"resumeAfter a kept event", options.ChangeStream().SetResumeAfter(tokens[2]), false, 4},
+		{"startAtOperationTime of the oldest kept event", options.ChangeStream().SetStartAtOperationTime(&times[2]), false, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.lost {
+				cs, err := coll.Watch(ctx, mongo.Pipeline{}, tc.opts)
+				if err == nil {
+					cs.Close(ctx)
+				}
+				wantHistoryLost(t, err)
+				return
+			}
+			if got := firstDocKey(t, ctx, coll, tc.opts); got != tc.want {
+				t.Errorf("first event is for _id %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestHistoryLimitNegative(t *testing.T) {
+	if srv, err := mongotest.NewServer(&mongotest.Options{HistoryLimit: -1}); err == nil {
+		srv.Close()
+		t.Fatal("NewServer accepted HistoryLimit -1")
+	}
+}
+
+func TestTruncateHistory(t *testing.T) {
+	srv := mongotest.New(t, nil)
+	client := connect(t, srv.URI())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	coll := client.Database("hist").Collection("c")
+	tokens, _ := insertAndCollect(t, ctx, coll, 1, 2)
+	srv.TruncateHistory()
+
+	cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(tokens[0]))
+	if err == nil {
+		cs.Close(ctx)
+	}
+	wantHistoryLost(t, err)
+
+	// A consumer that had seen everything loses nothing: it resumes.
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := firstDocKey(t, ctx, coll, options.ChangeStream().SetResumeAfter(tokens[1])); got != 3 {
+		t.Errorf("first event after resuming is for _id %d, want 3", got)
+	}
+}
+
+// TestLiveCursorFallsBehindHistory checks a change stream whose next event
+// was dropped from the history while it was open. A real server fails the
+// getMore with CappedPositionLost (136) — see the server's jstest
+// change_stream_oplog_rollover.js — and a resume from the stream's token
+// then fails with ChangeStreamHistoryLost (286). mongotest fails the
+// getMore with 286 at once. Either way the error is not resumable: the
+// driver must not resume past the lost events.
+func TestLiveCursorFallsBehindHistory(t *testing.T) {
+	srv := mongotest.New(t, &mongotest.Options{HistoryLimit: 2})
+	var aggregates atomic.Int32
+	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if e.CommandName == "aggregate" {
+			aggregates.Add(1)
+		}
+	}}
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).SetMonitor(mon))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	coll := client.Database("hist").Collection("c")
+	cs, err := coll.Watch(ctx, mongo.Pipeline{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	token := cs.ResumeToken()
+	for id := 1; id <= 3; id++ { // the first insert falls out of the history
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cs.Next(ctx) {
+		t.Fatalf("Next returned an event past lost history: %s", cs.Current)
+	}
+	var se mongo.ServerError
+	if !errors.As(cs.Err(), &se) || !(se.HasErrorCode(136) || se.HasErrorCode(286)) || se.HasErrorLabel("ResumableChangeStreamError") {
+		t.Fatalf("Err = %v, want CappedPositionLost or ChangeStreamHistoryLost, not resumable", cs.Err())
+	}
+	if n := aggregates.Load(); n != 1 {
+		t.Errorf("the driver sent %d aggregates, want 1: it must not resume", n)
+	}
+	// Resuming by hand from the last token fails for good.
+	cs2, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(token))
+	if err == nil {
+		cs2.Close(ctx)
+	}
+	wantHistoryLost(t, err)
+}
