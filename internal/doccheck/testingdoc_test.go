@@ -5,12 +5,14 @@ package doccheck
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-changestream/changestream/mongotest"
 	"github.com/go-changestream/changestream/stream"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -40,7 +42,9 @@ func collect(ctx context.Context, s *stream.Stream[stream.Event[Order]], n int) 
 func connect(t *testing.T) (*mongotest.Server, *mongo.Collection, context.Context) {
 	t.Helper()
 	srv := mongotest.New(t, nil) // closed when the test ends
-	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
+	pool := newPoolState()
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).
+		SetPoolMonitor(&event.PoolMonitor{Event: pool.event}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,14 +54,78 @@ func connect(t *testing.T) (*mongotest.Server, *mongo.Collection, context.Contex
 		cancel()
 	})
 	orders := client.Database("shop").Collection("orders")
+	poolsMu.Lock()
+	pools[orders] = pool
+	poolsMu.Unlock()
 	return srv, orders, ctx
+}
+
+// pools holds the pool state of each test's client, for insert.
+var (
+	poolsMu sync.Mutex
+	pools   = map[*mongo.Collection]*poolState{}
+)
+
+// poolState follows the driver's connection pool. After a restart the
+// driver clears its pool, and a write that meets the cleared pool fails
+// even after the driver's one retry, as against a real server; a careful
+// writer waits for the pool to be ready and tries again.
+type poolState struct {
+	mu    sync.Mutex
+	ready chan struct{} // closed while the pool is ready
+}
+
+func newPoolState() *poolState {
+	p := &poolState{ready: make(chan struct{})}
+	close(p.ready)
+	return p
+}
+
+func (p *poolState) event(e *event.PoolEvent) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.ready:
+		if e.Type == event.ConnectionPoolCleared {
+			p.ready = make(chan struct{})
+		}
+	default:
+		if e.Type == event.ConnectionPoolReady {
+			close(p.ready)
+		}
+	}
+}
+
+func poolOf(orders *mongo.Collection) *poolState {
+	poolsMu.Lock()
+	defer poolsMu.Unlock()
+	return pools[orders]
+}
+
+func (p *poolState) readyCh() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ready
 }
 
 func insert(t *testing.T, ctx context.Context, orders *mongo.Collection, items ...string) {
 	t.Helper()
 	for i, item := range items {
-		if _, err := orders.InsertOne(ctx, bson.D{{Key: "item", Value: item}, {Key: "qty", Value: i + 1}}); err != nil {
-			t.Fatal(err)
+		doc := bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "item", Value: item}, {Key: "qty", Value: i + 1}}
+		for attempt := 1; ; attempt++ {
+			_, err := orders.InsertOne(ctx, doc)
+			if err == nil || attempt > 1 && mongo.IsDuplicateKeyError(err) { // a retry of a write that landed
+				break
+			}
+			var labeled mongo.LabeledError
+			if attempt == 3 || !(mongo.IsNetworkError(err) || errors.As(err, &labeled) && labeled.HasErrorLabel("RetryableWriteError")) {
+				t.Fatal(err)
+			}
+			select { // the pool was cleared by a fault: wait until it is ready
+			case <-poolOf(orders).readyCh():
+			case <-ctx.Done():
+				t.Fatal(err)
+			}
 		}
 	}
 }
@@ -167,5 +235,23 @@ func TestConfigureFailPoint(t *testing.T) {
 	// The driver retries the write once; the retry succeeds.
 	if _, err := orders.InsertOne(ctx, bson.D{{Key: "item", Value: "tea"}}); err != nil {
 		t.Fatalf("retryable write: %v", err)
+	}
+}
+
+// The first snippet: a server per test, and a client of it.
+func TestAServerPerTest(t *testing.T) {
+	srv := mongotest.New(t, nil) // closed when the test ends
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	orders := client.Database("shop").Collection("orders")
+	if _, err := orders.InsertOne(context.Background(), Order{Item: "tea", Qty: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var got Order
+	if err := orders.FindOne(context.Background(), bson.D{{Key: "item", Value: "tea"}}).Decode(&got); err != nil || got.Qty != 1 {
+		t.Fatalf("FindOne = %+v, %v", got, err)
 	}
 }
