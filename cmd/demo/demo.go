@@ -74,7 +74,8 @@ func run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 		return Summary{}, err
 	}
 	defer srv.Close()
-	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
+	pool := newPoolWatch()
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).SetPoolMonitor(pool.monitor()))
 	if err != nil {
 		return Summary{}, err
 	}
@@ -95,7 +96,7 @@ func run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 		return Summary{}, err
 	}
 
-	wr := &writer{orders: orders, tally: tally}
+	wr := &writer{orders: orders, tally: tally, pool: pool}
 	script := wr.script(cfg.Orders)
 	faults := []struct {
 		say    string
@@ -267,6 +268,7 @@ func eventKey(ev stream.Event[Order]) string {
 type writer struct {
 	orders *mongo.Collection
 	tally  *tally
+	pool   *poolWatch
 	seq    int
 }
 
@@ -278,7 +280,7 @@ func (wr *writer) script(n int) []func(context.Context) error {
 	var s []func(context.Context) error
 	for i := 1; i <= n; i++ {
 		s = append(s, func(ctx context.Context) error {
-			return wr.do(insertKey(i), func() error {
+			return wr.do(ctx, insertKey(i), func() error {
 				_, err := wr.orders.InsertOne(ctx, Order{ID: i, Item: items[i%len(items)], Qty: 1 + i%3})
 				return err
 			})
@@ -286,7 +288,7 @@ func (wr *writer) script(n int) []func(context.Context) error {
 		s = append(s, func(ctx context.Context) error {
 			wr.seq++
 			seq := wr.seq
-			return wr.do(updateKey(seq), func() error {
+			return wr.do(ctx, updateKey(seq), func() error {
 				_, err := wr.orders.UpdateByID(ctx, i, bson.D{
 					{Key: "$inc", Value: bson.D{{Key: "qty", Value: 1}}},
 					{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}}},
@@ -296,7 +298,7 @@ func (wr *writer) script(n int) []func(context.Context) error {
 		})
 		if i%3 == 0 {
 			s = append(s, func(ctx context.Context) error {
-				return wr.do(deleteKey(i), func() error {
+				return wr.do(ctx, deleteKey(i), func() error {
 					_, err := wr.orders.DeleteOne(ctx, bson.D{{Key: "_id", Value: i}})
 					return err
 				})
@@ -306,14 +308,22 @@ func (wr *writer) script(n int) []func(context.Context) error {
 	return s
 }
 
-// do registers key and runs write; a failed write is withdrawn.
-func (wr *writer) do(key string, write func() error) error {
+// do registers key and runs write; a failed write is withdrawn. A write
+// that fails of a fault is tried again, up to three times, once the
+// driver's pool is ready; an insert whose earlier try landed reports a
+// duplicate key, which counts as done.
+func (wr *writer) do(ctx context.Context, key string, write func() error) error {
 	wr.tally.expect(key)
-	if err := write(); err != nil {
-		wr.tally.unexpect(key)
-		return fmt.Errorf("write %s: %w", key, err)
+	for attempt := 1; ; attempt++ {
+		err := write()
+		if err == nil || attempt > 1 && mongo.IsDuplicateKeyError(err) {
+			return nil
+		}
+		if attempt == 3 || !transient(err) || wr.pool.wait(ctx) != nil {
+			wr.tally.unexpect(key)
+			return fmt.Errorf("write %s: %w", key, err)
+		}
 	}
-	return nil
 }
 
 // consumer follows the orders with a Stream[stream.Event[Order]] and keeps
