@@ -151,12 +151,22 @@ func (c *conn) reply(msg *message, res result) bool {
 		if res.next != nil {
 			flags = wiremessage.MoreToCome
 		}
-		if msg.legacy {
+		var err error
+		switch {
+		case msg.legacy:
 			c.out = appendOpReply(c.out[:0], reqID, responseTo, res.doc)
-		} else {
+			_, err = c.nc.Write(c.out)
+		case len(res.doc) < 64<<10:
 			c.out = appendMsgReply(c.out[:0], reqID, responseTo, flags, res.doc)
+			_, err = c.nc.Write(c.out)
+		default:
+			// A large reply (a batch of events): write the header and the
+			// document with one writev instead of copying the document.
+			c.out = appendMsgHeader(c.out[:0], reqID, responseTo, flags, len(res.doc))
+			bufs := net.Buffers{c.out, res.doc}
+			_, err = bufs.WriteTo(c.nc)
 		}
-		if _, err := c.nc.Write(c.out); err != nil {
+		if err != nil {
 			return false
 		}
 		if cap(c.out) > 1<<20 {
