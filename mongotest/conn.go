@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
@@ -118,6 +120,15 @@ func (c *conn) run(msg *message) (res result) {
 		if name, _ := commandName(msg.cmd); !isHelloName(name) {
 			return c.s.errorResult(errorf(codeUnsupportedOpQueryCommand, "Unsupported OP_QUERY command: %s. The client driver may require an upgrade. For more details see https://dochub.mongodb.org/core/legacy-opcode-removal", name))
 		}
+	}
+	if c.s.log.Enabled(c.ctx, slog.LevelDebug) {
+		name, _ := commandName(msg.cmd)
+		db, _ := msg.cmd.Lookup("$db").StringValueOK()
+		start := time.Now()
+		defer func() {
+			ok, _ := res.doc.Lookup("ok").DoubleOK()
+			c.s.log.Debug("mongotest: command", "conn", c.id, "cmd", name, "db", db, "ok", ok == 1, "took", time.Since(start))
+		}()
 	}
 	defer func() {
 		if p := recover(); p != nil {
