@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
@@ -119,6 +121,15 @@ func (c *conn) run(msg *message) (res result) {
 			return c.s.errorResult(errorf(codeUnsupportedOpQueryCommand, "Unsupported OP_QUERY command: %s. The client driver may require an upgrade. For more details see https://dochub.mongodb.org/core/legacy-opcode-removal", name))
 		}
 	}
+	if c.s.log.Enabled(c.ctx, slog.LevelDebug) {
+		name, _ := commandName(msg.cmd)
+		db, _ := msg.cmd.Lookup("$db").StringValueOK()
+		start := time.Now()
+		defer func() {
+			ok, _ := res.doc.Lookup("ok").DoubleOK()
+			c.s.log.Debug("mongotest: command", "conn", c.id, "cmd", name, "db", db, "ok", ok == 1, "took", time.Since(start))
+		}()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			c.s.log.Error("mongotest: panic serving a command", "conn", c.id, "panic", p, "stack", string(debug.Stack()))
@@ -151,12 +162,22 @@ func (c *conn) reply(msg *message, res result) bool {
 		if res.next != nil {
 			flags = wiremessage.MoreToCome
 		}
-		if msg.legacy {
+		var err error
+		switch {
+		case msg.legacy:
 			c.out = appendOpReply(c.out[:0], reqID, responseTo, res.doc)
-		} else {
+			_, err = c.nc.Write(c.out)
+		case len(res.doc) < 64<<10:
 			c.out = appendMsgReply(c.out[:0], reqID, responseTo, flags, res.doc)
+			_, err = c.nc.Write(c.out)
+		default:
+			// A large reply (a batch of events): write the header and the
+			// document with one writev instead of copying the document.
+			c.out = appendMsgHeader(c.out[:0], reqID, responseTo, flags, len(res.doc))
+			bufs := net.Buffers{c.out, res.doc}
+			_, err = bufs.WriteTo(c.nc)
 		}
-		if _, err := c.nc.Write(c.out); err != nil {
+		if err != nil {
 			return false
 		}
 		if cap(c.out) > 1<<20 {

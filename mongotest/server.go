@@ -256,7 +256,9 @@ func (s *Server) acceptLoop() {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
+			s.log.Info("mongotest: connection accepted", "conn", c.id, "remote", nc.RemoteAddr().String())
 			c.serve()
+			s.log.Info("mongotest: connection closed", "conn", c.id)
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()

@@ -250,11 +250,20 @@ func withDB(cmd bsoncore.Document, db string) bsoncore.Document {
 
 // appendMsgReply appends an OP_MSG reply carrying doc to dst.
 func appendMsgReply(dst []byte, requestID, responseTo int32, flags wiremessage.MsgFlag, doc []byte) []byte {
+	return append(appendMsgHeader(dst, requestID, responseTo, flags, len(doc)), doc...)
+}
+
+// msgHeaderLen is the length of an OP_MSG reply before its body document:
+// the message header, the flags and the section kind.
+const msgHeaderLen = headerLen + 4 + 1
+
+// appendMsgHeader appends the first msgHeaderLen bytes of an OP_MSG reply
+// whose body document, docLen bytes long, the caller writes next.
+func appendMsgHeader(dst []byte, requestID, responseTo int32, flags wiremessage.MsgFlag, docLen int) []byte {
 	idx, dst := wiremessage.AppendHeaderStart(dst, requestID, responseTo, wiremessage.OpMsg)
 	dst = wiremessage.AppendMsgFlags(dst, flags)
 	dst = wiremessage.AppendMsgSectionType(dst, wiremessage.SingleDocument)
-	dst = append(dst, doc...)
-	binary.LittleEndian.PutUint32(dst[idx:], uint32(len(dst)-int(idx)))
+	binary.LittleEndian.PutUint32(dst[idx:], uint32(msgHeaderLen+docLen))
 	return dst
 }
 

@@ -1,0 +1,74 @@
+// Command mongotest serves mongotest's in-process MongoDB (a single-node
+// replica set speaking the wire protocol of MongoDB 8.2) on a TCP address,
+// so that drivers of any language, mongosh and other tools can be pointed
+// at it.
+//
+// Usage:
+//
+//	mongotest [-addr 127.0.0.1:27017] [-replset rs0] [-history N] [-v]
+//
+// The first line it prints on standard output is the connection string.
+// It serves until interrupted (SIGINT or SIGTERM), then closes every
+// connection and exits. The data lives in memory only.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/go-changestream/changestream/mongotest"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
+}
+
+// run parses args, serves until a signal arrives (or until stop is closed,
+// for tests) and returns the exit code.
+func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
+	fs := flag.NewFlagSet("mongotest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:27017", "TCP `address` to listen on")
+	replSet := fs.String("replset", "rs0", "replica-set `name` to report")
+	history := fs.Int("history", 0, "keep at most `N` change-log entries (0: all)")
+	verbose := fs.Bool("v", false, "log connections and commands to standard error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mongotest: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	srv, err := mongotest.NewServer(&mongotest.Options{
+		Addr:         *addr,
+		ReplicaSet:   *replSet,
+		HistoryLimit: *history,
+		Logger:       logger,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	// The URI comes first, once the server is ready and signals are caught.
+	fmt.Fprintln(stdout, srv.URI())
+	select {
+	case s := <-sigs:
+		logger.Info("mongotest: shutting down", "signal", s)
+	case <-stop:
+	}
+	srv.Close()
+	return 0
+}
