@@ -24,6 +24,7 @@ type fixture struct {
 	db     *mongo.Database
 	coll   *mongo.Collection
 	mon    *monitor
+	pool   *mongotest.PoolWatch // lets writes retry after an injected fault
 	ctx    context.Context
 }
 
@@ -31,14 +32,15 @@ type fixture struct {
 // extra client options apply after the defaults.
 func newFixture(t *testing.T, extra ...*options.ClientOptions) *fixture {
 	t.Helper()
-	f := &fixture{mon: newMonitor()}
+	f := &fixture{mon: newMonitor(), pool: mongotest.NewPoolWatch()}
 	uri := os.Getenv("MONGODB_URI")
 	if uri == "" {
 		f.srv = mongotest.New(t, nil)
 		uri = f.srv.URI()
 	}
 	opts := []*options.ClientOptions{
-		options.Client().ApplyURI(uri).SetMonitor(f.mon.commandMonitor()).SetServerSelectionTimeout(5 * time.Second),
+		options.Client().ApplyURI(uri).SetMonitor(f.mon.commandMonitor()).SetServerSelectionTimeout(5 * time.Second).
+			SetPoolMonitor(f.pool.Monitor()),
 	}
 	client, err := mongo.Connect(append(opts, extra...)...)
 	if err != nil {
@@ -74,7 +76,16 @@ func (f *fixture) needMongotest(t *testing.T, what string) {
 func (f *fixture) insert(t *testing.T, docs ...Order) {
 	t.Helper()
 	for _, d := range docs {
-		if _, err := f.coll.InsertOne(f.ctx, d); err != nil {
+		tries := 0
+		err := f.pool.Retry(f.ctx, func() error {
+			tries++
+			_, err := f.coll.InsertOne(f.ctx, d)
+			if tries > 1 && mongo.IsDuplicateKeyError(err) {
+				return nil // the earlier try landed
+			}
+			return err
+		})
+		if err != nil {
 			t.Fatalf("insert %v: %v", d, err)
 		}
 	}

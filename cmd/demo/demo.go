@@ -74,8 +74,8 @@ func run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 		return Summary{}, err
 	}
 	defer srv.Close()
-	pool := newPoolWatch()
-	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).SetPoolMonitor(pool.monitor()))
+	pool := mongotest.NewPoolWatch()
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).SetPoolMonitor(pool.Monitor()))
 	if err != nil {
 		return Summary{}, err
 	}
@@ -268,7 +268,7 @@ func eventKey(ev stream.Event[Order]) string {
 type writer struct {
 	orders *mongo.Collection
 	tally  *tally
-	pool   *poolWatch
+	pool   *mongotest.PoolWatch
 	seq    int
 }
 
@@ -309,21 +309,24 @@ func (wr *writer) script(n int) []func(context.Context) error {
 }
 
 // do registers key and runs write; a failed write is withdrawn. A write
-// that fails of a fault is tried again, up to three times, once the
-// driver's pool is ready; an insert whose earlier try landed reports a
-// duplicate key, which counts as done.
+// that fails of a fault is tried again once the driver's pool is ready; an
+// insert whose earlier try landed reports a duplicate key, which counts as
+// done.
 func (wr *writer) do(ctx context.Context, key string, write func() error) error {
 	wr.tally.expect(key)
-	for attempt := 1; ; attempt++ {
-		err := write()
-		if err == nil || attempt > 1 && mongo.IsDuplicateKeyError(err) {
-			return nil
+	tries := 0
+	err := wr.pool.Retry(ctx, func() error {
+		tries++
+		if err := write(); err != nil && !(tries > 1 && mongo.IsDuplicateKeyError(err)) {
+			return err
 		}
-		if attempt == 3 || !transient(err) || wr.pool.wait(ctx) != nil {
-			wr.tally.unexpect(key)
-			return fmt.Errorf("write %s: %w", key, err)
-		}
+		return nil
+	})
+	if err != nil {
+		wr.tally.unexpect(key)
+		return fmt.Errorf("write %s: %w", key, err)
 	}
+	return nil
 }
 
 // consumer follows the orders with a Stream[stream.Event[Order]] and keeps

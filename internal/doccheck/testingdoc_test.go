@@ -12,7 +12,6 @@ import (
 	"github.com/go-changestream/changestream/mongotest"
 	"github.com/go-changestream/changestream/stream"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -41,10 +40,9 @@ func collect(ctx context.Context, s *stream.Stream[stream.Event[Order]], n int) 
 // connect starts a server for the test and connects to it.
 func connect(t *testing.T) (*mongotest.Server, *mongo.Collection, context.Context) {
 	t.Helper()
-	srv := mongotest.New(t, nil) // closed when the test ends
-	pool := newPoolState()
-	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).
-		SetPoolMonitor(&event.PoolMonitor{Event: pool.event}))
+	srv := mongotest.New(t, nil)     // closed when the test ends
+	pool := mongotest.NewPoolWatch() // lets insert retry after a fault
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).SetPoolMonitor(pool.Monitor()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,72 +58,33 @@ func connect(t *testing.T) (*mongotest.Server, *mongo.Collection, context.Contex
 	return srv, orders, ctx
 }
 
-// pools holds the pool state of each test's client, for insert.
+// pools holds the pool watch of each test's client, for insert.
 var (
 	poolsMu sync.Mutex
-	pools   = map[*mongo.Collection]*poolState{}
+	pools   = map[*mongo.Collection]*mongotest.PoolWatch{}
 )
 
-// poolState follows the driver's connection pool. After a restart the
-// driver clears its pool, and a write that meets the cleared pool fails
-// even after the driver's one retry, as against a real server; a careful
-// writer waits for the pool to be ready and tries again.
-type poolState struct {
-	mu    sync.Mutex
-	ready chan struct{} // closed while the pool is ready
-}
-
-func newPoolState() *poolState {
-	p := &poolState{ready: make(chan struct{})}
-	close(p.ready)
-	return p
-}
-
-func (p *poolState) event(e *event.PoolEvent) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.ready:
-		if e.Type == event.ConnectionPoolCleared {
-			p.ready = make(chan struct{})
-		}
-	default:
-		if e.Type == event.ConnectionPoolReady {
-			close(p.ready)
-		}
-	}
-}
-
-func poolOf(orders *mongo.Collection) *poolState {
+func poolOf(orders *mongo.Collection) *mongotest.PoolWatch {
 	poolsMu.Lock()
 	defer poolsMu.Unlock()
 	return pools[orders]
-}
-
-func (p *poolState) readyCh() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.ready
 }
 
 func insert(t *testing.T, ctx context.Context, orders *mongo.Collection, items ...string) {
 	t.Helper()
 	for i, item := range items {
 		doc := bson.D{{Key: "_id", Value: bson.NewObjectID()}, {Key: "item", Value: item}, {Key: "qty", Value: i + 1}}
-		for attempt := 1; ; attempt++ {
+		tries := 0
+		err := poolOf(orders).Retry(ctx, func() error {
+			tries++
 			_, err := orders.InsertOne(ctx, doc)
-			if err == nil || attempt > 1 && mongo.IsDuplicateKeyError(err) { // a retry of a write that landed
-				break
+			if tries > 1 && mongo.IsDuplicateKeyError(err) {
+				return nil // the earlier try landed
 			}
-			var labeled mongo.LabeledError
-			if attempt == 3 || !(mongo.IsNetworkError(err) || errors.As(err, &labeled) && labeled.HasErrorLabel("RetryableWriteError")) {
-				t.Fatal(err)
-			}
-			select { // the pool was cleared by a fault: wait until it is ready
-			case <-poolOf(orders).readyCh():
-			case <-ctx.Done():
-				t.Fatal(err)
-			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }
