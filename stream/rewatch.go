@@ -61,7 +61,7 @@ func driverResumeOptions(opts []options.Lister[options.ChangeStreamOptions]) (st
 func (s *Stream[T]) open(ctx context.Context, from resumePoint) (*mongo.ChangeStream, error) {
 	opts := s.csOpts
 	if from.how != fromOriginal {
-		opts = append(slices.Clip(opts), from)
+		opts = append(slices.Clip(opts), &from) // the driver wants pointers
 	}
 	return s.target.Watch(ctx, s.pipeline, opts...)
 }
@@ -134,6 +134,7 @@ func (s *Stream[T]) rewatch(cause error) error {
 	if s.cs != nil {
 		ctx, cancel := context.WithTimeout(s.ictx, time.Second)
 		_ = s.cs.Close(ctx) // best effort: kills the old cursor if the server still has it
+		s.killAbandoned(ctx, s.cursorID)
 		cancel()
 		s.cs = nil
 	}
@@ -221,4 +222,19 @@ func (s *Stream[T]) noteResume(before int64) {
 	s.stats.Resumes++
 	s.mu.Unlock()
 	s.log.Info("changestream: the driver resumed the stream")
+	ctx, cancel := context.WithTimeout(s.ictx, time.Second)
+	s.killAbandoned(ctx, before)
+	cancel()
+}
+
+// killAbandoned kills, best effort, a server cursor the driver gave up
+// without killing: after a network error it forgets its cursor, which a
+// server would otherwise keep until its idle timeout.
+func (s *Stream[T]) killAbandoned(ctx context.Context, id int64) {
+	if id == 0 || s.kill == nil {
+		return
+	}
+	if err := s.kill(ctx, id); err != nil {
+		s.log.Debug("changestream: could not kill an abandoned server cursor", "cursor", id, "err", err)
+	}
 }
