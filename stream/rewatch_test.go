@@ -256,7 +256,7 @@ func TestRewatchGivesUp(t *testing.T) {
 	if s.Alive() {
 		t.Error("Alive() after giving up")
 	}
-	if _, err2 := s.Next(f.ctx); err2 != err {
+	if _, err2 := s.Next(f.ctx); err2 == nil || err2.Error() != err.Error() {
 		t.Errorf("second Next: %v, want the same error", err2)
 	}
 }
