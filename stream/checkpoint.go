@@ -68,7 +68,8 @@ func newCheckpointer(o *Options) *checkpointer {
 
 // commit records cp, the position after events more consumed events, and
 // saves it when the throttle allows (or always with force). It returns a
-// *CheckpointError when this save makes maxFail failures in a row.
+// *CheckpointError when this save makes maxFail failures in a row, and with
+// force the error of any failed save.
 func (c *checkpointer) commit(ctx context.Context, cp Checkpoint, events int, force bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -83,7 +84,12 @@ func (c *checkpointer) commit(ctx context.Context, cp Checkpoint, events int, fo
 	if !force && c.pending < c.every && time.Since(c.lastSave) < c.interval {
 		return nil
 	}
-	return c.saveLocked(ctx)
+	err := c.saveLocked(ctx)
+	if force && err == nil && c.dirty {
+		// A final save: its failure is always reported.
+		return fmt.Errorf("changestream: could not save the checkpoint of stream %q: %w", c.name, c.lastErr)
+	}
+	return err
 }
 
 func (c *checkpointer) saveLocked(ctx context.Context) error {
