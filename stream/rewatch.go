@@ -91,7 +91,8 @@ var transientCodes = map[int32]bool{
 }
 
 // transient reports whether a watch from the last token may mend err: a
-// network error, a server selection timeout, or a server error of the
+// network error, a server selection timeout, a cleared connection pool, or
+// a server error of the
 // NotPrimary, shutdown, network or cursor classes, or one labelled
 // ResumableChangeStreamError. Everything else (the fatal change-stream
 // codes, authentication and authorization errors, an invalid pipeline, a
@@ -118,7 +119,9 @@ func transient(err error) bool {
 		}
 		var ce mongo.CommandError
 		if errors.As(err, &ce) {
-			return transientCodes[ce.Code]
+			// Code 0: not a server's reply but the driver's own error,
+			// such as a connection pool cleared after a network error.
+			return ce.Code == 0 || transientCodes[ce.Code]
 		}
 		return false
 	}
