@@ -56,6 +56,12 @@ type checkpointer struct {
 	saved     Checkpoint // the last checkpoint saved or loaded
 	failures  int        // failed saves in a row
 	lastErr   error      // the last save error, nil after a success
+
+	// pub is a copy of saved and lastErr for Stats, which must not wait
+	// for a slow Save holding mu.
+	pubMu  sync.Mutex
+	pubCp  Checkpoint
+	pubErr error
 }
 
 func newCheckpointer(o *Options) *checkpointer {
@@ -99,11 +105,13 @@ func (c *checkpointer) saveLocked(ctx context.Context) error {
 	if err == nil {
 		c.saved, c.dirty, c.pending, c.lastSave = cp, false, 0, cp.UpdatedAt
 		c.failures, c.lastErr = 0, nil
+		c.publish()
 		c.log.Debug("changestream: checkpoint saved", "token", cp.Token.String())
 		return nil
 	}
 	c.failures++
 	c.lastErr = err
+	c.publish()
 	c.log.Warn("changestream: could not save the checkpoint; retrying at the next commit",
 		"failures", c.failures, "token", cp.Token.String(), "err", err)
 	if c.failures >= c.maxFail {
@@ -135,13 +143,21 @@ func (c *checkpointer) loaded(cp Checkpoint) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.saved, c.committed = cp, cp
+	c.publish()
+}
+
+// publish copies saved and lastErr for state; mu is held.
+func (c *checkpointer) publish() {
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.pubCp, c.pubErr = c.saved, c.lastErr
 }
 
 // state returns the last saved checkpoint and the last save error.
 func (c *checkpointer) state() (Checkpoint, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.saved, c.lastErr
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	return c.pubCp, c.pubErr
 }
 
 // checkpointAt builds the checkpoint of a position: tok, with the cluster
