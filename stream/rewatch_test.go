@@ -111,8 +111,12 @@ func TestRewatchMendsFailures(t *testing.T) {
 		restart   bool
 		resumes   int64 // resumes of the driver
 		rewatches int64 // new watches of the Stream
+		// either: one of the two mends it. After a network error the
+		// driver clears its connection pool; when its resume races with
+		// that, it fails with a PoolClearedError and the Stream mends it.
+		either bool
 	}{
-		{name: "closed connection on getMore", resumes: 1,
+		{name: "closed connection on getMore", resumes: 1, either: true,
 			faults: []mongotest.FailPoint{{Commands: []string{"getMore"}, CloseConnection: true, Times: 1}}},
 		{name: "resumable label", resumes: 1,
 			faults: []mongotest.FailPoint{{Commands: []string{"getMore"}, ErrorCode: 91, ErrorLabels: []string{"ResumableChangeStreamError"}, Times: 1}}},
@@ -129,7 +133,7 @@ func TestRewatchMendsFailures(t *testing.T) {
 			// The driver's resume and its one retry.
 			{Commands: []string{"aggregate"}, CloseConnection: true, Times: 2},
 		}},
-		{name: "restart", restart: true, resumes: 1},
+		{name: "restart", restart: true, resumes: 1, either: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,14 +154,17 @@ func TestRewatchMendsFailures(t *testing.T) {
 			f.insert(t, Order{ID: 2}, Order{ID: 3})
 			nextIDs(t, f, s, 2, 3)
 			st := s.Stats()
-			if st.Resumes != tt.resumes || st.Rewatches != tt.rewatches {
+			switch {
+			case tt.either && st.Resumes+st.Rewatches != 1:
+				t.Errorf("Stats: %d resumes, %d rewatches; want one in all", st.Resumes, st.Rewatches)
+			case !tt.either && (st.Resumes != tt.resumes || st.Rewatches != tt.rewatches):
 				t.Errorf("Stats: %d resumes, %d rewatches; want %d, %d", st.Resumes, st.Rewatches, tt.resumes, tt.rewatches)
 			}
 			if st.Events != 3 {
 				t.Errorf("Stats: %d events, want 3", st.Events)
 			}
-			if got := int64(logs.count(msgRewatched)); got != tt.rewatches {
-				t.Errorf("%d log lines %q, want %d", got, msgRewatched, tt.rewatches)
+			if got := int64(logs.count(msgRewatched)); got != st.Rewatches {
+				t.Errorf("%d log lines %q, want %d", got, msgRewatched, st.Rewatches)
 			}
 			all := f.mon.commands("aggregate")
 			if len(all) <= aggs {

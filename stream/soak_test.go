@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -321,8 +322,17 @@ func TestSoak(t *testing.T) {
 	if sumStats.Resumes == 0 || sumStats.Rewatches < 3 {
 		t.Errorf("%d resumes and %d rewatches: the faults did not take effect", sumStats.Resumes, sumStats.Rewatches)
 	}
-	// Printed, not logged, so that CI logs show it without -v.
-	fmt.Printf("soak: %d events, %d faults, %d lost, %d duplicates\n", len(seen), w.faults, lost, dups)
+	// Printed, not logged: shown with -v or in local directory mode (go
+	// test hides the output of a passing package in package list mode),
+	// and added to the GitHub Actions job summary when there is one.
+	line := fmt.Sprintf("soak: %d events, %d faults, %d lost, %d duplicates\n", len(seen), w.faults, lost, dups)
+	fmt.Print(line)
+	if path := os.Getenv("GITHUB_STEP_SUMMARY"); path != "" {
+		if sf, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644); err == nil {
+			_, _ = sf.WriteString(line)
+			_ = sf.Close()
+		}
+	}
 	t.Logf("soak: %d writes, %d driver resumes, %d rewatches, %d checkpoint errors, %d consumer restarts",
 		len(w.keys), sumStats.Resumes, sumStats.Rewatches, ckErrs, life)
 }

@@ -21,8 +21,8 @@ func TestStats(t *testing.T) {
 	}
 	f.insert(t, Order{ID: 1})
 	nextIDs(t, f, s, 1)
-	// The driver resumes after a closed connection ...
-	f.srv.FailCommand(mongotest.FailPoint{Commands: []string{"getMore"}, CloseConnection: true, Times: 1})
+	// The driver resumes after CursorNotFound ...
+	f.srv.FailCommand(mongotest.FailPoint{Commands: []string{"getMore"}, ErrorCode: 43, ErrorLabels: []string{}, Times: 1})
 	f.insert(t, Order{ID: 2})
 	nextIDs(t, f, s, 2)
 	// ... but not after an error without the resumable label: the stream
