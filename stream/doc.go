@@ -41,12 +41,33 @@
 // showExpandedEvents, ...) are passed as the driver's own
 // options.ChangeStream() builder; this package's settings are in Options.
 //
+// # Failures, new watches and checkpoints
+//
+// When the driver's stream dies of a failure that a new watch can mend (the
+// network or the server down for longer than server selection waits, a
+// restart or failover, a lost cursor, a resume of the driver that failed),
+// Next watches again from the last event it returned, with the same
+// pipeline and driver options, jittered exponential backoff and a log line
+// per attempt (Options.RewatchDelay, RewatchMaxDelay, RewatchAttempts,
+// RewatchTimeout, Logger): the caller sees neither an error nor a gap. A
+// stream opened with startAfter keeps startAfter until its first event.
+// Nothing in this package ever restarts a stream "from now".
+//
+// With Options.Store and Options.Name, the stream keeps a checkpoint in a
+// TokenStore (MemoryStore, FileStore, CollectionStore or your own): Watch
+// resumes from it, the position after an event is committed once the
+// consumer asks for the next one (at least once), saves are throttled and
+// flushed by Close, and while idle the server's postBatchResumeToken is
+// saved so that a quiet stream never falls out of the oplog. Stats reports
+// events, resumes, new watches, the lag and the last checkpoint.
+//
 // # Errors
 //
 // Server errors keep their driver types (errors.As with mongo.ServerError
 // works) and the ones that end a stream for good also match a sentinel:
 // ErrHistoryLost, ErrInvalidToken, ErrFatal and ErrEventTooLarge. An event
 // that cannot be decoded is reported as a *DecodeError and the stream goes
-// on. After an invalidate event the stream ends with ErrInvalidated; after
-// Close, calls return ErrClosed.
+// on; so does a *CheckpointError. After an invalidate event the stream ends
+// with ErrInvalidated (or, with Options.ContinueAfterInvalidate, goes on
+// after it); after Close, calls return ErrClosed.
 package stream

@@ -19,7 +19,8 @@ var ErrSingleUse = errors.New("changestream: Stream.All was already used; a stre
 // ErrInvalidated is returned by Next and TryNext after the stream delivered
 // an invalidate event (the watched collection was dropped or renamed, or
 // the watched database dropped): the server closed the stream. Watch again
-// with options.ChangeStream().SetStartAfter(token) to go on after it.
+// with options.ChangeStream().SetStartAfter(token) to go on after it, or set
+// Options.ContinueAfterInvalidate to have the stream do it.
 var ErrInvalidated = errors.New("changestream: stream was invalidated")
 
 // ErrHistoryLost means the stream cannot resume: the point it would resume

@@ -18,12 +18,20 @@ import (
 // It is a single-use iterator: a stream cannot be rewound, and ranging over
 // All a second time (on any call) yields ErrSingleUse once.
 //
-// Each pair is an event and nil, or an error. A *DecodeError is yielded with
-// the zero T and iteration goes on if the loop body goes on. Any other error
+// Each pair is an event and nil, or an error. A *DecodeError or a
+// *CheckpointError is yielded with the zero T and iteration goes on if the
+// loop body goes on. Any other error
 // (the stream ended, ctx ended, ErrInvalidated after the invalidate event)
 // is yielded once and the loop ends. When the loop ends, for whatever reason
 // (break, return, the end of the stream), the stream is closed. A Close from
 // another goroutine ends the loop without an error.
+//
+// With Options.Store, an event is committed when its loop body completes
+// and the loop asks for the next one; when the loop ends early (break,
+// return, a panic), its last event is not committed, so it comes again
+// after a restart: at least once. The loop closes the stream with ctx's
+// values but without its cancellation; an error of that Close (a failed
+// final checkpoint save) is logged and returned by the next call to Close.
 func (s *Stream[T]) All(ctx context.Context) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var zero T
@@ -36,27 +44,51 @@ func (s *Stream[T]) All(ctx context.Context) iter.Seq2[T, error] {
 		if ctx == nil {
 			ctx = context.Background()
 		}
-		defer s.Close(context.WithoutCancel(ctx))
+		early := true // until the stream itself ends the loop
+		defer func() {
+			if err := s.close(context.WithoutCancel(ctx), !early); err != nil {
+				s.mu.Lock()
+				s.loopErr = err
+				s.mu.Unlock()
+			}
+		}()
 		for {
 			v, err := s.Next(ctx)
 			if err == nil {
-				if !yield(v, nil) {
+				if !s.yieldBody(yield, v) {
 					return
 				}
 				continue
 			}
 			if errors.Is(err, ErrClosed) {
+				early = false
 				return
 			}
 			var de *DecodeError
-			if errors.As(err, &de) {
+			var ce *CheckpointError
+			if errors.As(err, &de) || errors.As(err, &ce) {
 				if !yield(zero, err) {
 					return
 				}
 				continue
 			}
+			early = false
 			yield(zero, err)
 			return
 		}
 	}
+}
+
+// yieldBody runs the loop body for v, marking it as running so that a
+// Close from another goroutine does not commit v meanwhile.
+func (s *Stream[T]) yieldBody(yield func(T, error) bool, v T) bool {
+	s.mu.Lock()
+	s.inBody = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inBody = false
+		s.mu.Unlock()
+	}()
+	return yield(v, nil)
 }

@@ -1,21 +1,132 @@
 package stream
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"time"
+)
+
+// Defaults of the zero values of Options.
+const (
+	// DefaultCheckpointEvery is the number of events after which a
+	// checkpoint is saved when Options.CheckpointEvery is zero.
+	DefaultCheckpointEvery = 100
+
+	// DefaultCheckpointInterval is how long a committed position may wait
+	// before it is saved when Options.CheckpointInterval is zero.
+	DefaultCheckpointInterval = time.Second
+
+	// DefaultCheckpointFailures is the number of failed saves in a row after
+	// which Next reports a *CheckpointError when Options.CheckpointFailures
+	// is zero.
+	DefaultCheckpointFailures = 3
+
+	// DefaultRewatchDelay is the first backoff delay between two attempts
+	// to watch again when Options.RewatchDelay is zero.
+	DefaultRewatchDelay = 100 * time.Millisecond
+
+	// DefaultRewatchMaxDelay caps the backoff delay when
+	// Options.RewatchMaxDelay is zero.
+	DefaultRewatchMaxDelay = 10 * time.Second
+
+	// DefaultRewatchTimeout is how long a stream keeps trying to watch again
+	// after a failure when Options.RewatchTimeout is zero.
+	DefaultRewatchTimeout = 5 * time.Minute
 )
 
 // Options holds this package's own settings for a Stream. A nil *Options
-// means all defaults; so does the zero value of every field.
+// means all defaults; so does the zero value of every field. Watch returns
+// an error for an invalid value (a negative number, a Store without a
+// Name, RewatchDelay above RewatchMaxDelay).
 //
 // The driver's change-stream settings (fullDocument, resumeAfter,
 // startAfter, batchSize, maxAwaitTime, collation, comment, ...) are not
 // here: pass them to Watch as the driver's own options.ChangeStream()
 // builder.
 type Options struct {
-	// Logger receives the stream's log lines: a debug line when the stream
-	// opens and ends, a warning when Close could not kill the server cursor
-	// of an interrupted call. The zero value (nil) discards them.
+	// Logger receives the stream's log lines: a warning for each attempt to
+	// watch again after a failure and for each checkpoint that could not
+	// be saved, an info line when an attempt succeeds or the driver resumed
+	// by itself, debug lines when the stream opens, ends and saves a
+	// checkpoint. The zero value (nil) discards them.
 	Logger *slog.Logger
+
+	// Name names the stream: it is the key of its checkpoint in Store and
+	// the "stream" attribute of its log lines. It is required with a Store
+	// and must then be a name the store accepts; without a Store it is
+	// only used in log lines.
+	Name string
+
+	// Store, when set, keeps the stream's checkpoint under Name. Watch then
+	// loads it and resumes after it (with resumeAfter, or startAfter when
+	// the server refuses resumeAfter because the token is an invalidate
+	// event's). A saved checkpoint takes precedence over a resumeAfter,
+	// startAfter or startAtOperationTime passed to Watch in the driver's
+	// options: those only apply to the first run, when the store has no
+	// checkpoint yet (ErrNoCheckpoint). Any other Load error is returned
+	// by Watch; it never means "start from now".
+	//
+	// Commit point, at-least-once: the position after an event is
+	// committed only when the consumer asks for the next event (Next,
+	// TryNext, the next iteration of an All loop) or calls Close; never
+	// before the code handling that event ran. A loop over All that ends
+	// early (break, return) does not commit its last event: it comes again
+	// after a restart. Committed positions are saved every CheckpointEvery
+	// events or CheckpointInterval, whichever comes first, and on Close.
+	// While the stream is idle, the server's postBatchResumeToken is saved
+	// at most every CheckpointInterval, so that the checkpoint of a quiet
+	// stream never falls out of the oplog.
+	//
+	// A failed save is logged and retried at the next commit; after
+	// CheckpointFailures failures in a row, Next, TryNext and All report a
+	// *CheckpointError (the stream goes on, and no event is consumed by
+	// that call). Close returns the error of its final save.
+	Store TokenStore
+
+	// CheckpointEvery is how many committed events may wait before their
+	// position is saved. The zero value means DefaultCheckpointEvery; 1
+	// saves at every commit.
+	CheckpointEvery int
+
+	// CheckpointInterval is how long a committed position may wait before
+	// it is saved. The zero value means DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
+
+	// CheckpointFailures is how many failed saves in a row make Next report
+	// a *CheckpointError. The zero value means DefaultCheckpointFailures.
+	CheckpointFailures int
+
+	// DisableRewatch turns watching again off: a failure the driver does
+	// not resume by itself then ends the stream with the driver's error.
+	DisableRewatch bool
+
+	// RewatchDelay is the backoff delay before the second attempt to watch
+	// again (the first is immediate); each further attempt doubles it, up
+	// to RewatchMaxDelay, and each delay is jittered to between half and
+	// all of its value. The zero value means DefaultRewatchDelay.
+	RewatchDelay time.Duration
+
+	// RewatchMaxDelay caps the backoff delay. The zero value means
+	// DefaultRewatchMaxDelay.
+	RewatchMaxDelay time.Duration
+
+	// RewatchAttempts limits the attempts to watch again after one failure.
+	// The zero value means no limit by attempts (RewatchTimeout still
+	// applies).
+	RewatchAttempts int
+
+	// RewatchTimeout limits the time spent trying to watch again after one
+	// failure; the stream then ends with the last error. The zero value
+	// means DefaultRewatchTimeout.
+	RewatchTimeout time.Duration
+
+	// ContinueAfterInvalidate makes the stream go on after an invalidate
+	// event (the watched collection was dropped or renamed, or its
+	// database dropped): the invalidate event is still delivered, then the
+	// stream watches again with startAfter set to its token, instead of
+	// ending with ErrInvalidated.
+	ContinueAfterInvalidate bool
 }
 
 // resolve checks the options and fills in defaults. It never modifies the
@@ -27,6 +138,53 @@ func (o *Options) resolve() (Options, error) {
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("changestream: invalid Options: "+format, args...))
+	}
+	if r.Store != nil {
+		if r.Name == "" {
+			bad("a Store needs a Name")
+		} else if err := checkStreamName(r.Name); err != nil {
+			bad("%w", err)
+		}
+	}
+	nonNegative := func(name string, v int64) {
+		if v < 0 {
+			bad("%s is negative (%d)", name, v)
+		}
+	}
+	nonNegative("CheckpointEvery", int64(r.CheckpointEvery))
+	nonNegative("CheckpointInterval", int64(r.CheckpointInterval))
+	nonNegative("CheckpointFailures", int64(r.CheckpointFailures))
+	nonNegative("RewatchDelay", int64(r.RewatchDelay))
+	nonNegative("RewatchMaxDelay", int64(r.RewatchMaxDelay))
+	nonNegative("RewatchAttempts", int64(r.RewatchAttempts))
+	nonNegative("RewatchTimeout", int64(r.RewatchTimeout))
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if r.CheckpointEvery == 0 {
+		r.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if r.CheckpointFailures == 0 {
+		r.CheckpointFailures = DefaultCheckpointFailures
+	}
+	def(&r.CheckpointInterval, DefaultCheckpointInterval)
+	def(&r.RewatchDelay, DefaultRewatchDelay)
+	def(&r.RewatchMaxDelay, DefaultRewatchMaxDelay)
+	def(&r.RewatchTimeout, DefaultRewatchTimeout)
+	if r.RewatchDelay > r.RewatchMaxDelay && len(errs) == 0 {
+		bad("RewatchDelay %v is above RewatchMaxDelay %v", r.RewatchDelay, r.RewatchMaxDelay)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Options{}, err
+	}
+	if r.Name != "" {
+		r.Logger = r.Logger.With("stream", r.Name)
 	}
 	return r, nil
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -34,6 +36,14 @@ type Stream[T any] struct {
 	log  *slog.Logger
 	kill func(ctx context.Context, id int64) error // kills a server cursor; nil if the target is unknown
 
+	// What a new watch needs: the same target, pipeline and driver options.
+	target   Watcher
+	pipeline any
+	csOpts   []options.Lister[options.ChangeStreamOptions]
+	opts     Options
+	backoff  backoff
+	ck       *checkpointer // nil without Options.Store
+
 	// sem is held by the goroutine that may touch cs and the fields below it
 	// (a Next, TryNext or Close call), except while a fetch runs: then the
 	// fetch goroutine owns cs until it sends on pending.
@@ -49,11 +59,22 @@ type Stream[T any] struct {
 	slab         []byte          // see own
 	drvRaw       []byte          // the driver's last resume token and
 	drvTok       Token           // our copy of it
+	afterStart   bool            // cs was opened with startAfter and has returned no event
+	taken        bool            // an event was taken from a driver stream
+	userResume   bool            // the user's driver options set a resume option Watch used
+	invTok       Token           // an invalidate event's token to watch again after
 
-	mu     sync.Mutex
-	closed bool
-	token  Token // resume token after the last event returned
-	term   error // why the stream ended, if it did
+	mu          sync.Mutex
+	closed      bool
+	token       Token // resume token after the last event returned
+	term        error // why the stream ended, if it did
+	stats       Stats // Events, Resumes and Rewatches
+	uncommitted int   // events returned since the last commit
+	lastCT      bson.Timestamp
+	lastWall    time.Time
+	inBody      bool  // an All loop body is running
+	ckErr       error // a *CheckpointError of an idle save, for the next call
+	loopErr     error // the error of the Close made by All, for the next Close
 }
 
 // fetched is the outcome of one fetch from the driver's stream.
@@ -64,7 +85,13 @@ type fetched[T any] struct {
 	err         error // the event's *DecodeError, or why the stream ended
 	ended       bool  // err ended the stream
 	invalidated bool  // the event is an invalidate
+	ct          bson.Timestamp
+	wall        time.Time // the event's clusterTime and wallTime
 }
+
+// errContinueAfterInvalidate is the cause logged when a stream watches
+// again after an invalidate event.
+var errContinueAfterInvalidate = errors.New("changestream: the stream was invalidated; going on after the invalidate event (Options.ContinueAfterInvalidate)")
 
 // errServerClosed reports a cursor the server closed without an invalidate.
 var errServerClosed = errors.New("changestream: the server closed the change stream cursor")
@@ -84,6 +111,11 @@ var errServerClosed = errors.New("changestream: the server closed the change str
 // Watch runs the aggregate command with ctx; errors from it are returned as
 // they are (server errors stay reachable with errors.As) and never retried
 // beyond the driver's retryable read.
+//
+// With Options.Store, Watch first loads the stream's checkpoint and resumes
+// after it; see Options.Store for the precedence over the driver's resume
+// options. Later failures that a new watch can mend are mended while Next
+// runs: see Next.
 func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Options,
 	csOpts ...options.Lister[options.ChangeStreamOptions],
 ) (*Stream[T], error) {
@@ -100,19 +132,49 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if pipeline == nil {
 		pipeline = mongo.Pipeline{}
 	}
-	cs, err := target.Watch(ctx, pipeline, csOpts...)
+	s := &Stream[T]{
+		kind:     decodeKind[T](),
+		log:      o.Logger,
+		kill:     killerFor(target),
+		target:   target,
+		pipeline: pipeline,
+		csOpts:   slices.Clone(csOpts),
+		opts:     o,
+		backoff:  backoff{initial: o.RewatchDelay, max: o.RewatchMaxDelay},
+		sem:      make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		used:     make(chan struct{}, 1),
+	}
+	userStartAfter, userResume := driverResumeOptions(csOpts)
+	from := resumePoint{how: fromOriginal}
+	if o.Store != nil {
+		s.ck = newCheckpointer(&o)
+		cp, ok, err := loadCheckpoint(ctx, &o)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			from = resumePoint{how: fromResumeAfter, tok: cp.Token}
+			s.ck.loaded(cp)
+			if userResume {
+				s.log.Info("changestream: resuming from the saved checkpoint; the resume option passed to Watch only applies when there is none")
+			}
+		}
+	}
+	cs, err := s.open(ctx, from)
+	if err != nil && from.how == fromResumeAfter && isCode(err, codeInvalidResumeToken) {
+		// The checkpoint is an invalidate event's token, which only
+		// startAfter accepts.
+		s.log.Debug("changestream: the server refused resumeAfter with the checkpoint; trying startAfter", "err", err)
+		from.how = fromStartAfter
+		cs, err = s.open(ctx, from)
+	}
 	if err != nil {
 		return nil, classify(err)
 	}
-	s := &Stream[T]{
-		cs:   cs,
-		kind: decodeKind[T](),
-		log:  o.Logger,
-		kill: killerFor(target),
-		sem:  make(chan struct{}, 1),
-		done: make(chan struct{}),
-		used: make(chan struct{}, 1),
-	}
+	s.cs = cs
+	s.afterStart = from.how == fromStartAfter || (from.how == fromOriginal && userStartAfter)
+	s.userResume = from.how == fromOriginal && userResume
 	s.used <- struct{}{}
 	s.env.decode = s.decodeDoc
 	// The driver's calls never see the caller's contexts: a context that
@@ -120,8 +182,14 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	// They use this one, which only Close cancels.
 	s.ictx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.token = s.driverToken()
-	s.log.Debug("changestream: opened", "resumeToken", s.token.String())
+	s.log.Debug("changestream: opened", "resume", from.how, "resumeToken", s.token.String())
 	return s, nil
+}
+
+// isCode reports whether err is a server error with code.
+func isCode(err error, code int) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCode(code)
 }
 
 func isNilPointer(v any) bool {
@@ -155,9 +223,20 @@ func killerFor(target Watcher) func(context.Context, int64) error {
 // the wait for the server goes on in the background, and the next call to
 // Next or TryNext returns what it brings, so no event is lost.
 //
+// When the driver's stream dies of a failure a new watch can mend (the
+// network or the server down for longer than server selection waits, a
+// restart or failover, a lost cursor, a resume of the driver that failed),
+// Next watches again from the last event it returned, with backoff (see
+// Options), and goes on: the caller sees neither an error nor a gap. Errors
+// no new watch can mend end the stream: ErrHistoryLost, ErrInvalidToken,
+// ErrFatal, ErrEventTooLarge, and the server's own errors (authentication,
+// authorization, an invalid pipeline) as they are.
+//
 // A *DecodeError means the event could not be decoded into T; the stream
-// goes on with the next event. After Close, Next returns ErrClosed; after an
-// invalidate event, ErrInvalidated; after any other error the stream is
+// goes on with the next event. A *CheckpointError means checkpoints could
+// not be saved (see Options.Store); the stream goes on. After Close, Next
+// returns ErrClosed; after an invalidate event, ErrInvalidated (unless
+// Options.ContinueAfterInvalidate); after any other error the stream is
 // over and Next returns that error again.
 func (s *Stream[T]) Next(ctx context.Context) (T, error) {
 	v, _, err := s.next(ctx, true)
@@ -165,10 +244,10 @@ func (s *Stream[T]) Next(ctx context.Context) (T, error) {
 }
 
 // TryNext returns the next event if one is available after at most one
-// round trip to the server (one getMore; a resume after a network error
-// adds its own). It returns (zero, false, nil) when no event came; call it
-// again later. Errors are as for Next; with a *DecodeError the event is
-// consumed and ok is false.
+// round trip to the server (one getMore; a resume or a new watch after a
+// failure adds its own). It returns (zero, false, nil) when no event came;
+// call it again later. Errors are as for Next; with a *DecodeError the event
+// is consumed and ok is false.
 func (s *Stream[T]) TryNext(ctx context.Context) (v T, ok bool, err error) {
 	return s.next(ctx, false)
 }
@@ -198,6 +277,10 @@ func (s *Stream[T]) next(ctx context.Context, block bool) (T, bool, error) {
 	if closed {
 		return zero, false, ErrClosed
 	}
+	// The caller asks for the next event: it is done with the last one.
+	if err := s.commit(s.ictx, false); err != nil {
+		return zero, false, err
+	}
 	if term != nil {
 		return zero, false, term
 	}
@@ -210,11 +293,18 @@ func (s *Stream[T]) next(ctx context.Context, block bool) (T, bool, error) {
 		switch {
 		case f.ended:
 			s.term = f.err
-		case f.got && f.invalidated:
+		case f.got && f.invalidated && !s.opts.ContinueAfterInvalidate:
 			s.token = f.tok
 			s.term = ErrInvalidated
 		default:
 			s.token = f.tok
+		}
+		if f.got {
+			s.uncommitted++
+			s.lastCT, s.lastWall = f.ct, f.wall
+			if f.err == nil {
+				s.stats.Events++
+			}
 		}
 		s.mu.Unlock()
 		switch {
@@ -232,12 +322,51 @@ func (s *Stream[T]) next(ctx context.Context, block bool) (T, bool, error) {
 	}
 }
 
+// commit commits the position after the events returned so far, and saves
+// it when the throttle allows or force is set.
+func (s *Stream[T]) commit(ctx context.Context, force bool) error {
+	if s.ck == nil {
+		return nil
+	}
+	s.mu.Lock()
+	tok, n, ct, wall := s.token, s.uncommitted, s.lastCT, s.lastWall
+	s.uncommitted = 0
+	idleErr := s.ckErr
+	s.ckErr = nil
+	s.mu.Unlock()
+	if tok.IsZero() {
+		return idleErr
+	}
+	sctx, cancel := context.WithTimeout(ctx, saveTimeout)
+	defer cancel()
+	if err := s.ck.commit(sctx, checkpointAt(tok, ct, wall), n, force); err != nil {
+		return err
+	}
+	return idleErr
+}
+
+// commitIdle commits the postBatchResumeToken tok of an empty batch while
+// the caller waits in Next: every event returned before was committed when
+// it called. It runs on the fetch goroutine.
+func (s *Stream[T]) commitIdle(tok Token) {
+	if s.ck == nil || tok.IsZero() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ictx, saveTimeout)
+	defer cancel()
+	if err := s.ck.commit(ctx, checkpointAt(tok, bson.Timestamp{}, time.Time{}), 0, false); err != nil {
+		s.mu.Lock()
+		s.ckErr = err
+		s.mu.Unlock()
+	}
+}
+
 // await returns the next fetch result: one waiting from an earlier call, one
 // from the batch in hand, or a new fetch's. ok is false when TryNext finds a
 // blocking fetch still waiting.
 func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok bool, err error) {
 	if s.pending == nil {
-		if s.cs.RemainingBatchLength() > 0 {
+		if s.cs != nil && s.cs.RemainingBatchLength() > 0 {
 			return s.fetch(false), true, nil // no I/O
 		}
 		if err := ctx.Err(); err != nil {
@@ -269,15 +398,41 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 
 // fetch gets the next event from the driver's stream: one round trip at
 // most, or as many as it takes when block is set. While it waits it
-// publishes the postBatchResumeToken of each empty batch.
+// publishes (and commits) the postBatchResumeToken of each empty batch.
+// When the driver's stream dies of a failure a new watch can mend, it
+// watches again.
 func (s *Stream[T]) fetch(block bool) fetched[T] {
 	for {
-		s.cursorID = s.cs.ID()
-		if s.cs.TryNext(s.ictx) {
+		if s.cs == nil || (s.cs.ID() == 0 && s.cs.RemainingBatchLength() == 0 && !s.invTok.IsZero()) {
+			// After an invalidate event, with ContinueAfterInvalidate.
+			if err := s.rewatch(errContinueAfterInvalidate); err != nil {
+				return fetched[T]{err: err, ended: true}
+			}
+			if !block && s.cs.RemainingBatchLength() == 0 {
+				return fetched[T]{tok: s.driverToken()}
+			}
+		}
+		before := s.cs.ID()
+		s.cursorID = before
+		got := s.cs.TryNext(s.ictx)
+		s.noteResume(before)
+		if got {
 			return s.take()
 		}
 		if err := s.cs.Err(); err != nil {
-			return fetched[T]{err: classify(err), ended: true}
+			if s.ictx.Err() != nil {
+				return fetched[T]{err: ErrClosed, ended: true}
+			}
+			if s.opts.DisableRewatch || !transient(err) {
+				return fetched[T]{err: classify(err), ended: true}
+			}
+			if err := s.rewatch(err); err != nil {
+				return fetched[T]{err: err, ended: true}
+			}
+			if !block && s.cs.RemainingBatchLength() == 0 {
+				return fetched[T]{tok: s.driverToken()}
+			}
+			continue
 		}
 		if s.cs.ID() == 0 {
 			return fetched[T]{err: errServerClosed, ended: true}
@@ -291,6 +446,7 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 		s.mu.Lock()
 		s.token = tok
 		s.mu.Unlock()
+		s.commitIdle(tok)
 	}
 }
 
@@ -301,6 +457,7 @@ func (s *Stream[T]) take() fetched[T] {
 	if !ok {
 		return fetched[T]{err: errMissingID, ended: true}
 	}
+	s.taken, s.afterStart = true, false
 	tok := tokenOf(bson.Raw(id))
 	after := tok
 	if d := s.cs.ResumeToken(); !bytes.Equal(d, id) {
@@ -308,8 +465,19 @@ func (s *Stream[T]) take() fetched[T] {
 		// batch's postBatchResumeToken.
 		after = s.driverToken()
 	}
-	v, err := s.decode(raw, tok)
-	return fetched[T]{val: v, got: true, tok: after, err: err, invalidated: isInvalidate(raw)}
+	inv := isInvalidate(raw)
+	if inv && s.opts.ContinueAfterInvalidate {
+		s.invTok = tok
+	}
+	f := fetched[T]{got: true, tok: after, invalidated: inv}
+	if t, i, ok := raw.Lookup("clusterTime").TimestampOK(); ok {
+		f.ct = bson.Timestamp{T: t, I: i}
+	}
+	if ms, ok := raw.Lookup("wallTime").DateTimeOK(); ok {
+		f.wall = time.UnixMilli(ms)
+	}
+	f.val, f.err = s.decode(raw, tok)
+	return f
 }
 
 // driverToken returns the driver's resume token, copied once per change.
@@ -347,18 +515,37 @@ func (s *Stream[T]) ResumeToken() Token {
 // Close ends the stream and kills its server cursor. It may be called from
 // any goroutine, also while another is blocked in Next or ranging over All:
 // that call returns ErrClosed at once, and the range loop ends without an
-// error. Close is idempotent; calls after the first return nil.
+// error. Close is idempotent; calls after the first return nil (but the
+// first call after an All loop closed the stream returns that close's
+// error).
+//
+// With Options.Store, Close saves the checkpoint with ctx: the position
+// after the last event Next or TryNext returned (call Close when you are
+// done with it), or, when All's loop body is running or left the loop
+// early, after the last event whose loop body completed. Close returns the
+// error of that save.
 func (s *Stream[T]) Close(ctx context.Context) error {
+	return s.close(ctx, true)
+}
+
+// close is Close; commitLast tells whether the last event returned may be
+// committed.
+func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	s.mu.Lock()
 	if s.closed {
+		err := s.loopErr
+		s.loopErr = nil
 		s.mu.Unlock()
-		return nil
+		return err
 	}
 	s.closed = true
 	close(s.done)
+	if s.inBody {
+		commitLast = false
+	}
 	s.mu.Unlock()
 
 	// Callers blocked on the stream see done and let go of sem.
@@ -378,11 +565,26 @@ func (s *Stream[T]) Close(ctx context.Context) error {
 		s.pending = nil
 	}
 	s.cancel()
-	err := s.cs.Close(ctx)
+	var err error
+	if s.cs != nil {
+		err = s.cs.Close(ctx)
+	}
 	if killID != 0 && s.kill != nil {
 		if kerr := s.kill(ctx, killID); kerr != nil {
 			s.log.Warn("changestream: could not kill the server cursor of an interrupted call", "cursor", killID, "err", kerr)
 			err = errors.Join(err, kerr)
+		}
+	}
+	if s.ck != nil {
+		var cerr error
+		if commitLast {
+			cerr = s.commit(ctx, true)
+		} else {
+			cerr = s.ck.flush(ctx)
+		}
+		if cerr != nil {
+			s.log.Warn("changestream: could not save the checkpoint on Close", "err", cerr)
+			err = errors.Join(err, cerr)
 		}
 	}
 	s.log.Debug("changestream: closed")

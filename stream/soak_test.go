@@ -1,0 +1,468 @@
+package stream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-changestream/changestream/mongotest"
+	"github.com/go-changestream/changestream/stream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// soakWrites is the number of writes of the soak test.
+const soakWrites = 10_000
+
+// soakEvery is the soak stream's CheckpointEvery: after a crash, at most
+// this many events come again.
+const soakEvery = 50
+
+// teeStore saves to every store and loads from the one chosen, so that a
+// restart can resume from the FileStore or from the CollectionStore.
+type teeStore struct {
+	stores []stream.TokenStore
+	mu     sync.Mutex
+	from   int
+}
+
+func (s *teeStore) Load(ctx context.Context, name string) (stream.Checkpoint, error) {
+	s.mu.Lock()
+	st := s.stores[s.from]
+	s.mu.Unlock()
+	return st.Load(ctx, name)
+}
+
+func (s *teeStore) Save(ctx context.Context, name string, cp stream.Checkpoint) error {
+	var errs []error
+	for _, st := range s.stores {
+		errs = append(errs, st.Save(ctx, name, cp))
+	}
+	return errors.Join(errs...)
+}
+
+func (s *teeStore) loadFrom(i int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.from = i
+}
+
+// failures counts the getMore and aggregate commands that failed, and
+// wakes waiters on each.
+type failures struct {
+	mu   sync.Mutex
+	n    int
+	wake chan struct{}
+}
+
+func (fl *failures) monitor() *event.CommandMonitor {
+	return &event.CommandMonitor{Failed: func(_ context.Context, e *event.CommandFailedEvent) {
+		if e.CommandName != "getMore" && e.CommandName != "aggregate" {
+			return
+		}
+		fl.mu.Lock()
+		defer fl.mu.Unlock()
+		fl.n++
+		close(fl.wake)
+		fl.wake = make(chan struct{})
+	}}
+}
+
+func (fl *failures) count() int {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fl.n
+}
+
+// waitAbove waits until more than n commands failed.
+func (fl *failures) waitAbove(ctx context.Context, n int) error {
+	for {
+		fl.mu.Lock()
+		got, wake := fl.n, fl.wake
+		fl.mu.Unlock()
+		if got > n {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a failed command: %w", ctx.Err())
+		}
+	}
+}
+
+// soakFault is a fault of the schedule: injected by the writer before write
+// at, or, for a marker, by the consumer when it sees that write's event.
+type soakFault struct {
+	at     int
+	name   string
+	points []mongotest.FailPoint // failpoints to arm
+	fails  int                   // failed commands the failpoints cause
+	inject func(*mongotest.Server)
+	marker string // consumer-side: "deadline", "crash-file", "crash-collection"
+	drop   bool   // the writer drops the watched collection
+}
+
+func soakSchedule() []soakFault {
+	none := []string{}
+	getMore := []string{"getMore"}
+	return []soakFault{
+		{at: 800, name: "closed connection on getMore", fails: 1,
+			points: []mongotest.FailPoint{{Commands: getMore, CloseConnection: true, Times: 1}}},
+		{at: 1600, name: "resumable code with label", fails: 1,
+			points: []mongotest.FailPoint{{Commands: getMore, ErrorCode: 91, ErrorLabels: []string{"ResumableChangeStreamError"}, Times: 1}}},
+		{at: 2400, name: "CursorNotFound", fails: 1,
+			points: []mongotest.FailPoint{{Commands: getMore, ErrorCode: 43, ErrorLabels: none, Times: 1}}},
+		{at: 3200, name: "HostUnreachable without label (not resumed by the driver)", fails: 1,
+			points: []mongotest.FailPoint{{Commands: getMore, ErrorCode: 6, ErrorLabels: none, Times: 1}}},
+		{at: 4000, name: "failed resume of the driver", fails: 3, points: []mongotest.FailPoint{
+			{Commands: []string{"aggregate"}, CloseConnection: true, Times: 2},
+			{AfterCursorCheckout: true, CloseConnection: true, Times: 1},
+		}},
+		{at: 4800, name: "restart", inject: (*mongotest.Server).Restart},
+		{at: 5600, name: "Next deadline during an await", marker: "deadline"},
+		{at: 6400, name: "crash, restart from FileStore", marker: "crash-file"},
+		{at: 7200, name: "invalidate (drop), continue after it", drop: true},
+		{at: 8000, name: "NotWritablePrimary without label", fails: 1,
+			points: []mongotest.FailPoint{{Commands: getMore, ErrorCode: 10107, ErrorLabels: none, Times: 1}}},
+		{at: 8800, name: "crash, restart from CollectionStore", marker: "crash-collection"},
+		{at: 9600, name: "closed connections", inject: (*mongotest.Server).DropConnections},
+	}
+}
+
+// soakEvent is what the consumer saw of one event.
+type soakEvent struct {
+	key  string // i<id>, u<seq>, d<id>, or the operation type
+	ct   bson.Timestamp
+	life int // the consumer's incarnation
+	pos  int // the event's position in that incarnation
+	mark string
+}
+
+// TestSoak writes soakWrites mixed inserts, updates and deletes while
+// faults are injected, and checks every write's event is delivered, in
+// cluster-time order, with duplicates only after a crash and within one
+// checkpoint interval.
+func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak test skipped in -short mode")
+	}
+	f := newFixture(t)
+	f.needMongotest(t, "failpoints, Restart")
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)
+	defer cancel()
+
+	fs, err := stream.NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cstore, err := stream.NewCollectionStore(f.client.Database("soak_checkpoints").Collection("checkpoints"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &teeStore{stores: []stream.TokenStore{fs, cstore}}
+	fails := &failures{wake: make(chan struct{})}
+	coll := f.coll.Name()
+
+	// Each incarnation of the consumer has its own client, as a restarted
+	// program would.
+	var clients []*mongo.Client
+	defer func() {
+		for _, c := range clients {
+			_ = c.Disconnect(context.Background())
+		}
+	}()
+	open := func() *stream.Stream[bson.Raw] {
+		t.Helper()
+		c, err := mongo.Connect(options.Client().ApplyURI(f.srv.URI()).SetMonitor(fails.monitor()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+		s, err := stream.Watch[bson.Raw](ctx, c.Database(f.db.Name()).Collection(coll), nil, &stream.Options{
+			Store: store, Name: "soak", CheckpointEvery: soakEvery, CheckpointInterval: time.Hour,
+			ContinueAfterInvalidate: true, RewatchDelay: time.Millisecond, RewatchMaxDelay: 50 * time.Millisecond,
+		}, options.ChangeStream().SetMaxAwaitTime(50*time.Millisecond))
+		if err != nil {
+			t.Fatalf("Watch: %v", err)
+		}
+		return s
+	}
+	s := open()
+
+	// The writer.
+	wclient, err := mongo.Connect(options.Client().ApplyURI(f.srv.URI()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wclient.Disconnect(context.Background())
+	wcoll := wclient.Database(f.db.Name()).Collection(coll)
+	resume := make(chan struct{}) // the consumer lets the writer go on after the deadline fault
+	type result struct {
+		keys   []string
+		faults int
+		err    error
+	}
+	wdone := make(chan result, 1)
+	go func() {
+		var r result
+		r.err = soakWrite(ctx, f.srv, wcoll, fails, resume, &r.keys, &r.faults)
+		wdone <- r
+	}()
+
+	// The consumer.
+	var seen []soakEvent
+	marks := map[string]bool{}
+	life, pos, ckErrs, deadlines := 0, 0, 0, 0
+	var st stream.Stats
+	var sumStats stream.Stats
+	for {
+		raw, err := s.Next(ctx)
+		if err != nil {
+			var ce *stream.CheckpointError
+			if errors.As(err, &ce) {
+				ckErrs++
+				continue
+			}
+			t.Fatalf("Next after %d events: %v", len(seen), err)
+		}
+		ev := soakEventOf(raw)
+		ev.life, ev.pos = life, pos
+		pos++
+		seen = append(seen, ev)
+		if ev.mark != "" && marks[ev.mark] {
+			continue // a marker delivered again after a crash acts once
+		}
+		marks[ev.mark] = true
+		switch ev.mark {
+		case "end":
+			st = s.Stats()
+			if err := s.Close(ctx); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		case "deadline":
+			// The writer waits: nothing comes, and the deadline expires
+			// during the await.
+			dctx, dcancel := context.WithTimeout(ctx, 30*time.Millisecond)
+			raw, err := s.Next(dctx)
+			dcancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Next with a deadline while the writer waits: %v, %v", soakEventOf(raw).key, err)
+			} else {
+				deadlines++
+			}
+			close(resume)
+		case "crash-file", "crash-collection":
+			// Abandon the stream without Close, as a crash would, and
+			// restart from the store.
+			cur := s.Stats()
+			sumStats.Resumes += cur.Resumes
+			sumStats.Rewatches += cur.Rewatches
+			if ev.mark == "crash-collection" {
+				store.loadFrom(1)
+			} else {
+				store.loadFrom(0)
+			}
+			_ = clients[len(clients)-1].Disconnect(ctx)
+			s = open()
+			life++
+			pos = 0
+		}
+		if ev.mark == "end" {
+			break
+		}
+	}
+	w := <-wdone
+	if w.err != nil {
+		t.Fatalf("writer: %v", w.err)
+	}
+
+	// Every write's event at least once; duplicates only right after a
+	// crash, within one checkpoint interval; cluster-time order within an
+	// incarnation.
+	count := map[string]int{}
+	dups := 0
+	for i, ev := range seen {
+		count[ev.key]++
+		if count[ev.key] > 1 && ev.key[0] != 'X' {
+			dups++
+			if ev.pos > soakEvery {
+				t.Errorf("duplicate %s at position %d of incarnation %d: beyond one checkpoint interval (%d)", ev.key, ev.pos, ev.life, soakEvery)
+			}
+		}
+		if i > 0 && seen[i-1].life == ev.life && ev.ct.Before(seen[i-1].ct) {
+			t.Errorf("event %s at %v after %s at %v: out of cluster-time order", ev.key, ev.ct, seen[i-1].key, seen[i-1].ct)
+		}
+	}
+	lost := 0
+	for _, k := range w.keys {
+		if count[k] == 0 {
+			lost++
+			if lost <= 10 {
+				t.Errorf("write %s: no event", k)
+			}
+		}
+	}
+	if len(w.keys) < soakWrites {
+		t.Errorf("%d writes, want at least %d", len(w.keys), soakWrites)
+	}
+	if deadlines != 1 {
+		t.Errorf("%d Next deadlines expired during an await, want 1", deadlines)
+	}
+	sumStats.Resumes += st.Resumes
+	sumStats.Rewatches += st.Rewatches
+	if sumStats.Resumes == 0 || sumStats.Rewatches < 3 {
+		t.Errorf("%d resumes and %d rewatches: the faults did not take effect", sumStats.Resumes, sumStats.Rewatches)
+	}
+	// Printed, not logged: shown with -v or in local directory mode (go
+	// test hides the output of a passing package in package list mode),
+	// and added to the GitHub Actions job summary when there is one.
+	line := fmt.Sprintf("soak: %d events, %d faults, %d lost, %d duplicates\n", len(seen), w.faults, lost, dups)
+	fmt.Print(line)
+	if path := os.Getenv("GITHUB_STEP_SUMMARY"); path != "" {
+		if sf, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644); err == nil {
+			_, _ = sf.WriteString(line)
+			_ = sf.Close()
+		}
+	}
+	t.Logf("soak: %d writes, %d driver resumes, %d rewatches, %d checkpoint errors, %d consumer restarts",
+		len(w.keys), sumStats.Resumes, sumStats.Rewatches, ckErrs, life)
+}
+
+// soakEventOf reads the key of an event.
+func soakEventOf(raw bson.Raw) soakEvent {
+	var ev soakEvent
+	if t, i, ok := raw.Lookup("clusterTime").TimestampOK(); ok {
+		ev.ct = bson.Timestamp{T: t, I: i}
+	}
+	num := func(keys ...string) string {
+		n, _ := raw.Lookup(keys...).AsInt64OK()
+		return strconv.FormatInt(n, 10)
+	}
+	switch op, _ := raw.Lookup("operationType").StringValueOK(); op {
+	case "insert":
+		ev.key = "i" + num("fullDocument", "_id")
+		ev.mark, _ = raw.Lookup("fullDocument", "mark").StringValueOK()
+	case "update":
+		ev.key = "u" + num("updateDescription", "updatedFields", "v")
+	case "delete":
+		ev.key = "d" + num("documentKey", "_id")
+	default:
+		ev.key = "X" + op // drop, invalidate: not a write of the writer
+	}
+	return ev
+}
+
+// soakWrite is the writer: soakWrites mixed writes, the faults of the
+// schedule between them, and a final marker. keys receives the key of the
+// event each write must produce.
+func soakWrite(ctx context.Context, srv *mongotest.Server, coll *mongo.Collection, fails *failures,
+	resume <-chan struct{}, keys *[]string, faults *int,
+) error {
+	rng := rand.New(rand.NewPCG(1, 2))
+	schedule := soakSchedule()
+	var live []int64
+	for seq := int64(1); seq <= soakWrites; seq++ {
+		mark := ""
+		if len(schedule) > 0 && int64(schedule[0].at) == seq {
+			fault := schedule[0]
+			schedule = schedule[1:]
+			*faults++
+			switch {
+			case fault.marker != "":
+				mark = fault.marker
+			case fault.drop:
+				if err := retry(ctx, func() error { return coll.Drop(ctx) }); err != nil {
+					return err
+				}
+				live = live[:0]
+			case fault.inject != nil:
+				fault.inject(srv)
+			default:
+				before := fails.count()
+				for _, fp := range fault.points {
+					srv.FailCommand(fp)
+				}
+				if err := fails.waitAbove(ctx, before+fault.fails-1); err != nil {
+					return fmt.Errorf("%s: %w", fault.name, err)
+				}
+			}
+		}
+		var key string
+		var err error
+		switch r := rng.IntN(10); {
+		case mark != "" || len(live) < 20 || r < 5:
+			key = "i" + strconv.FormatInt(seq, 10)
+			doc := bson.D{{Key: "_id", Value: seq}, {Key: "v", Value: seq}}
+			if mark != "" {
+				doc = append(doc, bson.E{Key: "mark", Value: mark})
+			}
+			err = retry(ctx, func() error {
+				_, err := coll.InsertOne(ctx, doc)
+				if mongo.IsDuplicateKeyError(err) {
+					return nil // an earlier attempt went through
+				}
+				return err
+			})
+			live = append(live, seq)
+		case r < 8:
+			id := live[rng.IntN(len(live))]
+			key = "u" + strconv.FormatInt(seq, 10)
+			err = retry(ctx, func() error {
+				_, err := coll.UpdateByID(ctx, id, bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: seq}}}})
+				return err
+			})
+		default:
+			i := rng.IntN(len(live))
+			id := live[i]
+			live = append(live[:i], live[i+1:]...)
+			key = "d" + strconv.FormatInt(id, 10)
+			err = retry(ctx, func() error {
+				_, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+				return err // a repeat after a lost reply deletes nothing
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("write %d: %w", seq, err)
+		}
+		*keys = append(*keys, key)
+		if mark == "deadline" {
+			select {
+			case <-resume:
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for the consumer after the deadline fault: %w", ctx.Err())
+			}
+		}
+	}
+	return retry(ctx, func() error {
+		_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: int64(soakWrites + 1)}, {Key: "mark", Value: "end"}})
+		if mongo.IsDuplicateKeyError(err) {
+			return nil
+		}
+		return err
+	})
+}
+
+// retry runs a write until it succeeds or fails with a server error: a
+// restart or closed connection may fail a write the driver's own retry
+// does not cover.
+func retry(ctx context.Context, write func() error) error {
+	for {
+		err := write()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		var se mongo.ServerError
+		if errors.As(err, &se) && !mongo.IsNetworkError(err) {
+			return err
+		}
+	}
+}
