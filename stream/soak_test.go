@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-changestream/changestream/internal/testsummary"
 	"github.com/go-changestream/changestream/mongotest"
 	"github.com/go-changestream/changestream/stream"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -322,17 +322,9 @@ func TestSoak(t *testing.T) {
 	if sumStats.Resumes == 0 || sumStats.Rewatches < 3 {
 		t.Errorf("%d resumes and %d rewatches: the faults did not take effect", sumStats.Resumes, sumStats.Rewatches)
 	}
-	// Printed, not logged: shown with -v or in local directory mode (go
-	// test hides the output of a passing package in package list mode),
-	// and added to the GitHub Actions job summary when there is one.
-	line := fmt.Sprintf("soak: %d events, %d faults, %d lost, %d duplicates\n", len(seen), w.faults, lost, dups)
-	fmt.Print(line)
-	if path := os.Getenv("GITHUB_STEP_SUMMARY"); path != "" {
-		if sf, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644); err == nil {
-			_, _ = sf.WriteString(line)
-			_ = sf.Close()
-		}
-	}
+	// Printed, not logged: go test hides the logs of a passing package in
+	// package-list mode; testsummary also collects the line for .ci/run.
+	testsummary.Print(fmt.Sprintf("soak: %d events, %d faults, %d lost, %d duplicates", len(seen), w.faults, lost, dups))
 	t.Logf("soak: %d writes, %d driver resumes, %d rewatches, %d checkpoint errors, %d consumer restarts",
 		len(w.keys), sumStats.Resumes, sumStats.Rewatches, ckErrs, life)
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/go-changestream/changestream/internal/testsummary"
 	"github.com/go-changestream/changestream/internal/unified"
 	"github.com/go-changestream/changestream/mongotest"
 )
@@ -51,7 +52,7 @@ func TestSpec(t *testing.T) {
 		},
 	}
 	r.RunDir(t, dir)
-	fmt.Println(r.Summary())
+	testsummary.Print(r.Summary())
 	for _, f := range r.Failures() {
 		t.Logf("failed: %s", f)
 	}
