@@ -24,7 +24,8 @@ var ErrSingleUse = errors.New("changestream: Stream.All was already used; a stre
 var ErrInvalidated = errors.New("changestream: stream was invalidated")
 
 // ErrHistoryLost means the stream cannot resume: the point it would resume
-// from is no longer in the server's oplog (ChangeStreamHistoryLost, 286).
+// from is no longer in the server's oplog (ChangeStreamHistoryLost, 286, or
+// CappedPositionLost, 136, on a cursor that fell behind the oplog).
 // Events were lost; starting again "from now" would hide that, so nothing
 // in this package does it.
 var ErrHistoryLost = errors.New("changestream: resume point is no longer in the oplog (ChangeStreamHistoryLost)")
@@ -50,6 +51,7 @@ const (
 	codeInvalidResumeToken      = 260
 	codeChangeStreamFatalError  = 280
 	codeChangeStreamHistoryLost = 286
+	codeCappedPositionLost      = 136
 	codeBSONObjectTooLarge      = 10334
 )
 
@@ -96,7 +98,10 @@ func classify(err error) error {
 	}
 	var kind error
 	switch {
-	case se.HasErrorCode(codeChangeStreamHistoryLost):
+	case se.HasErrorCode(codeChangeStreamHistoryLost), se.HasErrorCode(codeCappedPositionLost):
+		// A cursor whose oplog position rolled away fails with
+		// CappedPositionLost; a new watch from its token would fail with
+		// ChangeStreamHistoryLost. Either way events are gone.
 		kind = ErrHistoryLost
 	case se.HasErrorCode(codeInvalidResumeToken):
 		kind = ErrInvalidToken

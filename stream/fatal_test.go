@@ -24,6 +24,7 @@ func TestFatalErrorsAreNotRetried(t *testing.T) {
 		retried  bool // the driver retries the aggregate once as a retryable read
 	}{
 		{name: "ChangeStreamHistoryLost", code: 286, labels: []string{"NonResumableChangeStreamError"}, sentinel: stream.ErrHistoryLost},
+		{name: "CappedPositionLost on an open cursor", code: 136, sentinel: stream.ErrHistoryLost},
 		{name: "InvalidResumeToken", code: 260, sentinel: stream.ErrInvalidToken},
 		{name: "ChangeStreamFatalError", code: 280, labels: []string{"NonResumableChangeStreamError"}, sentinel: stream.ErrFatal},
 		{name: "BSONObjectTooLarge", code: 10334, sentinel: stream.ErrEventTooLarge, mention: "$changeStreamSplitLargeEvent"},
