@@ -153,12 +153,17 @@ var notPrimaryCodes = map[int32]bool{
 
 // CommandError is a server error reply: {ok: 0, errmsg, code, codeName, errorLabels}.
 type CommandError struct {
-	Code    int32
-	Name    string // codeName; derived from Code when empty
+	// Code is the server error code, such as 286 for ChangeStreamHistoryLost.
+	Code int32
+	// Name is the codeName; when empty it is derived from Code.
+	Name string
+	// Message is the errmsg.
 	Message string
-	Labels  []string
+	// Labels are the errorLabels, such as ResumableChangeStreamError.
+	Labels []string
 }
 
+// Error returns the code name and the message.
 func (e *CommandError) Error() string {
 	return fmt.Sprintf("(%s) %s", e.codeName(), e.Message)
 }
