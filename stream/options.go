@@ -16,6 +16,16 @@ type Options struct {
 	// opens and ends, a warning when Close could not kill the server cursor
 	// of an interrupted call. The zero value (nil) discards them.
 	Logger *slog.Logger
+
+	// SplitEvents asks the server to split change events larger than
+	// 16 MiB into fragments: the $changeStreamSplitLargeEvent stage is
+	// appended to the pipeline, unless its last stage already is that
+	// stage. Either way the Stream joins the fragments into the whole
+	// event before decoding it, so T never sees a fragment, and its
+	// ResumeToken moves only at whole events. The zero value (false)
+	// leaves the pipeline as it is; without the stage such an event ends
+	// the stream with ErrEventTooLarge.
+	SplitEvents bool // split.go
 }
 
 // resolve checks the options and fills in defaults. It never modifies the

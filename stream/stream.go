@@ -49,6 +49,7 @@ type Stream[T any] struct {
 	slab         []byte          // see own
 	drvRaw       []byte          // the driver's last resume token and
 	drvTok       Token           // our copy of it
+	split        reassembler     // split.go: fragments of an event not yet whole
 
 	mu     sync.Mutex
 	closed bool
@@ -99,6 +100,11 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	}
 	if pipeline == nil {
 		pipeline = mongo.Pipeline{}
+	}
+	if o.SplitEvents { // split.go
+		if pipeline, err = withSplitStage(pipeline); err != nil {
+			return nil, err
+		}
 	}
 	cs, err := target.Watch(ctx, pipeline, csOpts...)
 	if err != nil {
@@ -274,13 +280,19 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 	for {
 		s.cursorID = s.cs.ID()
 		if s.cs.TryNext(s.ictx) {
-			return s.take()
+			if f, whole := s.take(); whole {
+				return f
+			}
+			continue // a fragment of a split event: fetch the rest of it
 		}
 		if err := s.cs.Err(); err != nil {
 			return fetched[T]{err: classify(err), ended: true}
 		}
 		if s.cs.ID() == 0 {
 			return fetched[T]{err: errServerClosed, ended: true}
+		}
+		if s.split.pending() {
+			continue // within a split event the resume point stays before it
 		}
 		tok := s.driverToken()
 		if !block {
@@ -294,12 +306,19 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 	}
 }
 
-// take copies the driver's current event and decodes it.
-func (s *Stream[T]) take() fetched[T] {
-	raw := s.own(s.cs.Current)
+// take copies the driver's current event and decodes it. whole is false
+// when the event is a fragment of a split event that is not complete yet.
+func (s *Stream[T]) take() (f fetched[T], whole bool) {
+	raw, whole, err := s.join(s.cs.Current)
+	if err != nil {
+		return fetched[T]{err: err, ended: true}, true
+	}
+	if !whole {
+		return f, false
+	}
 	id, ok := bsoncore.Document(raw).Lookup("_id").DocumentOK()
 	if !ok {
-		return fetched[T]{err: errMissingID, ended: true}
+		return fetched[T]{err: errMissingID, ended: true}, true
 	}
 	tok := tokenOf(bson.Raw(id))
 	after := tok
@@ -309,7 +328,7 @@ func (s *Stream[T]) take() fetched[T] {
 		after = s.driverToken()
 	}
 	v, err := s.decode(raw, tok)
-	return fetched[T]{val: v, got: true, tok: after, err: err, invalidated: isInvalidate(raw)}
+	return fetched[T]{val: v, got: true, tok: after, err: err, invalidated: isInvalidate(raw)}, true
 }
 
 // driverToken returns the driver's resume token, copied once per change.
