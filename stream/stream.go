@@ -50,6 +50,7 @@ type Stream[T any] struct {
 	drvRaw       []byte          // the driver's last resume token and
 	drvTok       Token           // our copy of it
 	split        reassembler     // split.go: fragments of an event not yet whole
+	codec        codec           // decode.go: how documents are decoded
 
 	mu     sync.Mutex
 	closed bool
