@@ -64,13 +64,19 @@ func (s *Stream[T]) decodeDoc(doc []byte, v any) error {
 		s.codec = codecOf(s.cs)
 	}
 	if s.codec.reg != nil {
-		return bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: doc}.UnmarshalWithRegistry(s.codec.reg, v)
+		return decodeWith(s.codec.reg, doc, v)
 	}
 	saved := s.cs.Current
 	s.cs.Current = doc
 	err := s.cs.Decode(v)
 	s.cs.Current = saved
 	return err
+}
+
+// decodeWith decodes the document doc into v with reg, reading doc in
+// memory.
+func decodeWith(reg *bson.Registry, doc []byte, v any) error {
+	return bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: doc}.UnmarshalWithRegistry(reg, v)
 }
 
 // codec is how a stream decodes documents with the client's registry.

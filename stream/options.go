@@ -26,6 +26,13 @@ type Options struct {
 	// leaves the pipeline as it is; without the stage such an event ends
 	// the stream with ErrEventTooLarge.
 	SplitEvents bool // split.go
+
+	// DisablePrefetch turns off fetching ahead. By default, when Next or
+	// TryNext returns the last event of a batch the server sent, the next
+	// batch is requested in the background while the caller handles that
+	// event: at most one batch ahead, and ResumeToken (and so every
+	// checkpoint) still moves only when an event is returned.
+	DisablePrefetch bool // prefetch.go
 }
 
 // resolve checks the options and fills in defaults. It never modifies the

@@ -51,6 +51,7 @@ type Stream[T any] struct {
 	drvTok       Token           // our copy of it
 	split        reassembler     // split.go: fragments of an event not yet whole
 	codec        codec           // decode.go: how documents are decoded
+	pf           prefetcher      // prefetch.go: fetching ahead
 
 	mu     sync.Mutex
 	closed bool
@@ -116,6 +117,7 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 		kind: decodeKind[T](),
 		log:  o.Logger,
 		kill: killerFor(target),
+		pf:   prefetcher{off: o.DisablePrefetch},
 		sem:  make(chan struct{}, 1),
 		done: make(chan struct{}),
 		used: make(chan struct{}, 1),
@@ -224,6 +226,9 @@ func (s *Stream[T]) next(ctx context.Context, block bool) (T, bool, error) {
 			s.token = f.tok
 		}
 		s.mu.Unlock()
+		if f.got && !f.ended {
+			s.prefetch() // prefetch.go
+		}
 		switch {
 		case f.ended:
 			s.log.Debug("changestream: ended", "err", f.err)
