@@ -159,21 +159,28 @@ func runs(ss []*series) int {
 func throughput(g string, ss []*series) []string {
 	base := find(ss, "driver")
 	fmt.Printf("%s (median of %d runs)\n\n", strings.TrimPrefix(g, "BenchmarkThroughput/"), runs(ss))
-	fmt.Println("| form | events/s | × driver | allocs/event | × driver |")
-	fmt.Println("|---|---:|---:|---:|---:|")
-	var bev, bal float64
+	fmt.Println("| form | events/s | × driver | events/cpu-s | × driver | allocs/event | × driver |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	var bev, bcpu, bal float64
 	if base != nil {
 		bev, _ = base.median("events/s")
+		bcpu, _ = base.median("events/cpu-s")
 		bal, _ = base.median("allocs/op")
 	}
 	var verdicts []string
 	for _, s := range ss {
 		ev, _ := s.median("events/s")
+		cpu, _ := s.median("events/cpu-s")
 		al, _ := s.median("allocs/op")
-		fmt.Printf("| %s | %.0f | %s | %.0f | %s |\n", s.form, ev, ratio(ev, bev), al, ratio(al, bal))
+		fmt.Printf("| %s | %.0f | %s | %.0f | %s | %.0f | %s |\n", s.form, ev, ratio(ev, bev), cpu, ratio(cpu, bcpu), al, ratio(al, bal))
 		if s.form == "Next" && base != nil {
 			verdicts = append(verdicts,
-				verdict(ev >= 1.5*bev, fmt.Sprintf("%s: Stream[Event[Order]].Next events/s ≥ 1.5× driver: %s", trim(g), ratio(ev, bev))),
+				verdict(ev >= 1.5*bev, fmt.Sprintf("%s: Stream[Event[Order]].Next events/s ≥ 1.5× driver: %s", trim(g), ratio(ev, bev))))
+			if bcpu > 0 {
+				verdicts = append(verdicts,
+					verdict(cpu >= 1.5*bcpu, fmt.Sprintf("%s: Stream[Event[Order]].Next events/cpu-s ≥ 1.5× driver: %s", trim(g), ratio(cpu, bcpu))))
+			}
+			verdicts = append(verdicts,
 				verdict(al <= 0.5*bal, fmt.Sprintf("%s: Stream[Event[Order]].Next allocs/event ≤ 0.5× driver: %s", trim(g), ratio(al, bal))))
 		}
 	}
@@ -186,24 +193,48 @@ func throughput(g string, ss []*series) []string {
 func decode(g string, ss []*series) []string {
 	base := find(ss, "floor")
 	fmt.Printf("in-memory decode, %s (median of %d runs)\n\n", strings.TrimPrefix(g, "BenchmarkDecode/"), runs(ss))
-	fmt.Println("| form | ns/event | × floor | allocs/event | × floor |")
-	fmt.Println("|---|---:|---:|---:|---:|")
-	var bns, bal float64
+	fmt.Println("| form | ns/event | × floor | CPU ns/event | × floor | allocs/event | × floor |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	var bns, bcpu, bal float64
 	if base != nil {
 		bns, _ = base.median("ns/op")
+		bcpu = cpuNS(base)
 		bal, _ = base.median("allocs/op")
 	}
 	var verdicts []string
 	for _, s := range ss {
 		ns, _ := s.median("ns/op")
+		cpu := cpuNS(s)
 		al, _ := s.median("allocs/op")
-		fmt.Printf("| %s | %.0f | %s | %.0f | %s |\n", s.form, ns, ratio(ns, bns), al, ratio(al, bal))
+		fmt.Printf("| %s | %.0f | %s | %.0f | %s | %.0f | %s |\n", s.form, ns, ratio(ns, bns), cpu, ratio(cpu, bcpu), al, ratio(al, bal))
 		if s.form == "event" && base != nil {
-			verdicts = append(verdicts, verdict(ns <= 1.3*bns, fmt.Sprintf("%s: in-memory decode of Event[Order] ≤ 1.3× the floor: %s", trim(g), ratio(ns, bns))))
+			verdicts = append(verdicts, verdict(ns <= 1.3*bns, fmt.Sprintf("%s: in-memory decode of Event[Order] ≤ 1.3× the floor (wall time): %s", trim(g), ratio(ns, bns))))
+			if bcpu > 0 {
+				verdicts = append(verdicts, verdict(cpu <= 1.3*bcpu, fmt.Sprintf("%s: in-memory decode of Event[Order] ≤ 1.3× the floor (CPU time): %s", trim(g), ratio(cpu, bcpu))))
+			}
 		}
 	}
 	fmt.Println()
 	return verdicts
+}
+
+// cpuNS is the median CPU time per event, from events/cpu-s; 0 when not
+// measured.
+func cpuNS(s *series) float64 {
+	var v []float64
+	for _, r := range s.runs {
+		if x := r.metrics["events/cpu-s"]; x > 0 {
+			v = append(v, 1e9/x)
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // other prints the medians of every metric of a group, such as the latency
