@@ -1,7 +1,7 @@
 // Command benchtable prints the ratio table of docs/performance.md from the
 // output of the stream package's benchmarks. Run it from the module root:
 //
-//	go test -run '^$' -bench . -benchmem -count 5 ./stream/ | go run ./internal/benchtable
+//	go test -run '^$' -bench . -benchmem -benchtime 10000x -count 5 ./stream/ | go run ./internal/benchtable
 //
 // For each benchmark and form it takes the median over the -count runs of
 // events/s, ns/op and allocs/op (one op is one event), and compares each
