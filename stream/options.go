@@ -28,10 +28,12 @@ type Options struct {
 	SplitEvents bool // split.go
 
 	// DisablePrefetch turns off fetching ahead. By default, when Next or
-	// TryNext returns the last event of a batch the server sent, the next
-	// batch is requested in the background while the caller handles that
-	// event: at most one batch ahead, and ResumeToken (and so every
-	// checkpoint) still moves only when an event is returned.
+	// TryNext returns the last event of a batch of several (the stream is
+	// behind the writes), the next batch is requested in the background
+	// while the caller handles that event: at most one batch ahead, and
+	// ResumeToken (and so every checkpoint) still moves only when an event
+	// is returned. After a batch of one event nothing is fetched between
+	// calls.
 	DisablePrefetch bool // prefetch.go
 }
 
