@@ -2,8 +2,12 @@ package stream
 
 import (
 	"fmt"
+	"reflect"
+	"unsafe"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // How a Stream[T] turns a raw event into a T.
@@ -46,15 +50,58 @@ func (s *Stream[T]) decode(raw bson.Raw, tok Token) (T, error) {
 }
 
 // decodeDoc decodes doc into v with the client's registry and BSON options.
-// The driver does not expose them, so it lends its own decoder: Current is
-// pointed at doc for the call and restored after. It must run on the
-// goroutine that owns the driver's stream.
+// It must run on the goroutine that owns the driver's stream.
+//
+// The driver does not expose the client's registry, and its own Decode
+// reads through a streaming reader (a 4 KiB buffer and a copy of every
+// string per call). So when the client sets no BSON options, decodeDoc
+// reads the registry out of the driver's stream once and decodes from the
+// bytes in memory, as bson.Unmarshal does. Otherwise, or if the driver's
+// layout ever changes, it lends the driver's own decoder: Current is
+// pointed at doc for the call and restored after.
 func (s *Stream[T]) decodeDoc(doc []byte, v any) error {
+	if !s.codec.ready {
+		s.codec = codecOf(s.cs)
+	}
+	if s.codec.reg != nil {
+		return decodeWith(s.codec.reg, doc, v)
+	}
 	saved := s.cs.Current
 	s.cs.Current = doc
 	err := s.cs.Decode(v)
 	s.cs.Current = saved
 	return err
+}
+
+// decodeWith decodes the document doc into v with reg, reading doc in
+// memory.
+func decodeWith(reg *bson.Registry, doc []byte, v any) error {
+	return bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: doc}.UnmarshalWithRegistry(reg, v)
+}
+
+// codec is how a stream decodes documents with the client's registry.
+type codec struct {
+	ready bool
+	reg   *bson.Registry // nil: use the driver's ChangeStream.Decode
+}
+
+var (
+	registryType = reflect.TypeFor[*bson.Registry]()
+	bsonOptsType = reflect.TypeFor[*options.BSONOptions]()
+)
+
+// codecOf returns the registry of the driver's stream when its documents can
+// be decoded without the driver's help: the client has no BSON options
+// (with them, the driver's decoder sets flags only it can set).
+func codecOf(cs *mongo.ChangeStream) codec {
+	v := reflect.ValueOf(cs).Elem()
+	reg, opts := v.FieldByName("registry"), v.FieldByName("bsonOpts")
+	if !reg.IsValid() || !opts.IsValid() || reg.Type() != registryType || opts.Type() != bsonOptsType ||
+		!opts.IsNil() || reg.IsNil() {
+		return codec{ready: true}
+	}
+	r := reflect.NewAt(registryType, unsafe.Pointer(reg.UnsafeAddr())).Elem().Interface().(*bson.Registry)
+	return codec{ready: true, reg: r}
 }
 
 // slabSize is the size of the buffers events are copied into; events larger

@@ -127,6 +127,25 @@ type Options struct {
 	// stream watches again with startAfter set to its token, instead of
 	// ending with ErrInvalidated.
 	ContinueAfterInvalidate bool
+
+	// SplitEvents asks the server to split change events larger than
+	// 16 MiB into fragments: the $changeStreamSplitLargeEvent stage is
+	// appended to the pipeline, unless its last stage already is that
+	// stage. Either way the Stream joins the fragments into the whole
+	// event before decoding it, so T never sees a fragment, and its
+	// ResumeToken moves only at whole events. The zero value (false)
+	// leaves the pipeline as it is; without the stage such an event ends
+	// the stream with ErrEventTooLarge.
+	SplitEvents bool
+
+	// DisablePrefetch turns off fetching ahead. By default, when Next or
+	// TryNext returns the last event of a batch of several (the stream is
+	// behind the writes), the next batch is requested in the background
+	// while the caller handles that event: at most one batch ahead, and
+	// ResumeToken (and so every checkpoint) still moves only when an event
+	// is returned. After a batch of one event nothing is fetched between
+	// calls.
+	DisablePrefetch bool
 }
 
 // resolve checks the options and fills in defaults. It never modifies the

@@ -63,6 +63,9 @@ type Stream[T any] struct {
 	taken        bool            // an event was taken from a driver stream
 	userResume   bool            // the user's driver options set a resume option Watch used
 	invTok       Token           // an invalidate event's token to watch again after
+	split        reassembler     // split.go: fragments of an event not yet whole
+	codec        codec           // decode.go: how documents are decoded
+	pf           prefetcher      // prefetch.go: fetching ahead
 
 	mu          sync.Mutex
 	closed      bool
@@ -132,6 +135,12 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if pipeline == nil {
 		pipeline = mongo.Pipeline{}
 	}
+	if o.SplitEvents {
+		var err error
+		if pipeline, err = withSplitStage(pipeline); err != nil {
+			return nil, err
+		}
+	}
 	s := &Stream[T]{
 		kind:     decodeKind[T](),
 		log:      o.Logger,
@@ -141,6 +150,7 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 		csOpts:   slices.Clone(csOpts),
 		opts:     o,
 		backoff:  backoff{initial: o.RewatchDelay, max: o.RewatchMaxDelay},
+		pf:       prefetcher{off: o.DisablePrefetch},
 		sem:      make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		used:     make(chan struct{}, 1),
@@ -307,6 +317,9 @@ func (s *Stream[T]) next(ctx context.Context, block bool) (T, bool, error) {
 			}
 		}
 		s.mu.Unlock()
+		if f.got && !f.ended {
+			s.prefetch() // prefetch.go
+		}
 		switch {
 		case f.ended:
 			s.log.Debug("changestream: ended", "err", f.err)
@@ -417,7 +430,10 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 		got := s.cs.TryNext(s.ictx)
 		s.noteResume(before)
 		if got {
-			return s.take()
+			if f, whole := s.take(); whole {
+				return f
+			}
+			continue // a fragment of a split event: fetch the rest of it
 		}
 		if err := s.cs.Err(); err != nil {
 			if s.ictx.Err() != nil {
@@ -437,6 +453,9 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 		if s.cs.ID() == 0 {
 			return fetched[T]{err: errServerClosed, ended: true}
 		}
+		if s.split.pending() {
+			continue // within a split event the resume point stays before it
+		}
 		tok := s.driverToken()
 		if !block {
 			return fetched[T]{tok: tok}
@@ -450,12 +469,19 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 	}
 }
 
-// take copies the driver's current event and decodes it.
-func (s *Stream[T]) take() fetched[T] {
-	raw := s.own(s.cs.Current)
+// take copies the driver's current event and decodes it. whole is false
+// when the event is a fragment of a split event that is not complete yet.
+func (s *Stream[T]) take() (f fetched[T], whole bool) {
+	raw, whole, err := s.join(s.cs.Current)
+	if err != nil {
+		return fetched[T]{err: err, ended: true}, true
+	}
+	if !whole {
+		return f, false
+	}
 	id, ok := bsoncore.Document(raw).Lookup("_id").DocumentOK()
 	if !ok {
-		return fetched[T]{err: errMissingID, ended: true}
+		return fetched[T]{err: errMissingID, ended: true}, true
 	}
 	s.taken, s.afterStart = true, false
 	tok := tokenOf(bson.Raw(id))
@@ -469,7 +495,7 @@ func (s *Stream[T]) take() fetched[T] {
 	if inv && s.opts.ContinueAfterInvalidate {
 		s.invTok = tok
 	}
-	f := fetched[T]{got: true, tok: after, invalidated: inv}
+	f = fetched[T]{got: true, tok: after, invalidated: inv}
 	if t, i, ok := raw.Lookup("clusterTime").TimestampOK(); ok {
 		f.ct = bson.Timestamp{T: t, I: i}
 	}
@@ -477,7 +503,7 @@ func (s *Stream[T]) take() fetched[T] {
 		f.wall = time.UnixMilli(ms)
 	}
 	f.val, f.err = s.decode(raw, tok)
-	return f
+	return f, true
 }
 
 // driverToken returns the driver's resume token, copied once per change.

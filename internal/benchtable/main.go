@@ -1,0 +1,285 @@
+// Command benchtable prints the ratio table of docs/performance.md from the
+// output of the stream package's benchmarks. Run it from the module root:
+//
+//	go test -run '^$' -bench . -benchmem -benchtime 10000x -count 5 ./stream/ | go run ./internal/benchtable
+//
+// For each benchmark and form it takes the median over the -count runs of
+// events/s, ns/op and allocs/op (one op is one event), and compares each
+// form with the raw driver (throughput) or with the floor, bson.Unmarshal
+// of the document alone (in-memory decode). It also says which of the
+// targets of issue 5 the run meets. Timings are only compared within one
+// run.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// sample is one result line of a benchmark.
+type sample struct {
+	metrics map[string]float64 // unit -> value
+}
+
+// series is every run of one benchmark.
+type series struct {
+	group, form string
+	runs        []sample
+}
+
+func (s *series) median(unit string) (float64, bool) {
+	var v []float64
+	for _, r := range s.runs {
+		if x, ok := r.metrics[unit]; ok {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return 0, false
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2], true
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
+}
+
+var procSuffix = regexp.MustCompile(`-\d+$`)
+
+// parse reads benchmark output and returns the series in order of first
+// appearance, plus the header lines (goos, cpu, ...).
+func parse(r io.Reader) ([]*series, []string, error) {
+	var out []*series
+	byName := map[string]*series{}
+	var header []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if k, _, ok := strings.Cut(line, ": "); ok && (k == "goos" || k == "goarch" || k == "cpu" || k == "pkg") {
+			if !slices.Contains(header, line) {
+				header = append(header, line)
+			}
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := procSuffix.ReplaceAllString(f[0], "")
+		s := sample{metrics: map[string]float64{}}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return nil, nil, fmt.Errorf("line %q: %v", line, err)
+			}
+			s.metrics[f[i+1]] = v
+		}
+		ser := byName[name]
+		if ser == nil {
+			group, form := name, ""
+			if i := strings.LastIndex(name, "/form="); i >= 0 {
+				group, form = name[:i], name[i+len("/form="):]
+			}
+			ser = &series{group: group, form: form}
+			byName[name] = ser
+			out = append(out, ser)
+		}
+		ser.runs = append(ser.runs, s)
+	}
+	return out, header, sc.Err()
+}
+
+func main() {
+	all, header, err := parse(os.Stdin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+	if len(all) == 0 {
+		fmt.Fprintln(os.Stderr, "benchtable: no benchmark results on stdin; pipe the output of go test -bench into it")
+		os.Exit(1)
+	}
+	for _, h := range header {
+		fmt.Println(h)
+	}
+	fmt.Println()
+	var verdicts []string
+	groups := map[string][]*series{}
+	var order []string
+	for _, s := range all {
+		if _, ok := groups[s.group]; !ok {
+			order = append(order, s.group)
+		}
+		groups[s.group] = append(groups[s.group], s)
+	}
+	for _, g := range order {
+		switch {
+		case strings.HasPrefix(g, "BenchmarkThroughput/"):
+			verdicts = append(verdicts, throughput(g, groups[g])...)
+		case strings.HasPrefix(g, "BenchmarkDecode/"):
+			verdicts = append(verdicts, decode(g, groups[g])...)
+		default:
+			other(g, groups[g])
+		}
+	}
+	if len(verdicts) > 0 {
+		fmt.Println("Targets:")
+		for _, v := range verdicts {
+			fmt.Println("  " + v)
+		}
+	}
+}
+
+func find(ss []*series, form string) *series {
+	for _, s := range ss {
+		if s.form == form {
+			return s
+		}
+	}
+	return nil
+}
+
+func runs(ss []*series) int {
+	n := 0
+	for _, s := range ss {
+		n = max(n, len(s.runs))
+	}
+	return n
+}
+
+// throughput prints one table of a BenchmarkThroughput group: each form
+// against the raw driver.
+func throughput(g string, ss []*series) []string {
+	base := find(ss, "driver")
+	fmt.Printf("%s (median of %d runs)\n\n", strings.TrimPrefix(g, "BenchmarkThroughput/"), runs(ss))
+	fmt.Println("| form | events/s | × driver | events/cpu-s | × driver | allocs/event | × driver |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	var bev, bcpu, bal float64
+	if base != nil {
+		bev, _ = base.median("events/s")
+		bcpu, _ = base.median("events/cpu-s")
+		bal, _ = base.median("allocs/op")
+	}
+	var verdicts []string
+	for _, s := range ss {
+		ev, _ := s.median("events/s")
+		cpu, _ := s.median("events/cpu-s")
+		al, _ := s.median("allocs/op")
+		fmt.Printf("| %s | %.0f | %s | %.0f | %s | %.0f | %s |\n", s.form, ev, ratio(ev, bev), cpu, ratio(cpu, bcpu), al, ratio(al, bal))
+		if s.form == "Next" && base != nil {
+			verdicts = append(verdicts,
+				verdict(ev >= 1.5*bev, fmt.Sprintf("%s: Stream[Event[Order]].Next events/s ≥ 1.5× driver: %s", trim(g), ratio(ev, bev))))
+			if bcpu > 0 {
+				verdicts = append(verdicts,
+					verdict(cpu >= 1.5*bcpu, fmt.Sprintf("%s: Stream[Event[Order]].Next events/cpu-s ≥ 1.5× driver: %s", trim(g), ratio(cpu, bcpu))))
+			}
+			verdicts = append(verdicts,
+				verdict(al <= 0.5*bal, fmt.Sprintf("%s: Stream[Event[Order]].Next allocs/event ≤ 0.5× driver: %s", trim(g), ratio(al, bal))))
+		}
+	}
+	fmt.Println()
+	return verdicts
+}
+
+// decode prints one table of a BenchmarkDecode group: each form against the
+// floor.
+func decode(g string, ss []*series) []string {
+	base := find(ss, "floor")
+	fmt.Printf("in-memory decode, %s (median of %d runs)\n\n", strings.TrimPrefix(g, "BenchmarkDecode/"), runs(ss))
+	fmt.Println("| form | ns/event | × floor | CPU ns/event | × floor | allocs/event | × floor |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	var bns, bcpu, bal float64
+	if base != nil {
+		bns, _ = base.median("ns/op")
+		bcpu = cpuNS(base)
+		bal, _ = base.median("allocs/op")
+	}
+	var verdicts []string
+	for _, s := range ss {
+		ns, _ := s.median("ns/op")
+		cpu := cpuNS(s)
+		al, _ := s.median("allocs/op")
+		fmt.Printf("| %s | %.0f | %s | %.0f | %s | %.0f | %s |\n", s.form, ns, ratio(ns, bns), cpu, ratio(cpu, bcpu), al, ratio(al, bal))
+		if s.form == "event" && base != nil {
+			verdicts = append(verdicts, verdict(ns <= 1.3*bns, fmt.Sprintf("%s: in-memory decode of Event[Order] ≤ 1.3× the floor (wall time): %s", trim(g), ratio(ns, bns))))
+			if bcpu > 0 {
+				verdicts = append(verdicts, verdict(cpu <= 1.3*bcpu, fmt.Sprintf("%s: in-memory decode of Event[Order] ≤ 1.3× the floor (CPU time): %s", trim(g), ratio(cpu, bcpu))))
+			}
+		}
+	}
+	fmt.Println()
+	return verdicts
+}
+
+// cpuNS is the median CPU time per event, from events/cpu-s; 0 when not
+// measured.
+func cpuNS(s *series) float64 {
+	var v []float64
+	for _, r := range s.runs {
+		if x := r.metrics["events/cpu-s"]; x > 0 {
+			v = append(v, 1e9/x)
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// other prints the medians of every metric of a group, such as the latency
+// benchmark.
+func other(g string, ss []*series) {
+	for _, s := range ss {
+		name := g
+		if s.form != "" {
+			name += "/form=" + s.form
+		}
+		var units []string
+		for _, r := range s.runs {
+			for u := range r.metrics {
+				if !slices.Contains(units, u) {
+					units = append(units, u)
+				}
+			}
+		}
+		slices.Sort(units)
+		var parts []string
+		for _, u := range units {
+			m, _ := s.median(u)
+			parts = append(parts, fmt.Sprintf("%s %.0f", u, m))
+		}
+		fmt.Printf("%s (median of %d runs): %s\n\n", name, len(s.runs), strings.Join(parts, ", "))
+	}
+}
+
+func trim(g string) string {
+	for _, p := range []string{"BenchmarkThroughput/", "BenchmarkDecode/"} {
+		g = strings.TrimPrefix(g, p)
+	}
+	return g
+}
+
+func ratio(v, base float64) string {
+	if base == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", v/base)
+}
+
+func verdict(ok bool, what string) string {
+	if ok {
+		return "met:     " + what
+	}
+	return "NOT met: " + what
+}

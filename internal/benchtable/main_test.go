@@ -1,0 +1,50 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+const sampleOutput = `goos: linux
+cpu: Example CPU
+BenchmarkThroughput/doc=300B/batch=default/form=driver-2   100  20000 ns/op  50000 events/s  1000 B/op  120 allocs/op
+BenchmarkThroughput/doc=300B/batch=default/form=Next-2     100  10000 ns/op  90000 events/s   500 B/op   50 allocs/op
+BenchmarkThroughput/doc=300B/batch=default/form=driver-2   100  20000 ns/op  70000 events/s  1000 B/op  124 allocs/op
+BenchmarkThroughput/doc=300B/batch=default/form=Next-2     100  10000 ns/op  60000 events/s   500 B/op   52 allocs/op
+BenchmarkThroughput/doc=300B/batch=default/form=driver-2   100  20000 ns/op  60000 events/s  1000 B/op  122 allocs/op
+PASS
+`
+
+func TestParseTakesMediansPerForm(t *testing.T) {
+	ss, header, err := parse(strings.NewReader(sampleOutput))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(header) != 2 || len(ss) != 2 {
+		t.Fatalf("header %v, %d series; want 2 and 2", header, len(ss))
+	}
+	tests := []struct {
+		form, unit string
+		want       float64
+	}{
+		{"driver", "events/s", 60000},
+		{"driver", "allocs/op", 122},
+		{"Next", "events/s", 75000}, // two runs: the mean of both
+		{"Next", "allocs/op", 51},
+	}
+	for _, tt := range tests {
+		t.Run(tt.form+" "+tt.unit, func(t *testing.T) {
+			s := find(ss, tt.form)
+			if s == nil || s.group != "BenchmarkThroughput/doc=300B/batch=default" {
+				t.Fatalf("series %q not found or wrong group: %+v", tt.form, s)
+			}
+			if got, _ := s.median(tt.unit); got != tt.want {
+				t.Errorf("median %s = %v, want %v", tt.unit, got, tt.want)
+			}
+		})
+	}
+	v := throughput(ss[0].group, ss)
+	if len(v) != 2 || !strings.HasPrefix(v[0], "NOT met") || !strings.HasPrefix(v[1], "met") {
+		t.Errorf("verdicts %q: want events/s not met (1.25×) and allocs met (0.42×), nothing on CPU time (not measured)", v)
+	}
+}
