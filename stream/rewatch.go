@@ -162,6 +162,11 @@ func (s *Stream[T]) rewatch(cause error) error {
 		cs, err := s.open(s.ictx, from)
 		if err == nil {
 			s.cs = cs
+			// The new watch starts after the last whole event: a split
+			// event in progress comes again from its first fragment, and
+			// documents decode with the new stream's registry.
+			s.split.reset()
+			s.codec = codec{}
 			s.afterStart = from.how == fromStartAfter
 			s.mu.Lock()
 			s.stats.Rewatches++

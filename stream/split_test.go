@@ -202,19 +202,26 @@ func (r *restartAfterFirstFragment) monitor() *event.CommandMonitor {
 }
 
 // A fault between two fragments: the driver resumes from the token of the
-// first fragment and receives the rest; the event is delivered whole, once,
-// and the next event follows it.
+// first fragment and receives the rest, or, for a failure the driver does
+// not resume, the stream watches again from the last whole event and
+// receives every fragment again; either way the event is delivered whole,
+// once, and the next event follows it.
 func TestSplitEventSurvivesFaultBetweenFragments(t *testing.T) {
 	tests := []struct {
-		name   string
-		inject func(f *fixture, r *restartAfterFirstFragment)
+		name    string
+		inject  func(f *fixture, r *restartAfterFirstFragment)
+		rewatch bool // the stream's own re-watch mends the fault, not the driver
 	}{
-		{"getMore after the first fragment closes the connection", func(f *fixture, _ *restartAfterFirstFragment) {
+		{name: "getMore after the first fragment closes the connection", inject: func(f *fixture, _ *restartAfterFirstFragment) {
 			// The stream's first getMore brings fragment 1; the second fails.
 			f.srv.FailCommand(mongotestFailGetMore(1))
 		}},
-		{"server restart after the first fragment", func(f *fixture, r *restartAfterFirstFragment) {
+		{name: "server restart after the first fragment", inject: func(f *fixture, r *restartAfterFirstFragment) {
 			r.restart = f.srv.Restart
+		}},
+		{name: "an error the driver does not resume after the first fragment", rewatch: true, inject: func(f *fixture, _ *restartAfterFirstFragment) {
+			// HostUnreachable without the ResumableChangeStreamError label.
+			f.srv.FailCommand(mongotest.FailPoint{Commands: []string{"getMore"}, ErrorCode: 6, ErrorLabels: []string{}, Times: 1, Skip: 1})
 		}},
 	}
 	for _, tt := range tests {
@@ -239,11 +246,31 @@ func TestSplitEventSurvivesFaultBetweenFragments(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkLargeUpdate(t, ev, before, after, false)
-			// The driver resumed once, from the first fragment's token (a
-			// fragment token, not the whole event's).
 			resumes := r.resumedFrom()
 			if len(resumes) != 1 || bytes.Equal(resumes[0], ev.ID.Raw()) {
-				t.Errorf("resumed from %v; want one resume, from fragment 1's token (the event's is %v)", resumes, ev.ID)
+				t.Fatalf("resumed from %v; want one resume, not from the event's own token %v", resumes, ev.ID)
+			}
+			from, err := stream.TokenFromRaw(resumes[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromTime, err1 := from.ClusterTime()
+			evTime, err2 := ev.ID.ClusterTime()
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			if tt.rewatch {
+				// The stream watched again from before the event, never
+				// from inside it.
+				if !fromTime.Before(evTime) {
+					t.Errorf("re-watched from %v at %v, want a token before the event at %v", from, fromTime, evTime)
+				}
+				if st := s.Stats(); st.Rewatches != 1 {
+					t.Errorf("Stats().Rewatches = %d, want 1", st.Rewatches)
+				}
+			} else if fromTime != evTime {
+				// The driver resumed from the first fragment's token.
+				t.Errorf("resumed from %v at %v, want fragment 1's token at %v", from, fromTime, evTime)
 			}
 			if _, err := coll.InsertOne(f.ctx, bigDoc{ID: 2, Value: "small"}); err != nil {
 				t.Fatal(err)
