@@ -135,19 +135,25 @@ func (s *sinkConn) lastReply(tb testing.TB) bsoncore.Document {
 	return nil
 }
 
+// newSinkConn returns a server connection whose replies go to a sinkConn.
+// Like a driver's pooled connection, it serves stream after stream.
+func newSinkConn(s *Server) (*conn, *sinkConn) {
+	sink := &sinkConn{}
+	c := benchConn(s)
+	c.nc = sink
+	return c, sink
+}
+
 // serveAll streams every event of the log from start the way a driver's
-// getMore loop does, through conn.handle: dispatch, reading the log,
-// rendering the events, building the reply and writing its frame to a
+// getMore loop does, through c.handle: dispatch, reading the log,
+// rendering the events, building the reply and writing its frame to the
 // sink. That is everything the server does per event except the kernel's
 // socket copy. It returns the number of bytes written. When each is set it
 // is called with every event and the events are counted; without it the
 // stream is drained until a getMore returns an empty batch, and reading
 // the replies costs the caller next to nothing.
-func serveAll(tb testing.TB, s *Server, start bson.Timestamp, each func(ev bsoncore.Document)) int64 {
-	sink := &sinkConn{}
-	c := benchConn(s)
-	c.nc = sink
-	defer c.cancel()
+func serveAll(tb testing.TB, c *conn, sink *sinkConn, start bson.Timestamp, each func(ev bsoncore.Document)) int64 {
+	written := sink.written
 	send := func(cmd bsoncore.Document) bsoncore.Document {
 		sink.parts = sink.parts[:0]
 		if !c.handle(&message{opcode: wiremessage.OpMsg, requestID: 1, cmd: cmd}) {
@@ -203,7 +209,7 @@ func serveAll(tb testing.TB, s *Server, start bson.Timestamp, each func(ev bsonc
 		AppendArray("cursors", bsoncore.NewArrayBuilder().AppendInt64(id).Build()).
 		AppendString("$db", "shop").Build()
 	send(kill)
-	return sink.written
+	return sink.written - written
 }
 
 // decodeAll decodes every event as a consumer of Event[Order] does.
@@ -239,12 +245,14 @@ func BenchmarkServeVsDecode(b *testing.B) {
 	}
 	defer s.Close()
 	start := fillLog(b, s)
+	c, sink := newSinkConn(s)
+	defer c.cancel()
 	var events []bsoncore.Document
-	wantBytes := serveAll(b, s, start, func(ev bsoncore.Document) {
+	wantBytes := serveAll(b, c, sink, start, func(ev bsoncore.Document) {
 		events = append(events, append(bsoncore.Document(nil), ev...))
 	})
 	serve := func(b *testing.B) {
-		if got := serveAll(b, s, start, nil); got != wantBytes {
+		if got := serveAll(b, c, sink, start, nil); got != wantBytes {
 			b.Fatalf("served %d bytes, want %d", got, wantBytes)
 		}
 	}
