@@ -2,6 +2,7 @@ package mongotest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -50,11 +51,45 @@ type fragment struct {
 	tok token
 }
 
-// batch is one cursor reply's worth of events.
+// batch is one cursor reply's worth of documents, for cursors whose
+// replies cursorReplyLocked builds (find, listCollections, listIndexes).
 type batch struct {
 	events []bsoncore.Document
 	pbrt   token
 	ended  bool // the stream was invalidated: the cursor closes
+}
+
+// batchWriter appends a change-stream batch's events, as the elements of
+// the batch array, straight into the reply being built: an event is
+// rendered once, into the bytes the connection writes.
+type batchWriter struct {
+	out  []byte
+	n    int // events written
+	size int // their total size
+	// limit is the most events the batch may hold; negative: no count
+	// limit (the 16 MiB bound still applies).
+	limit int
+	// scratch is where events are rendered when stages follow
+	// $changeStream and so may change or drop them.
+	scratch []byte
+}
+
+func (w *batchWriter) full() bool { return w.limit >= 0 && w.n >= w.limit }
+
+// fits tells whether an event of n bytes fits in the batch. The first
+// event always does: a larger one is split or refused before.
+func (w *batchWriter) fits(n int) bool { return w.n == 0 || w.size+n <= maxBSONObjectSize }
+
+// add copies doc into the batch, or reports that it does not fit.
+func (w *batchWriter) add(doc bsoncore.Document) bool {
+	if !w.fits(len(doc)) {
+		return false
+	}
+	w.out = appendArrayDocHeader(w.out, w.n)
+	w.out = append(w.out, doc...)
+	w.n++
+	w.size += len(doc)
+	return true
 }
 
 func init() {
@@ -254,12 +289,13 @@ func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
 		c.coll = "$cmd.aggregate"
 	}
 	e.registerCursorLocked(c)
-	b, err := e.readBatchLocked(c, int(batchSize))
+	// batchSize 0 asks for an empty first batch, as on a real server.
+	out, _, err := e.appendStreamReplyLocked(r.startReply(), c, "firstBatch", int(batchSize))
 	if err != nil {
 		e.closeCursorLocked(c)
 		return nil, err
 	}
-	return e.cursorReplyLocked(c, "firstBatch", b), nil
+	return r.finishReply(out)
 }
 
 const (
@@ -292,46 +328,38 @@ func oneOf(s string, opts ...string) bool {
 	return false
 }
 
-// readBatchLocked reads up to batchSize events (0: no count limit) from the
-// cursor's position without waiting.
-func (e *engine) readBatchLocked(c *cursor, batchSize int) (batch, error) {
+// readBatchLocked appends to w the events from the cursor's position,
+// without waiting, until w.limit events, the 16 MiB bound, the end of the
+// log or an invalidate. It returns the postBatchResumeToken and whether
+// the stream ended.
+func (e *engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt token, ended bool, err error) {
 	st := c.stream
-	var b batch
-	size := 0
-	full := func() bool { return batchSize > 0 && len(b.events) >= batchSize }
-	add := func(doc bsoncore.Document, tok token) bool {
-		if len(b.events) > 0 && size+len(doc) > maxBSONObjectSize {
-			return false
-		}
-		b.events = append(b.events, doc)
-		size += len(doc)
-		st.lastEvent, st.hasLastEvent = tok, true
-		return true
-	}
-	for !full() {
+	added := func(tok token) { st.lastEvent, st.hasLastEvent = tok, true }
+	for !w.full() {
 		if len(st.pending) > 0 {
-			if !add(st.pending[0].doc, st.pending[0].tok) {
+			if !w.add(st.pending[0].doc) {
 				break
 			}
+			added(st.pending[0].tok)
 			st.pending = st.pending[1:]
 			continue
 		}
 		if st.invalidate != nil {
 			tok := token{time: st.invalidate.time, fragment: wholeEvent, kind: kindInvalidate}
-			if !add(renderInvalidate(st.invalidate, tok), tok) {
+			if !w.add(renderInvalidate(st.invalidate, tok)) {
 				break
 			}
+			added(tok)
 			st.invalidate = nil
 			st.ended = true
-			b.ended = true
+			ended = true
 			break
 		}
 		if st.pos < e.log.base {
-			return batch{}, &CommandError{
-				Code:    codeChangeStreamHistoryLost,
-				Message: "Resume of change stream was not possible, as the resume point may no longer be in the oplog.",
-				Labels:  []string{"NonResumableChangeStreamError"},
-			}
+			// The cursor fell behind the retained history: a real server
+			// fails the getMore with CappedPositionLost, unlabelled; a
+			// resume from the old token then gets ChangeStreamHistoryLost.
+			return token{}, false, errorf(codeCappedPositionLost, "Executor error during getMore :: caused by :: CollectionScan died due to position in capped collection being deleted. Last seen record id: RecordId(%d)", st.pos)
 		}
 		en := e.log.at(st.pos)
 		if en == nil {
@@ -342,43 +370,95 @@ func (e *engine) readBatchLocked(c *cursor, batchSize int) (batch, error) {
 			continue
 		}
 		tok := token{time: en.time, fragment: wholeEvent, kind: kindEvent}
-		doc, err := e.renderLocked(st, en, tok)
-		if err != nil {
-			return batch{}, err
-		}
-		if doc != nil {
-			doc, err = runStages(st.spec.stages, doc)
+		var doc bsoncore.Document
+		mark := len(w.out)
+		direct := len(st.spec.stages) == 0
+		if direct {
+			// Render straight into the batch; undone below if it does
+			// not belong there.
+			w.out = appendArrayDocHeader(w.out, w.n)
+			start := len(w.out)
+			w.out, err = e.appendEventLocked(w.out, st, en, tok)
 			if err != nil {
-				return batch{}, err
+				return token{}, false, err
+			}
+			doc = w.out[start:]
+		} else {
+			w.scratch, err = e.appendEventLocked(w.scratch[:0], st, en, tok)
+			if err != nil {
+				return token{}, false, err
+			}
+			if doc = w.scratch; len(doc) > 0 {
+				if doc, err = runStages(st.spec.stages, doc); err != nil {
+					return token{}, false, err
+				}
 			}
 		}
-		if doc != nil && len(doc) > maxBSONObjectSize {
+		if len(doc) == 0 {
+			// Nothing to show for this entry.
+			w.out = w.out[:mark]
+		} else if len(doc) > maxBSONObjectSize {
 			if !st.spec.split {
-				return batch{}, errorf(codeBSONObjectTooLarge, "Executor error during getMore :: caused by :: BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(doc), len(doc), tok.doc())
+				return token{}, false, errorf(codeBSONObjectTooLarge, "Executor error during getMore :: caused by :: BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(doc), len(doc), tok.doc())
 			}
-			frags, err := splitEvent(doc, en.time)
+			frags, err := splitEvent(doc, en.time) // copies what it keeps
 			if err != nil {
-				return batch{}, err
+				return token{}, false, err
 			}
-			skip := st.skipFragments
+			w.out = w.out[:mark]
+			skip := min(st.skipFragments, len(frags))
 			st.skipFragments = 0
-			if skip > len(frags) {
-				skip = len(frags)
-			}
 			st.pending = frags[skip:]
 			st.pos++
 			e.noteInvalidateLocked(st, en)
 			continue
+		} else if direct {
+			if !w.fits(len(doc)) {
+				w.out = w.out[:mark]
+				break // no room in this batch: read the entry again next time
+			}
+			w.n++
+			w.size += len(doc)
+			added(tok)
+		} else {
+			if !w.add(doc) {
+				break // no room in this batch: read the entry again next time
+			}
+			added(tok)
 		}
 		st.skipFragments = 0
-		if doc != nil && !add(doc, tok) {
-			break // no room in this batch: read the entry again next time
-		}
 		st.pos++
 		e.noteInvalidateLocked(st, en)
 	}
-	b.pbrt = e.postBatchTokenLocked(st, full())
-	return b, nil
+	// The batch stopped at an event when it is full; a batch asked to hold
+	// no events stopped before reading any.
+	return e.postBatchTokenLocked(st, w.full() && w.n > 0), ended, nil
+}
+
+// appendStreamReplyLocked appends the fields of a change-stream cursor
+// reply, {cursor: {id, ns, <batchKey>: […], postBatchResumeToken}}, to
+// out, with up to limit events (negative: no count limit). An ended
+// stream reports cursor id 0 and is removed. It returns how many events
+// the batch holds.
+func (e *engine) appendStreamReplyLocked(out []byte, c *cursor, batchKey string, limit int) ([]byte, int, error) {
+	cidx, out := bsoncore.AppendDocumentElementStart(out, "cursor")
+	idAt := len(out) + len("\x12id\x00")
+	out = bsoncore.AppendInt64Element(out, "id", c.id)
+	out = bsoncore.AppendStringElement(out, "ns", c.ns)
+	aidx, out := bsoncore.AppendArrayElementStart(out, batchKey)
+	w := batchWriter{out: out, limit: limit}
+	pbrt, ended, err := e.readBatchLocked(c, &w)
+	if err != nil {
+		return w.out, 0, err
+	}
+	out, _ = bsoncore.AppendArrayEnd(w.out, aidx)
+	out = pbrt.appendTo(out, "postBatchResumeToken")
+	out, _ = bsoncore.AppendDocumentEnd(out, cidx)
+	if ended {
+		binary.LittleEndian.PutUint64(out[idAt:], 0)
+		e.closeCursorLocked(c)
+	}
+	return out, w.n, nil
 }
 
 // postBatchTokenLocked is the token a client resumes from after this batch:
@@ -441,15 +521,16 @@ func (e *engine) noteInvalidateLocked(st *streamState, en *entry) {
 	}
 }
 
-// renderLocked builds the change event for en, or nil when the stream
-// shows nothing for it (a dropDatabase seen by a collection stream only
-// invalidates it).
-func (e *engine) renderLocked(st *streamState, en *entry, tok token) (bsoncore.Document, error) {
+// appendEventLocked appends the change event for en to dst, or nothing
+// when the stream shows nothing for it (a dropDatabase seen by a
+// collection stream only invalidates it). On error dst may hold part of
+// the event.
+func (e *engine) appendEventLocked(dst []byte, st *streamState, en *entry, tok token) ([]byte, error) {
 	sp := &st.spec
 	if sp.scope == scopeCollection && en.op == opDropDatabase {
-		return nil, nil
+		return dst, nil
 	}
-	idx, out := bsoncore.AppendDocumentStart(make([]byte, 0, 256+len(en.postImage)+len(en.preImage)))
+	idx, out := bsoncore.AppendDocumentStart(dst)
 	out = tok.appendTo(out, "_id")
 	out = bsoncore.AppendStringElement(out, "operationType", en.op)
 	out = bsoncore.AppendTimestampElement(out, "clusterTime", en.time.T, en.time.I)
@@ -464,7 +545,7 @@ func (e *engine) renderLocked(st *streamState, en *entry, tok token) (bsoncore.D
 		var err error
 		out, err = e.appendUpdateFullDocLocked(out, sp, en)
 		if err != nil {
-			return nil, err
+			return dst, err
 		}
 	}
 	nidx, out := bsoncore.AppendDocumentElementStart(out, "ns")
@@ -483,7 +564,7 @@ func (e *engine) renderLocked(st *streamState, en *entry, tok token) (bsoncore.D
 		out, _ = bsoncore.AppendDocumentEnd(o, tidx)
 	}
 	if en.op == opUpdate {
-		out = bsoncore.AppendDocumentElement(out, "updateDescription", updateDescFor(en, sp.showExpanded))
+		out = appendUpdateDesc(out, en, sp.showExpanded)
 	}
 	if sp.showExpanded && en.opDesc != nil {
 		out = bsoncore.AppendDocumentElement(out, "operationDescription", en.opDesc)
@@ -505,7 +586,7 @@ func (e *engine) renderLocked(st *streamState, en *entry, tok token) (bsoncore.D
 			}
 		case "required":
 			if !en.imagesKept || en.preImage == nil {
-				return nil, noImage("pre", en)
+				return dst, noImage("pre", en)
 			}
 			out = bsoncore.AppendDocumentElement(out, "fullDocumentBeforeChange", en.preImage)
 		}
@@ -549,13 +630,13 @@ func noImage(which string, en *entry) error {
 	return errorf(codeNoMatchingDocument, "Change stream was configured to require a %s-image for all %s, but the %s-image was not found for event: {ts: Timestamp(%d, %d), ns: %s.%s}", which, events, which, en.time.T, en.time.I, en.db, en.coll)
 }
 
-// updateDescFor returns the updateDescription, with disambiguatedPaths when
-// expanded events are on and a path needs it.
-func updateDescFor(en *entry, expanded bool) bsoncore.Document {
+// appendUpdateDesc appends the updateDescription, with disambiguatedPaths
+// when expanded events are on and a path needs it.
+func appendUpdateDesc(out []byte, en *entry, expanded bool) []byte {
 	if !expanded || en.disambiguated == nil {
-		return en.updateDesc
+		return bsoncore.AppendDocumentElement(out, "updateDescription", en.updateDesc)
 	}
-	idx, out := bsoncore.AppendDocumentStart(nil)
+	idx, out := bsoncore.AppendDocumentElementStart(out, "updateDescription")
 	out = append(out, en.updateDesc[4:len(en.updateDesc)-1]...)
 	out = bsoncore.AppendDocumentElement(out, "disambiguatedPaths", en.disambiguated)
 	out, _ = bsoncore.AppendDocumentEnd(out, idx)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -17,13 +18,20 @@ type request struct {
 	name string // the command name as sent
 	db   string
 	cmd  bsoncore.Document
+
+	// buf is the pooled buffer of a reply built in place (see startReply),
+	// and built its fields once the handler called finishReply.
+	buf   *[]byte
+	built []byte
 }
 
 // arg returns the command field key, or a zero Value when absent.
 func (r *request) arg(key string) bsoncore.Value { return r.cmd.Lookup(key) }
 
 // handlerFunc runs a command and returns the reply fields other than ok,
-// operationTime and $clusterTime, which dispatch adds.
+// operationTime and $clusterTime, which dispatch adds. A handler whose
+// reply is large (a batch of events) builds it in place instead: it
+// appends its fields to r.startReply() and returns r.finishReply(out).
 type handlerFunc func(s *Server, r *request) (bsoncore.Document, error)
 
 // commands maps lower-case command names to their handlers. Each file of a
@@ -76,6 +84,14 @@ func (s *Server) dispatch(c *conn, msg *message) result {
 		return s.errorResult(errorf(codeCommandNotFound, "no such command: '%s'", name))
 	}
 	body, err := h(s, r)
+	if err == nil && r.built != nil {
+		out := bsoncore.AppendDoubleElement(r.built, "ok", 1)
+		out = s.appendTimes(out)
+		out, _ = bsoncore.AppendDocumentEnd(out, 0)
+		*r.buf = out
+		return result{doc: out, buf: r.buf}
+	}
+	r.releaseReply()
 	if err != nil {
 		var ce *CommandError
 		if errors.As(err, &ce) {
@@ -103,9 +119,66 @@ func commandName(cmd bsoncore.Document) (string, bool) {
 	return e.Key(), true
 }
 
+// Replies built in place (batches of events) are rendered once, straight
+// into the bytes the connection writes. The buffer is reused: a connection
+// keeps the last one while it is busy (see conn.spare), and replyPool holds
+// those of idle connections until the garbage collector frees them, so
+// that an idle connection pins no memory.
+var replyPool sync.Pool // of *[]byte
+
+// maxPooledReply bounds the buffers kept for reuse: a batch reply is at
+// most about 16 MiB, which appending may have doubled.
+const maxPooledReply = 2*maxBSONObjectSize + 64<<10
+
+// startReply returns a buffer with the reply document opened, for a
+// handler that builds its reply in place. The handler appends its fields
+// and returns finishReply's result; dispatch then appends ok,
+// operationTime and $clusterTime and closes the document without copying
+// it. Calling startReply again starts over in the same buffer.
+func (r *request) startReply() []byte {
+	if r.buf == nil {
+		r.buf = r.c.takeReplyBuf()
+	}
+	_, out := bsoncore.AppendDocumentStart((*r.buf)[:0])
+	return out
+}
+
+// finishReply hands the fields appended to startReply's buffer to dispatch.
+func (r *request) finishReply(out []byte) (bsoncore.Document, error) {
+	*r.buf = out
+	r.built = out
+	return nil, nil
+}
+
+// keepReplyBuf remembers out, a startReply buffer the handler is not done
+// with, so that the next startReply reuses its capacity.
+func (r *request) keepReplyBuf(out []byte) {
+	if r.buf != nil {
+		*r.buf = out[:0]
+	}
+}
+
+// releaseReply gives back an unused startReply buffer.
+func (r *request) releaseReply() {
+	if r.buf != nil {
+		r.c.keepReplyBuf(r.buf)
+	}
+	r.buf, r.built = nil, nil
+}
+
+func putReplyBuf(b *[]byte) {
+	if b != nil && cap(*b) <= maxPooledReply {
+		*b = (*b)[:0]
+		replyPool.Put(b)
+	}
+}
+
+// appendTimesLen is how many bytes appendTimes and the ok field add.
+const appendTimesLen = 160
+
 // okReply wraps handler fields in {…, ok: 1, operationTime, $clusterTime}.
 func (s *Server) okReply(body bsoncore.Document) bsoncore.Document {
-	idx, out := bsoncore.AppendDocumentStart(make([]byte, 0, len(body)+128))
+	idx, out := bsoncore.AppendDocumentStart(make([]byte, 0, len(body)+appendTimesLen))
 	if len(body) > 5 {
 		out = append(out, body[4:len(body)-1]...)
 	}

@@ -31,6 +31,41 @@ type conn struct {
 	appName string
 
 	out []byte // reply buffer, reused
+
+	// spare is the buffer of the last reply built in place, kept for the
+	// next one: a consumer draining a stream gets batch after batch
+	// without the server allocating (and the kernel faulting in) 16 MiB
+	// each time. serve hands it to replyPool once the connection has been
+	// idle for spareIdle. Only serve's goroutine uses it.
+	spare *[]byte
+}
+
+// spareIdle is how long an idle connection keeps its reply buffer.
+const spareIdle = time.Second
+
+// takeReplyBuf returns a buffer for a reply built in place.
+func (c *conn) takeReplyBuf() *[]byte {
+	if b := c.spare; b != nil {
+		c.spare = nil
+		return b
+	}
+	if b, _ := replyPool.Get().(*[]byte); b != nil {
+		return b
+	}
+	return new([]byte)
+}
+
+// keepReplyBuf takes back a buffer from takeReplyBuf whose reply was
+// written or abandoned.
+func (c *conn) keepReplyBuf(b *[]byte) {
+	if b == nil || cap(*b) > maxPooledReply {
+		return
+	}
+	*b = (*b)[:0]
+	if c.spare != nil {
+		putReplyBuf(c.spare)
+	}
+	c.spare = b
 }
 
 func newConn(s *Server, nc net.Conn, id int64) *conn {
@@ -75,12 +110,34 @@ func (c *conn) serve() {
 		c.close()
 		<-readerDone
 	}()
+	var idle *time.Timer
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
+	}()
 	for {
+		var idleC <-chan time.Time
+		if c.spare != nil {
+			if idle == nil {
+				idle = time.NewTimer(spareIdle)
+			} else {
+				idle.Reset(spareIdle)
+			}
+			idleC = idle.C
+		}
 		var frame []byte
 		select {
 		case frame = <-frames:
+		case <-idleC:
+			putReplyBuf(c.spare)
+			c.spare = nil
+			continue
 		case <-c.ctx.Done():
 			return
+		}
+		if idleC != nil {
+			idle.Stop()
 		}
 		if c.s.frameHook != nil {
 			c.s.frameHook(frame)
@@ -146,6 +203,7 @@ func isHelloName(name string) bool {
 // reply writes the replies of res to msg. It returns false when the
 // connection must be closed.
 func (c *conn) reply(msg *message, res result) bool {
+	defer func() { c.release(&res) }()
 	if res.closeConn {
 		return false
 	}
@@ -188,7 +246,9 @@ func (c *conn) reply(msg *message, res result) bool {
 		}
 		// Exhaust: the next reply answers our own previous one.
 		responseTo = reqID
-		res = res.next()
+		next := res.next
+		c.release(&res)
+		res = next()
 		if res.closeConn || res.doc == nil {
 			return false
 		}
@@ -197,9 +257,19 @@ func (c *conn) reply(msg *message, res result) bool {
 
 // result is what a command produces.
 type result struct {
-	doc       bsoncore.Document
+	doc bsoncore.Document
+	// buf, when set, is the pooled buffer doc was built in: release
+	// returns it once doc is written.
+	buf       *[]byte
 	closeConn bool
 	// next, when set, produces the next reply of an exhaust stream; the
 	// current reply is then sent with moreToCome.
 	next func() result
+}
+
+// release takes back the reply's buffer, if it was built in place; res.doc
+// must not be used afterwards.
+func (c *conn) release(res *result) {
+	c.keepReplyBuf(res.buf)
+	res.buf, res.doc = nil, nil
 }

@@ -125,23 +125,28 @@ func (e *engine) streamGetMore(r *request, c *cursor, batchSize int, await time.
 			timer.Stop()
 		}
 	}()
+	// batchSize 0 or absent: no count limit, only the 16 MiB bound.
+	limit := batchSize
+	if limit == 0 {
+		limit = -1
+	}
 	for {
 		e.mu.Lock()
 		if c.killed {
 			e.mu.Unlock()
 			return nil, errorf(codeCursorNotFound, "cursor id %d not found", c.id)
 		}
-		b, err := e.readBatchLocked(c, batchSize)
+		out, n, err := e.appendStreamReplyLocked(r.startReply(), c, "nextBatch", limit)
 		if err != nil {
 			e.closeCursorLocked(c)
 			e.mu.Unlock()
 			return nil, err
 		}
-		if len(b.events) > 0 || b.ended || await == 0 {
-			out := e.cursorReplyLocked(c, "nextBatch", b)
+		if n > 0 || c.killed || await == 0 {
 			e.mu.Unlock()
-			return out, nil
+			return r.finishReply(out)
 		}
+		r.keepReplyBuf(out)
 		wake := e.log.wake
 		done := e.done
 		e.mu.Unlock()

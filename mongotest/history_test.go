@@ -141,53 +141,80 @@ func TestTruncateHistory(t *testing.T) {
 }
 
 // TestLiveCursorFallsBehindHistory checks a change stream whose next event
-// was dropped from the history while it was open. A real server fails the
-// getMore with CappedPositionLost (136) — see the server's jstest
-// change_stream_oplog_rollover.js — and a resume from the stream's token
-// then fails with ChangeStreamHistoryLost (286). mongotest fails the
-// getMore with 286 at once. Either way the error is not resumable: the
-// driver must not resume past the lost events.
+// was dropped from the history while it was open, by the history limit or
+// by TruncateHistory. As on a real server (its jstest
+// change_stream_oplog_rollover.js: "attempting to continue reading an
+// existing change stream throws CappedPositionLost"), the getMore fails
+// with CappedPositionLost (136) without error labels, which the driver
+// does not resume; a resume from the stream's token then fails with
+// ChangeStreamHistoryLost (286).
 func TestLiveCursorFallsBehindHistory(t *testing.T) {
-	srv := mongotest.New(t, &mongotest.Options{HistoryLimit: 2})
-	var aggregates atomic.Int32
-	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
-		if e.CommandName == "aggregate" {
-			aggregates.Add(1)
-		}
-	}}
-	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).SetMonitor(mon))
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name  string
+		opts  *mongotest.Options
+		write func(ctx context.Context, t *testing.T, srv *mongotest.Server, coll *mongo.Collection)
+	}{
+		{"history limit", &mongotest.Options{HistoryLimit: 2}, func(ctx context.Context, t *testing.T, _ *mongotest.Server, coll *mongo.Collection) {
+			for id := 1; id <= 3; id++ { // the first insert falls out of the history
+				if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"TruncateHistory", nil, func(ctx context.Context, t *testing.T, srv *mongotest.Server, coll *mongo.Collection) {
+			if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+				t.Fatal(err)
+			}
+			srv.TruncateHistory()
+		}},
 	}
-	defer client.Disconnect(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	coll := client.Database("hist").Collection("c")
-	cs, err := coll.Watch(ctx, mongo.Pipeline{})
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := mongotest.New(t, tc.opts)
+			var aggregates atomic.Int32
+			mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+				if e.CommandName == "aggregate" {
+					aggregates.Add(1)
+				}
+			}}
+			client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()).SetMonitor(mon))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Disconnect(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			coll := client.Database("hist").Collection("c")
+			cs, err := coll.Watch(ctx, mongo.Pipeline{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cs.Close(ctx)
+			token := cs.ResumeToken()
+			tc.write(ctx, t, srv, coll)
+			if cs.Next(ctx) {
+				t.Fatalf("Next returned an event past lost history: %s", cs.Current)
+			}
+			var se mongo.ServerError
+			if !errors.As(cs.Err(), &se) || !se.HasErrorCode(136) {
+				t.Fatalf("Err = %v, want CappedPositionLost (136)", cs.Err())
+			}
+			var ce mongo.CommandError
+			if errors.As(cs.Err(), &ce) && len(ce.Labels) > 0 {
+				t.Errorf("CappedPositionLost carries labels %v, want none", ce.Labels)
+			}
+			if n := aggregates.Load(); n != 1 {
+				t.Errorf("the driver sent %d aggregates, want 1: it must not resume", n)
+			}
+			if n := srv.OpenCursors(); n != 0 {
+				t.Errorf("%d cursors open after the failed getMore, want 0", n)
+			}
+			// Resuming by hand from the last token fails for good.
+			cs2, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(token))
+			if err == nil {
+				cs2.Close(ctx)
+			}
+			wantHistoryLost(t, err)
+		})
 	}
-	defer cs.Close(ctx)
-	token := cs.ResumeToken()
-	for id := 1; id <= 3; id++ { // the first insert falls out of the history
-		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if cs.Next(ctx) {
-		t.Fatalf("Next returned an event past lost history: %s", cs.Current)
-	}
-	var se mongo.ServerError
-	if !errors.As(cs.Err(), &se) || !(se.HasErrorCode(136) || se.HasErrorCode(286)) || se.HasErrorLabel("ResumableChangeStreamError") {
-		t.Fatalf("Err = %v, want CappedPositionLost or ChangeStreamHistoryLost, not resumable", cs.Err())
-	}
-	if n := aggregates.Load(); n != 1 {
-		t.Errorf("the driver sent %d aggregates, want 1: it must not resume", n)
-	}
-	// Resuming by hand from the last token fails for good.
-	cs2, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(token))
-	if err == nil {
-		cs2.Close(ctx)
-	}
-	wantHistoryLost(t, err)
 }

@@ -3,7 +3,6 @@ package mongotest
 import (
 	"encoding/binary"
 	"encoding/hex"
-	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -34,8 +33,8 @@ const (
 	kindHighWater  = 0x30
 )
 
-func (t token) data() string {
-	b := make([]byte, 0, 32)
+// appendRaw appends the token's bytes, before hex encoding.
+func (t token) appendRaw(b []byte) []byte {
 	b = append(b, 0x82)
 	b = binary.BigEndian.AppendUint32(b, t.time.T)
 	b = binary.BigEndian.AppendUint32(b, t.time.I)
@@ -45,20 +44,49 @@ func (t token) data() string {
 	if t.hasUUID {
 		b = append(b, t.uuid[:]...)
 	}
-	return fmt.Sprintf("%X", b)
+	return b
+}
+
+// maxTokenBytes is the length of the longest token before hex encoding.
+const maxTokenBytes = 29
+
+func (t token) data() string {
+	var raw [maxTokenBytes]byte
+	return string(appendHexUpper(nil, t.appendRaw(raw[:0])))
+}
+
+const hexDigits = "0123456789ABCDEF"
+
+// appendHexUpper appends b in upper-case hex, as a real server writes _data.
+func appendHexUpper(dst, b []byte) []byte {
+	for _, c := range b {
+		dst = append(dst, hexDigits[c>>4], hexDigits[c&0x0F])
+	}
+	return dst
+}
+
+// appendDataElement appends the _data string element without allocating:
+// tokens are written once per event served.
+func (t token) appendDataElement(dst []byte) []byte {
+	var raw [maxTokenBytes]byte
+	b := t.appendRaw(raw[:0])
+	dst = bsoncore.AppendHeader(dst, bsoncore.TypeString, "_data")
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(2*len(b)+1))
+	dst = appendHexUpper(dst, b)
+	return append(dst, 0)
 }
 
 // appendTo appends the token document {_data: …} as element key.
 func (t token) appendTo(dst []byte, key string) []byte {
 	idx, dst := bsoncore.AppendDocumentElementStart(dst, key)
-	dst = bsoncore.AppendStringElement(dst, "_data", t.data())
+	dst = t.appendDataElement(dst)
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst
 }
 
 func (t token) doc() bsoncore.Document {
 	idx, dst := bsoncore.AppendDocumentStart(nil)
-	dst = bsoncore.AppendStringElement(dst, "_data", t.data())
+	dst = t.appendDataElement(dst)
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst
 }

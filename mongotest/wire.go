@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
@@ -283,7 +284,7 @@ func appendOpReply(dst []byte, requestID, responseTo int32, doc []byte) []byte {
 var arrayKeys = func() []string {
 	k := make([]string, 1024)
 	for i := range k {
-		k[i] = fmt.Sprint(i)
+		k[i] = strconv.Itoa(i)
 	}
 	return k
 }()
@@ -292,7 +293,23 @@ func arrayKey(i int) string {
 	if i < len(arrayKeys) {
 		return arrayKeys[i]
 	}
-	return fmt.Sprint(i)
+	return strconv.Itoa(i)
+}
+
+// appendArrayKey appends the decimal key of array index i.
+func appendArrayKey(dst []byte, i int) []byte {
+	if i < len(arrayKeys) {
+		return append(dst, arrayKeys[i]...)
+	}
+	return strconv.AppendInt(dst, int64(i), 10)
+}
+
+// appendArrayDocHeader appends the type and key of array element i, a
+// document the caller appends next.
+func appendArrayDocHeader(dst []byte, i int) []byte {
+	dst = append(dst, byte(bsoncore.TypeEmbeddedDocument))
+	dst = appendArrayKey(dst, i)
+	return append(dst, 0)
 }
 
 func init() {
