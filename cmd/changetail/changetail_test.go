@@ -522,3 +522,37 @@ func TestWatchesAgainAfterFault(t *testing.T) {
 		t.Errorf("stderr does not report the new watch: %q", errb.String())
 	}
 }
+
+// TestInvalidateThenResume: a dropped collection ends the run after its
+// invalidate event is printed; the resume file then holds the invalidate's
+// position, and the next run goes on after it (startAfter).
+func TestInvalidateThenResume(t *testing.T) {
+	d := newDeployment(t)
+	file := filepath.Join(t.TempDir(), "orders.checkpoint.json")
+	base := []string{"-uri", d.srv.URI(), "-db", "shop", "-coll", "orders", "-resume-file", file}
+	since := d.since()
+	d.insert(t, 1)
+	if err := d.orders.Drop(d.ctx); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runTail(d.ctx, append(base, "-since", since)...)
+	if code != 1 || !strings.Contains(stderr, "invalidated") {
+		t.Fatalf("exit %d, stderr %q; want 1 and a message about the invalidate", code, stderr)
+	}
+	var ops []string
+	for _, ev := range events(t, stdout, false) {
+		ops = append(ops, ev.Lookup("operationType").StringValue())
+	}
+	if strings.Join(ops, " ") != "insert drop invalidate" {
+		t.Fatalf("printed %v, want [insert drop invalidate]", ops)
+	}
+
+	d.insert(t, 2)
+	code, stdout, stderr = runTail(d.ctx, append(base, "-limit", "1")...)
+	if code != 0 {
+		t.Fatalf("the run after the invalidate: exit %d: %s", code, stderr)
+	}
+	if ids := docIDs(events(t, stdout, false)); !equalIDs(ids, 2) {
+		t.Fatalf("the run after the invalidate printed %v, want [2]", ids)
+	}
+}
