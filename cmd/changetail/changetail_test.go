@@ -411,12 +411,15 @@ func TestStatusLine(t *testing.T) {
 }
 
 func TestStatusLineFormat(t *testing.T) {
-	now := time.Unix(1714557610, 0)
 	var p progress
-	if l := p.lag(now); l != -1 {
-		t.Errorf("lag before any position = %v, want -1", l)
+	if st := p.get(); st.Events != 0 || lagOf(st) != -1 {
+		t.Errorf("before a stream: %+v, lag %v; want nothing and an unknown lag", st, lagOf(st))
 	}
-	p.at(bson.Timestamp{T: 1714557600, I: 4})
+	known := stream.Stats{Events: 12, ClusterTime: bson.Timestamp{T: 1714557600, I: 4}, Lag: 10*time.Second + 300*time.Millisecond}
+	p.follow(func() stream.Stats { return known })
+	if st := p.get(); st.Events != 12 || lagOf(st) != known.Lag {
+		t.Errorf("following a stream: %+v, lag %v; want its Stats", st, lagOf(st))
+	}
 	tests := []struct {
 		name   string
 		events int64
@@ -424,8 +427,8 @@ func TestStatusLineFormat(t *testing.T) {
 		lag    time.Duration
 		want   string
 	}{
-		{"known lag", 12, 3.25, p.lag(now), "12 events  3.2 events/s  lag 10s"},
-		{"unknown lag", 0, 0, -1, "0 events  0.0 events/s  lag ?"},
+		{"known lag", 12, 3.25, lagOf(known), "12 events  3.2 events/s  lag 10s"},
+		{"no cluster time yet", 0, 0, lagOf(stream.Stats{}), "0 events  0.0 events/s  lag ?"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -453,5 +456,103 @@ func TestRedactor(t *testing.T) {
 				t.Errorf("redact(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestLimitSavesWhatWasPrinted: a run that stops at -limit in the middle of
+// a batch saves the position after the last event it printed, not after
+// the batch: the next run prints the rest, none twice, none skipped.
+func TestLimitSavesWhatWasPrinted(t *testing.T) {
+	d := newDeployment(t)
+	file := filepath.Join(t.TempDir(), "orders.checkpoint.json")
+	base := []string{"-uri", d.srv.URI(), "-db", "shop", "-coll", "orders", "-resume-file", file}
+	since := d.since()
+	d.insert(t, 1, 2, 3, 4, 5) // one batch for the first run
+
+	for _, run := range []struct {
+		limit string
+		want  []int32
+	}{
+		{"2", []int32{1, 2}},
+		{"1", []int32{3}},
+		{"2", []int32{4, 5}},
+	} {
+		code, stdout, stderr := runTail(d.ctx, append(base, "-since", since, "-limit", run.limit)...)
+		if code != 0 {
+			t.Fatalf("-limit %s: exit %d: %s", run.limit, code, stderr)
+		}
+		if ids := docIDs(events(t, stdout, false)); !equalIDs(ids, run.want...) {
+			t.Fatalf("-limit %s printed %v, want %v", run.limit, ids, run.want)
+		}
+	}
+}
+
+// TestWatchesAgainAfterFault: a failure the driver does not resume is
+// mended by a new watch, which changetail reports on stderr; no event is
+// lost.
+func TestWatchesAgainAfterFault(t *testing.T) {
+	d := newDeployment(t)
+	since := d.since()
+	d.insert(t, 1) // in the first batch: no getMore before it is printed
+	// The first getMore fails with HostUnreachable without the
+	// ResumableChangeStreamError label: the driver gives up, the stream
+	// watches again.
+	d.srv.FailCommand(mongotest.FailPoint{Commands: []string{"getMore"}, ErrorCode: 6, ErrorLabels: []string{}, Times: 1})
+	out := &lineWriter{lines: make(chan struct{}, 10)}
+	var errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(d.ctx, []string{"-uri", d.srv.URI(), "-db", "shop", "-coll", "orders", "-since", since, "-limit", "2"}, out, &errb)
+	}()
+	select {
+	case <-out.lines:
+	case code := <-done:
+		t.Fatalf("ended with %d before its first event: %s", code, errb.String())
+	case <-d.ctx.Done():
+		t.Fatal("printed nothing")
+	}
+	d.insert(t, 2)
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if ids := docIDs(events(t, out.String(), false)); !equalIDs(ids, 1, 2) {
+		t.Fatalf("printed %v, want [1 2]", ids)
+	}
+	if !strings.Contains(errb.String(), `changetail: level=WARN msg="changestream: watching again"`) {
+		t.Errorf("stderr does not report the new watch: %q", errb.String())
+	}
+}
+
+// TestInvalidateThenResume: a dropped collection ends the run after its
+// invalidate event is printed; the resume file then holds the invalidate's
+// position, and the next run goes on after it (startAfter).
+func TestInvalidateThenResume(t *testing.T) {
+	d := newDeployment(t)
+	file := filepath.Join(t.TempDir(), "orders.checkpoint.json")
+	base := []string{"-uri", d.srv.URI(), "-db", "shop", "-coll", "orders", "-resume-file", file}
+	since := d.since()
+	d.insert(t, 1)
+	if err := d.orders.Drop(d.ctx); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runTail(d.ctx, append(base, "-since", since)...)
+	if code != 1 || !strings.Contains(stderr, "invalidated") {
+		t.Fatalf("exit %d, stderr %q; want 1 and a message about the invalidate", code, stderr)
+	}
+	var ops []string
+	for _, ev := range events(t, stdout, false) {
+		ops = append(ops, ev.Lookup("operationType").StringValue())
+	}
+	if strings.Join(ops, " ") != "insert drop invalidate" {
+		t.Fatalf("printed %v, want [insert drop invalidate]", ops)
+	}
+
+	d.insert(t, 2)
+	code, stdout, stderr = runTail(d.ctx, append(base, "-limit", "1")...)
+	if code != 0 {
+		t.Fatalf("the run after the invalidate: exit %d: %s", code, stderr)
+	}
+	if ids := docIDs(events(t, stdout, false)); !equalIDs(ids, 2) {
+		t.Fatalf("the run after the invalidate printed %v, want [2]", ids)
 	}
 }

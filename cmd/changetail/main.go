@@ -20,12 +20,19 @@
 // shows the events, the events per second and the lag (how far the stream's
 // position is behind the clock).
 //
-// With -resume-file, the file (its name must end in .checkpoint.json) holds
-// the resume token: it is saved at least once a second while events come
-// or the stream is idle, and when changetail stops. The next run resumes
-// after it; -since applies only while the file holds no position. Delivery
-// is at least once: after a crash, up to a second of events may be printed
-// again; none is skipped.
+// With -resume-file, the file (its name must end in .checkpoint.json) is
+// the stream's checkpoint in a stream.FileStore (Options.Name is the name
+// before .checkpoint.json). Only the position after an event already
+// printed is saved: every 100 events or once a second, whichever comes
+// first, once a second while the stream is idle, and when changetail
+// stops, also at -limit. The next run resumes after it; -since applies
+// only while the file holds no position. Delivery is at least once: after
+// a crash, up to a second of events may be printed again; none is skipped.
+// An unreadable file is an error, never a fresh start.
+//
+// Failures that a new watch can mend (the network or the server down, a
+// restart or failover) are mended without a gap; each attempt is reported
+// on standard error.
 //
 // Ctrl-C (SIGINT) or SIGTERM stops changetail cleanly: it saves the
 // position and exits 0. Credentials in the URI are never printed, also not

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 )
 
@@ -45,11 +46,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		sp = startStatus(errw, &p)
 	}
 	out := bufio.NewWriter(stdout)
-	t := &tailer{cfg: cfg, out: out, errw: errw, progress: &p}
+	t := &tailer{cfg: cfg, out: out, errw: errw, progress: &p, log: newLogger(errw, terminal)}
 	err = t.run(ctx)
 	if sp != nil {
 		sp.stop()
-		fmt.Fprintf(errw, "changetail: %d events\n", p.events.Load())
+		fmt.Fprintf(errw, "changetail: %d events\n", p.get().Events)
 	}
 	if stopEmbedded != nil {
 		stopEmbedded()
@@ -59,6 +60,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// newLogger returns the stream's logger: warnings and errors (a new watch
+// after a failure, a position that could not be saved) as lines on w,
+// through the redactor. On a terminal each line first clears the status
+// line.
+func newLogger(w io.Writer, terminal bool) *slog.Logger {
+	prefix := "changetail: "
+	if terminal {
+		prefix = "\r\x1b[K" + prefix
+	}
+	return slog.New(slog.NewTextHandler(&prefixWriter{w: w, prefix: prefix}, &slog.HandlerOptions{
+		Level: slog.LevelWarn,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+}
+
+// prefixWriter writes each log record, a whole line, after a prefix.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (pw *prefixWriter) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(pw.w, pw.prefix+string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // uriArg finds the -uri value in args before they are parsed, so that even

@@ -5,36 +5,44 @@ import (
 	"io"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
+	"github.com/go-changestream/changestream/stream"
 )
 
-// progress counts what the stream delivered; the status line reads it.
+// progress gives the status line the figures of the stream, once there is
+// one.
 type progress struct {
-	events   atomic.Int64
-	position atomic.Uint64 // cluster time of the stream's position, T<<32 | I
+	mu    sync.Mutex
+	stats func() stream.Stats
 }
 
-// at records the stream's position.
-func (p *progress) at(ts bson.Timestamp) {
-	if !ts.IsZero() {
-		p.position.Store(uint64(ts.T)<<32 | uint64(ts.I))
+// follow makes progress report the figures of a stream (its Stats method).
+func (p *progress) follow(stats func() stream.Stats) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stats = stats
+}
+
+// get returns the stream's figures; the zero Stats before there is a
+// stream.
+func (p *progress) get() stream.Stats {
+	p.mu.Lock()
+	f := p.stats
+	p.mu.Unlock()
+	if f == nil {
+		return stream.Stats{}
 	}
+	return f()
 }
 
-// lag is how far the position is behind now, or -1 when unknown.
-func (p *progress) lag(now time.Time) time.Duration {
-	v := p.position.Load()
-	if v == 0 {
+// lagOf is how far the stream's position is behind the clock, or -1 when
+// the stream knows no cluster time yet.
+func lagOf(st stream.Stats) time.Duration {
+	if st.ClusterTime.IsZero() {
 		return -1
 	}
-	l := now.Sub(time.Unix(int64(v>>32), 0))
-	if l < 0 {
-		l = 0
-	}
-	return l
+	return st.Lag
 }
 
 // statusLine formats the status: total events, the rate over the last
@@ -78,16 +86,16 @@ func (sp *statusPrinter) loop() {
 	defer sp.wg.Done()
 	t := time.NewTicker(statusInterval)
 	defer t.Stop()
-	last, lastAt := sp.p.events.Load(), time.Now()
+	last, lastAt := sp.p.get().Events, time.Now()
 	for {
 		select {
 		case <-sp.done:
 			return
 		case now := <-t.C:
-			n := sp.p.events.Load()
-			rate := float64(n-last) / now.Sub(lastAt).Seconds()
-			last, lastAt = n, now
-			fmt.Fprintf(sp.w, "\r\x1b[K%s", statusLine(n, rate, sp.p.lag(now)))
+			st := sp.p.get()
+			rate := float64(st.Events-last) / now.Sub(lastAt).Seconds()
+			last, lastAt = st.Events, now
+			fmt.Fprintf(sp.w, "\r\x1b[K%s", statusLine(st.Events, rate, lagOf(st)))
 		}
 	}
 }

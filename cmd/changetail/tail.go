@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
@@ -16,9 +17,14 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// saveInterval is how often, at most, the position is saved while events
-// come or the stream is idle; it is also saved when changetail stops.
+// saveInterval is how long, at most, a printed event's position waits
+// before it is saved to the resume file (Options.CheckpointInterval); it is
+// also the pace of the saves while the stream is idle.
 const saveInterval = time.Second
+
+// closeTimeout bounds the final save and the disconnect when changetail
+// stops.
+const closeTimeout = 5 * time.Second
 
 // tailer prints one stream.
 type tailer struct {
@@ -26,33 +32,36 @@ type tailer struct {
 	out      *bufio.Writer
 	errw     io.Writer
 	progress *progress
-
-	store     *stream.FileStore // nil without -resume-file
-	name      string            // the stream name in store
-	saved     stream.Token      // the last token saved
-	lastSaved time.Time
+	log      *slog.Logger
 }
 
-func (t *tailer) run(ctx context.Context) error {
+func (t *tailer) run(ctx context.Context) (err error) {
 	client, err := mongo.Connect(options.Client().ApplyURI(t.cfg.uri).SetAppName("changetail"))
 	if err != nil {
 		return err
 	}
 	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 		defer cancel()
 		_ = client.Disconnect(dctx)
 	}()
 
+	opts := &stream.Options{CheckpointInterval: saveInterval, Logger: t.log}
+	if t.cfg.resumeFile != "" {
+		store, err := stream.NewFileStore(filepath.Dir(t.cfg.resumeFile))
+		if err != nil {
+			return fmt.Errorf("-resume-file: %w", err)
+		}
+		opts.Store = store
+		opts.Name = strings.TrimSuffix(filepath.Base(t.cfg.resumeFile), checkpointSuffix)
+	}
+	// A saved position takes precedence over these: -since only applies
+	// while the resume file holds none.
 	csOpts := options.ChangeStream()
 	if t.cfg.fullDocument != "" {
 		csOpts.SetFullDocument(options.FullDocument(t.cfg.fullDocument))
 	}
-	resumed, err := t.loadPosition(ctx, csOpts)
-	if err != nil {
-		return err
-	}
-	if !resumed && !t.cfg.since.IsZero() {
+	if !t.cfg.since.IsZero() {
 		csOpts.SetStartAtOperationTime(&t.cfg.since)
 	}
 	var target stream.Watcher = client.Database(t.cfg.db)
@@ -63,64 +72,53 @@ func (t *tailer) run(ctx context.Context) error {
 	if t.cfg.match != nil {
 		pipeline = mongo.Pipeline{{{Key: "$match", Value: t.cfg.match}}}
 	}
-	s, err := stream.Watch[bson.Raw](ctx, target, pipeline, nil, csOpts)
+	s, err := stream.Watch[bson.Raw](ctx, target, pipeline, opts, csOpts)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("watch %s: %w", t.namespace(), err)
 	}
-	defer s.Close(context.WithoutCancel(ctx))
+	t.progress.follow(s.Stats)
+	if resumed := !s.Stats().Checkpoint.Token.IsZero(); resumed && !t.cfg.since.IsZero() {
+		fmt.Fprintf(t.errw, "changetail: resuming from %s; -since applies only to a run without a saved position\n", t.cfg.resumeFile)
+	}
+	defer func() {
+		// Close commits the position after the last event Next
+		// returned, which was printed, and saves it.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		defer cancel()
+		if cerr := s.Close(cctx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("save the position to %s: %w", t.cfg.resumeFile, cerr))
+		}
+	}()
 	return t.loop(ctx, s)
 }
 
 // loop prints events until ctx ends, the limit is reached or the stream
-// fails. Positions are saved only here, between events, so a saved token
-// is never ahead of what was printed.
+// fails. The stream saves positions itself, and only positions after
+// printed events: asking Next for the next event commits the one before,
+// which print has written and flushed.
 func (t *tailer) loop(ctx context.Context, s *stream.Stream[bson.Raw]) error {
-	var n int
-	for {
-		wctx, cancel := context.WithTimeout(ctx, saveInterval)
-		ev, err := s.Next(wctx)
-		cancel()
+	for n := 1; ; n++ {
+		ev, err := s.Next(ctx)
+		var ce *stream.CheckpointError
 		switch {
 		case err == nil:
-			if err := t.print(ev); err != nil {
-				return err
-			}
-			n++
-			t.progress.events.Add(1)
-			if tt, ti, ok := ev.Lookup("clusterTime").TimestampOK(); ok {
-				t.progress.at(bson.Timestamp{T: tt, I: ti})
-			}
-			if op, _ := ev.Lookup("operationType").StringValueOK(); op == string(stream.OpInvalidate) {
-				if err := t.save(ctx, s, true); err != nil {
-					return err
-				}
-				return fmt.Errorf("the stream on %s was invalidated (the collection or database was dropped or renamed); the next run with this -resume-file starts after the invalidate", t.namespace())
-			}
-			if t.cfg.limit > 0 && n >= t.cfg.limit {
-				return t.save(ctx, s, true)
-			}
 		case ctx.Err() != nil:
-			// Interrupted: every event returned was printed.
-			return t.save(ctx, s, true)
-		case errors.Is(err, context.DeadlineExceeded):
-			// Idle for a while: the position is the server's
-			// postBatchResumeToken.
-			if ts, err := s.ResumeToken().ClusterTime(); err == nil {
-				t.progress.at(ts)
-			}
+			return nil // interrupted: every event returned was printed
+		case errors.As(err, &ce):
+			return fmt.Errorf("cannot save the position to %s: %w", t.cfg.resumeFile, ce.Err)
+		case errors.Is(err, stream.ErrInvalidated):
+			return fmt.Errorf("the stream on %s was invalidated (the collection or database was dropped or renamed); the next run with this -resume-file starts after the invalidate", t.namespace())
 		default:
-			if serr := t.save(ctx, s, true); serr != nil {
-				err = errors.Join(err, serr)
-			}
 			return fmt.Errorf("change stream on %s: %w", t.namespace(), err)
 		}
-		if time.Since(t.lastSaved) >= saveInterval {
-			if err := t.save(ctx, s, false); err != nil {
-				return err
-			}
+		if err := t.print(ev); err != nil {
+			return err
+		}
+		if t.cfg.limit > 0 && n >= t.cfg.limit {
+			return nil
 		}
 	}
 }
@@ -134,57 +132,6 @@ func (t *tailer) print(ev bson.Raw) error {
 	t.out.Write(b)
 	t.out.WriteByte('\n')
 	return t.out.Flush()
-}
-
-// loadPosition reads the resume file; with a saved position it sets
-// startAfter (which also goes on after an invalidate) and reports true.
-func (t *tailer) loadPosition(ctx context.Context, csOpts *options.ChangeStreamOptionsBuilder) (bool, error) {
-	if t.cfg.resumeFile == "" {
-		return false, nil
-	}
-	store, err := stream.NewFileStore(filepath.Dir(t.cfg.resumeFile))
-	if err != nil {
-		return false, err
-	}
-	t.store = store
-	t.name = strings.TrimSuffix(filepath.Base(t.cfg.resumeFile), checkpointSuffix)
-	cp, err := store.Load(ctx, t.name)
-	switch {
-	case errors.Is(err, stream.ErrNoCheckpoint):
-		return false, nil
-	case err != nil:
-		return false, err
-	}
-	t.saved = cp.Token
-	csOpts.SetStartAfter(cp.Token.Raw())
-	if !t.cfg.since.IsZero() {
-		fmt.Fprintf(t.errw, "changetail: resuming from %s; -since applies only to a run without a saved position\n", t.cfg.resumeFile)
-	}
-	return true, nil
-}
-
-// save writes the stream's resume token to the resume file when it changed.
-// Without force it is throttled by the caller to saveInterval.
-func (t *tailer) save(ctx context.Context, s *stream.Stream[bson.Raw], force bool) error {
-	t.lastSaved = time.Now()
-	if t.store == nil {
-		return nil
-	}
-	tok := s.ResumeToken()
-	if tok.IsZero() || tok.Equal(t.saved) {
-		return nil
-	}
-	cp := stream.Checkpoint{Token: tok}
-	if ts, err := tok.ClusterTime(); err == nil {
-		cp.ClusterTime = ts
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := t.store.Save(sctx, t.name, cp); err != nil {
-		return fmt.Errorf("save the position to %s: %w", t.cfg.resumeFile, err)
-	}
-	t.saved = tok
-	return nil
 }
 
 func (t *tailer) namespace() string {

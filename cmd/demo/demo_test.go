@@ -10,7 +10,10 @@ import (
 )
 
 // TestDemo runs the demo as go run ./cmd/demo does and checks that every
-// write's event arrived across the three faults.
+// write's event arrived across the three faults, that the stream mended
+// the faults by itself, and that the consumer's second stream resumed from
+// the checkpoint its first one saved, repeating only the event that was
+// handled but not committed when the consumer crashed.
 func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Second)
 	defer cancel()
@@ -19,17 +22,26 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
-	if sum.Lost != 0 || sum.Writes == 0 || sum.Events < sum.Writes || sum.Faults != 3 {
+	if sum.Lost != 0 || sum.Writes == 0 || sum.Events != sum.Writes+sum.Duplicates || sum.Faults != 3 {
 		t.Fatalf("summary %+v, want writes > 0, 0 lost, 3 faults\n%s", sum, out.String())
+	}
+	if sum.Duplicates != 1 {
+		t.Errorf("%d duplicates, want 1 (the event handled when the consumer crashed)\n%s", sum.Duplicates, out.String())
+	}
+	if sum.Streams != 2 {
+		t.Errorf("%d streams, want 2: the network fault and the restart are mended inside the first\n%s", sum.Streams, out.String())
+	}
+	if sum.Resumes+sum.Rewatches < 1 {
+		t.Errorf("Stats show no resume and no new watch across a restart that killed the cursor\n%s", out.String())
 	}
 	if sum.Elapsed > 10*time.Second {
 		t.Errorf("the demo took %v, want under 10s", sum.Elapsed)
 	}
 	for _, want := range []string{
+		"-- stream 1: no checkpoint yet",
 		"-- network fault",
 		"-- server restart",
-		"-- consumer restart",
-		"-- resuming after checkpoint",
+		"-- consumer crash",
 		"  insert  order 1 ",
 		"  delete  order 3",
 		sum.String(),
@@ -37,6 +49,11 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+	abandoned := regexp.MustCompile(`-- stream 1 abandoned: .*; last checkpoint (\S+)`).FindStringSubmatch(out.String())
+	resumed := regexp.MustCompile(`-- stream 2: resuming after checkpoint (\S+)`).FindStringSubmatch(out.String())
+	if abandoned == nil || resumed == nil || abandoned[1] != resumed[1] {
+		t.Errorf("stream 2 does not resume from stream 1's last checkpoint (%q, %q):\n%s", abandoned, resumed, out.String())
 	}
 	lines := len(regexp.MustCompile(`(?m)^  \S`).FindAllString(out.String(), -1))
 	if lines != sum.Events {

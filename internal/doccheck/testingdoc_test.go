@@ -152,6 +152,77 @@ func collectOne(ctx context.Context, s *stream.Stream[stream.Event[Order]]) (str
 	return ev.FullDocument.Item, nil
 }
 
+// nextItems is code under test too: it handles the next n orders of a
+// stream with the pull API.
+func nextItems(ctx context.Context, s *stream.Stream[stream.Event[Order]], n int) ([]string, error) {
+	var items []string
+	for range n {
+		ev, err := s.Next(ctx)
+		if err != nil {
+			return items, err
+		}
+		items = append(items, ev.FullDocument.Item)
+	}
+	return items, nil
+}
+
+// Recovery: the stream mends a fault by itself, and a consumer that
+// crashes goes on from its checkpoint with the same Name and Store. Every
+// event comes at least once; only the one handled but not committed when
+// the consumer crashed comes again.
+func TestRecovery(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault func(*mongotest.Server)
+	}{
+		{"all connections dropped", (*mongotest.Server).DropConnections},
+		{"server restart", (*mongotest.Server).Restart},
+		{"getMore error the driver does not resume", func(srv *mongotest.Server) {
+			srv.FailCommand(mongotest.FailPoint{Commands: []string{"getMore"}, ErrorCode: 6, ErrorLabels: []string{}, Times: 1})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, orders, ctx := connect(t)
+			store := &stream.MemoryStore{} // a FileStore or CollectionStore in production
+			opts := &stream.Options{Name: "orders", Store: store, CheckpointEvery: 1}
+
+			s, err := stream.Watch[stream.Event[Order]](ctx, orders, nil, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			insert(t, ctx, orders, "tea")
+			if items, err := nextItems(ctx, s, 1); err != nil || items[0] != "tea" {
+				t.Fatalf("before the fault: %v, %v", items, err)
+			}
+
+			tt.fault(srv) // the stream mends it by itself
+			insert(t, ctx, orders, "cake", "jam")
+			items, err := nextItems(ctx, s, 2)
+			if err != nil || items[0] != "cake" || items[1] != "jam" {
+				t.Fatalf("after the fault: %v, %v; want [cake jam]", items, err)
+			}
+
+			// The consumer crashes after handling jam: no Close, so jam was
+			// never committed. A new stream with the same Name and Store
+			// resumes from the checkpoint.
+			s, err = stream.Watch[stream.Event[Order]](ctx, orders, nil, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close(ctx)
+			if s.Stats().Checkpoint.Token.IsZero() {
+				t.Fatal("the new stream did not resume from a checkpoint")
+			}
+			insert(t, ctx, orders, "scones")
+			items, err = nextItems(ctx, s, 2)
+			if err != nil || items[0] != "jam" || items[1] != "scones" {
+				t.Fatalf("after the crash: %v, %v; want [jam scones]", items, err)
+			}
+		})
+	}
+}
+
 // A resume point older than the history fails loudly.
 func TestHistoryLost(t *testing.T) {
 	srv, orders, ctx := connect(t)
