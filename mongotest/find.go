@@ -110,11 +110,11 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 			return nil, err
 		}
 	}
-	var proj *projection
+	var proj *projectStage
 	if pd, err := r.optDoc("projection"); err != nil {
 		return nil, err
 	} else if len(pd) > 5 {
-		if proj, err = compileProjection(pd); err != nil {
+		if proj, err = compileFindProjection(pd); err != nil {
 			return nil, err
 		}
 	}
@@ -156,9 +156,13 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 	}
 	docs := selectDocsLocked(c, m, keys, skip, limit)
 	if proj != nil {
+		projected := make([]bsoncore.Document, len(docs))
 		for i, d := range docs {
-			docs[i] = proj.applyBytes(d)
+			if projected[i], err = proj.apply(d); err != nil {
+				return nil, err
+			}
 		}
+		docs = projected
 	}
 	cur := &cursor{ns: r.db + "." + coll, db: r.db, coll: coll, connID: r.c.id}
 	first := docs

@@ -53,11 +53,11 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 			return nil, err
 		}
 	}
-	var proj *projection
+	var proj *projectStage
 	if fd, err := r.optDoc("fields"); err != nil {
 		return nil, err
 	} else if len(fd) > 5 {
-		if proj, err = compileProjection(fd); err != nil {
+		if proj, err = compileFindProjection(fd); err != nil {
 			return nil, err
 		}
 	}
@@ -95,13 +95,18 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 		return nil, err
 	}
 	docs := selectDocsLocked(c, m, keys, 0, 1)
-	value := func(d bsoncore.Document) any {
-		if d == nil {
-			return nil
+	// reply answers with the projected document d as value (nil: null).
+	reply := func(leo bson.D, d bsoncore.Document) (bsoncore.Document, error) {
+		var v any
+		if d != nil {
+			if proj != nil {
+				var err error
+				if d, err = proj.apply(d); err != nil {
+					return nil, err
+				}
+			}
+			v = bson.Raw(d)
 		}
-		return bson.Raw(proj.applyBytes(d))
-	}
-	reply := func(leo bson.D, v any) (bsoncore.Document, error) {
 		return marshal(bson.D{{Key: "lastErrorObject", Value: leo}, {Key: "value", Value: v}})
 	}
 	if len(docs) == 0 {
@@ -129,7 +134,7 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 			{Key: "upserted", Value: bson.RawValue{Type: bson.Type(id.Type), Value: id.Data}},
 		}
 		if returnNew {
-			return reply(leo, value(d))
+			return reply(leo, d)
 		}
 		return reply(leo, nil)
 	}
@@ -142,7 +147,7 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 			en.preImage = old
 		}
 		e.appendEntryLocked(en)
-		return reply(bson.D{{Key: "n", Value: int32(1)}}, value(old))
+		return reply(bson.D{{Key: "n", Value: int32(1)}}, old)
 	}
 	out, err := spec.apply(old, e.newUpdateCtxLocked(spec, m, old))
 	if err != nil {
@@ -153,7 +158,7 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 	}
 	leo := bson.D{{Key: "n", Value: int32(1)}, {Key: "updatedExisting", Value: true}}
 	if returnNew {
-		return reply(leo, value(out.newDoc))
+		return reply(leo, out.newDoc)
 	}
-	return reply(leo, value(old))
+	return reply(leo, old)
 }
