@@ -74,6 +74,67 @@ func selectDocsLocked(c *collection, m matcher, keys []sortKey, skip, limit int6
 	return docs
 }
 
+// querySpec is what find and findAndModify read alike: the filter, the
+// sort and the projection.
+type querySpec struct {
+	filter bsoncore.Document // the filter as sent; empty when absent
+	m      matcher
+	keys   []sortKey
+	proj   *projectStage // nil: whole documents
+}
+
+// parseQuery reads the filter (argument filterKey), sort, projection
+// (argument projKey) and collation of a find-like command.
+func (r *request) parseQuery(filterKey, projKey string) (querySpec, error) {
+	var q querySpec
+	var err error
+	if q.filter, err = r.optDoc(filterKey); err != nil {
+		return q, err
+	}
+	if q.filter == nil {
+		q.filter = emptyDoc
+	}
+	if q.m, err = compileFilter(q.filter); err != nil {
+		return q, err
+	}
+	if sd, err := r.optDoc("sort"); err != nil {
+		return q, err
+	} else if sd != nil {
+		if q.keys, err = parseSort(sd); err != nil {
+			return q, err
+		}
+	}
+	if pd, err := r.optDoc(projKey); err != nil {
+		return q, err
+	} else if len(pd) > 5 {
+		if q.proj, err = compileFindProjection(pd); err != nil {
+			return q, err
+		}
+	}
+	if cd, err := r.optDoc("collation"); err != nil {
+		return q, err
+	} else if err := checkCollation(cd); err != nil {
+		return q, err
+	}
+	return q, nil
+}
+
+// project returns the projected copies of docs (docs itself without a
+// projection).
+func (q querySpec) project(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+	if q.proj == nil {
+		return docs, nil
+	}
+	out := make([]bsoncore.Document, len(docs))
+	for i, d := range docs {
+		var err error
+		if out[i], err = q.proj.apply(d); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 	coll, err := r.collName()
 	if err != nil {
@@ -92,35 +153,8 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 			return nil, errorf(codeLocation40415, "BSON field 'find.%s' is an unknown field.", el.Key())
 		}
 	}
-	filter, err := r.optDoc("filter")
+	q, err := r.parseQuery("filter", "projection")
 	if err != nil {
-		return nil, err
-	}
-	var m matcher = andMatcher(nil)
-	if filter != nil {
-		if m, err = compileFilter(filter); err != nil {
-			return nil, err
-		}
-	}
-	var keys []sortKey
-	if sd, err := r.optDoc("sort"); err != nil {
-		return nil, err
-	} else if sd != nil {
-		if keys, err = parseSort(sd); err != nil {
-			return nil, err
-		}
-	}
-	var proj *projectStage
-	if pd, err := r.optDoc("projection"); err != nil {
-		return nil, err
-	} else if len(pd) > 5 {
-		if proj, err = compileFindProjection(pd); err != nil {
-			return nil, err
-		}
-	}
-	if cd, err := r.optDoc("collation"); err != nil {
-		return nil, err
-	} else if err := checkCollation(cd); err != nil {
 		return nil, err
 	}
 	limit, skip, batchSize := int64(0), int64(0), int64(101)
@@ -154,15 +188,9 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	docs := selectDocsLocked(c, m, keys, skip, limit)
-	if proj != nil {
-		projected := make([]bsoncore.Document, len(docs))
-		for i, d := range docs {
-			if projected[i], err = proj.apply(d); err != nil {
-				return nil, err
-			}
-		}
-		docs = projected
+	docs, err := q.project(selectDocsLocked(c, q.m, q.keys, skip, limit))
+	if err != nil {
+		return nil, err
 	}
 	cur := &cursor{ns: r.db + "." + coll, db: r.db, coll: coll, connID: r.c.id}
 	first := docs

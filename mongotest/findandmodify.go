@@ -34,38 +34,11 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 			return nil, errorf(codeLocation40415, "BSON field 'findAndModify.%s' is an unknown field.", el.Key())
 		}
 	}
-	q, err := r.optDoc("query")
+	query, err := r.parseQuery("query", "fields")
 	if err != nil {
 		return nil, err
 	}
-	if q == nil {
-		q = bsoncore.NewDocumentBuilder().Build()
-	}
-	m, err := compileFilter(q)
-	if err != nil {
-		return nil, err
-	}
-	var keys []sortKey
-	if sd, err := r.optDoc("sort"); err != nil {
-		return nil, err
-	} else if sd != nil {
-		if keys, err = parseSort(sd); err != nil {
-			return nil, err
-		}
-	}
-	var proj *projectStage
-	if fd, err := r.optDoc("fields"); err != nil {
-		return nil, err
-	} else if len(fd) > 5 {
-		if proj, err = compileFindProjection(fd); err != nil {
-			return nil, err
-		}
-	}
-	if cd, err := r.optDoc("collation"); err != nil {
-		return nil, err
-	} else if err := checkCollation(cd); err != nil {
-		return nil, err
-	}
+	q, m := query.filter, query.m
 	remove, _ := r.arg("remove").BooleanOK()
 	returnNew, _ := r.arg("new").BooleanOK()
 	upsert, _ := r.arg("upsert").BooleanOK()
@@ -94,14 +67,14 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	docs := selectDocsLocked(c, m, keys, 0, 1)
+	docs := selectDocsLocked(c, m, query.keys, 0, 1)
 	// reply answers with the projected document d as value (nil: null).
 	reply := func(leo bson.D, d bsoncore.Document) (bsoncore.Document, error) {
 		var v any
 		if d != nil {
-			if proj != nil {
+			if query.proj != nil {
 				var err error
-				if d, err = proj.apply(d); err != nil {
+				if d, err = query.proj.apply(d); err != nil {
 					return nil, err
 				}
 			}
@@ -141,12 +114,7 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 	old := docs[0]
 	k, _ := docKey(old)
 	if remove {
-		c.remove(k)
-		en := &entry{op: opDelete, db: c.db, coll: c.name, uuid: c.uuid, docKey: idKeyDoc(old), imagesKept: c.preAndPostImages}
-		if c.preAndPostImages {
-			en.preImage = old
-		}
-		e.appendEntryLocked(en)
+		e.deleteDocLocked(c, k, old)
 		return reply(bson.D{{Key: "n", Value: int32(1)}}, old)
 	}
 	out, err := spec.apply(old, e.newUpdateCtxLocked(spec, m, old))
