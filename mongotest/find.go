@@ -192,6 +192,13 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.openDocCursorLocked(r, coll, docs, batchSize, single), nil
+}
+
+// openDocCursorLocked answers a find or an aggregate with docs: the first
+// batchSize of them (0: none) in the reply, the rest kept in a cursor for
+// getMore, unless single asks for one batch only.
+func (e *engine) openDocCursorLocked(r *request, coll string, docs []bsoncore.Document, batchSize int64, single bool) bsoncore.Document {
 	cur := &cursor{ns: r.db + "." + coll, db: r.db, coll: coll, connID: r.c.id}
 	first := docs
 	if batchSize > 0 && int64(len(docs)) > batchSize {
@@ -204,7 +211,7 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 	} else {
 		cur.docs = nil
 	}
-	return e.cursorReplyLocked(cur, "firstBatch", batch{events: first}), nil
+	return e.cursorReplyLocked(cur, "firstBatch", batch{events: first})
 }
 
 func handleCount(s *Server, r *request) (bsoncore.Document, error) {
