@@ -6,10 +6,10 @@ import (
 )
 
 func init() {
-	register(handleInsert, "insert")
-	register(handleDelete, "delete")
+	register(retryableWrite(handleInsert), "insert")
+	register(retryableWrite(handleDelete), "delete")
 	register(handleFind, "find")
-	register(handleUpdate, "update")
+	register(retryableWrite(handleUpdate), "update")
 	register(handleCount, "count")
 }
 

@@ -6,7 +6,7 @@ import (
 )
 
 func init() {
-	register(handleFindAndModify, "findAndModify", "findandmodify")
+	register(retryableWrite(handleFindAndModify), "findAndModify", "findandmodify")
 }
 
 // findAndModifyFields are the fields findAndModify accepts besides the
