@@ -14,10 +14,6 @@ import (
 // handleAggregate (changestream.go) hands such pipelines to
 // handleCollectionAggregate.
 
-func init() {
-	register(handleDistinct, "distinct")
-}
-
 // Error codes of the stages below, as a real server (8.2) gives them.
 const (
 	codeLocation15947   = 15947   // $group argument is not an object
@@ -104,9 +100,7 @@ func handleCollectionAggregate(s *Server, r *request) (bsoncore.Document, error)
 			return nil, errorf(codeNotImplemented, "mongotest does not support aggregate with %s", key)
 		}
 	}
-	if cd, err := r.optDoc("collation"); err != nil {
-		return nil, err
-	} else if err := checkCollation(cd); err != nil {
+	if err := r.checkCollationArg(); err != nil {
 		return nil, err
 	}
 	batchSize, err := aggregateBatchSize(r)
@@ -157,21 +151,13 @@ func aggregateBatchSize(r *request) (int64, error) {
 
 // compileCollPipeline compiles the stages of a collection aggregation.
 func compileCollPipeline(arr bsoncore.Array) ([]collStage, error) {
-	vals, err := arr.Values()
+	specs, err := splitPipeline(arr)
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "pipeline: %v", err)
+		return nil, err
 	}
-	out := make([]collStage, 0, len(vals))
-	for _, v := range vals {
-		d, ok := v.DocumentOK()
-		if !ok {
-			return nil, errorf(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
-		}
-		name, arg, err := stageNameArg(d)
-		if err != nil {
-			return nil, err
-		}
-		st, err := compileCollStage(name, arg)
+	out := make([]collStage, 0, len(specs))
+	for _, sp := range specs {
+		st, err := compileCollStage(sp.name, sp.arg)
 		if err != nil {
 			return nil, err
 		}
@@ -325,71 +311,4 @@ func appendCount(dst []byte, name string, n int64) bsoncore.Document {
 	}
 	out, _ = bsoncore.AppendDocumentEnd(out, idx)
 	return out
-}
-
-// handleDistinct is {distinct: coll, key: "a.b", query?}: the distinct
-// values the key reaches in the matching documents, an array's elements
-// each counting as a value, in BSON order.
-func handleDistinct(s *Server, r *request) (bsoncore.Document, error) {
-	coll, err := r.collName()
-	if err != nil {
-		return nil, err
-	}
-	kv := r.arg("key")
-	key, ok := kv.StringValueOK()
-	if !ok {
-		return nil, errorf(codeTypeMismatch, "BSON field 'distinct.key' is the wrong type '%s', expected type 'string'", typeName(kv.Type))
-	}
-	if key == "" {
-		return nil, errorf(codeLocation40352, "FieldPath cannot be constructed with empty string")
-	}
-	q, err := r.optDoc("query")
-	if err != nil {
-		return nil, err
-	}
-	var m matcher = andMatcher(nil)
-	if q != nil {
-		if m, err = compileFilter(q); err != nil {
-			return nil, err
-		}
-	}
-	if cd, err := r.optDoc("collation"); err != nil {
-		return nil, err
-	} else if err := checkCollation(cd); err != nil {
-		return nil, err
-	}
-	path := strings.Split(key, ".")
-	e := s.db
-	e.mu.Lock()
-	c, err := e.dataCollLocked(r.db, coll)
-	var vals []bsoncore.Value
-	if err == nil {
-		for _, d := range selectDocsLocked(c, m, nil, 0, 0) {
-			for _, cv := range pathValues(d, path) {
-				// An array counts by its elements, not as itself.
-				if cv.v.Type == 0 || cv.v.Type == bsoncore.TypeArray && !cv.arrElem {
-					continue
-				}
-				vals = append(vals, cv.v)
-			}
-		}
-	}
-	e.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	sort.SliceStable(vals, func(i, j int) bool { return compareValues(vals[i], vals[j]) < 0 })
-	idx, out := bsoncore.AppendDocumentStart(nil)
-	aidx, out := bsoncore.AppendArrayElementStart(out, "values")
-	n := 0
-	for i, v := range vals {
-		if i > 0 && compareValues(vals[i-1], v) == 0 {
-			continue
-		}
-		out = bsoncore.AppendValueElement(out, arrayKey(n), v)
-		n++
-	}
-	out, _ = bsoncore.AppendArrayEnd(out, aidx)
-	out, _ = bsoncore.AppendDocumentEnd(out, idx)
-	return out, nil
 }

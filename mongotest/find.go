@@ -32,6 +32,25 @@ func (r *request) optDoc(key string) (bsoncore.Document, error) {
 	return d, nil
 }
 
+// filterArg compiles the optional query filter argument key; everything
+// matches when it is absent.
+func (r *request) filterArg(key string) (matcher, error) {
+	q, err := r.optDoc(key)
+	if err != nil || q == nil {
+		return andMatcher(nil), err
+	}
+	return compileFilter(q)
+}
+
+// checkCollationArg checks the optional collation argument.
+func (r *request) checkCollationArg() error {
+	cd, err := r.optDoc("collation")
+	if err != nil {
+		return err
+	}
+	return checkCollation(cd)
+}
+
 // checkCollation accepts only the simple collation, which is what
 // mongotest compares with.
 func checkCollation(d bsoncore.Document) error {
@@ -111,12 +130,7 @@ func (r *request) parseQuery(filterKey, projKey string) (querySpec, error) {
 			return q, err
 		}
 	}
-	if cd, err := r.optDoc("collation"); err != nil {
-		return q, err
-	} else if err := checkCollation(cd); err != nil {
-		return q, err
-	}
-	return q, nil
+	return q, r.checkCollationArg()
 }
 
 // project returns the projected copies of docs (docs itself without a
@@ -219,15 +233,9 @@ func handleCount(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	q, err := r.optDoc("query")
+	m, err := r.filterArg("query")
 	if err != nil {
 		return nil, err
-	}
-	var m matcher = andMatcher(nil)
-	if q != nil {
-		if m, err = compileFilter(q); err != nil {
-			return nil, err
-		}
 	}
 	limit, _ := asInt64(r.arg("limit"))
 	if limit < 0 {

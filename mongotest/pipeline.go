@@ -61,6 +61,31 @@ func stageNameArg(sd bsoncore.Document) (string, bsoncore.Value, error) {
 	return elems[0].Key(), v, nil
 }
 
+// stageSpec is one stage of a pipeline as sent: {name: arg}.
+type stageSpec struct {
+	name string
+	arg  bsoncore.Value
+}
+
+// splitPipeline reads a pipeline array into its stages.
+func splitPipeline(arr bsoncore.Array) ([]stageSpec, error) {
+	vals, err := arr.Values()
+	if err != nil {
+		return nil, errorf(codeFailedToParse, "pipeline: %v", err)
+	}
+	out := make([]stageSpec, len(vals))
+	for i, v := range vals {
+		d, ok := v.DocumentOK()
+		if !ok {
+			return nil, errorf(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+		}
+		if out[i].name, out[i].arg, err = stageNameArg(d); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // compileDocStage compiles the stages that transform or filter one
 // document at a time, which change streams, pipeline-style updates and
 // collection aggregations share: $match, $project, $addFields/$set,

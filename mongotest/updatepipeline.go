@@ -14,24 +14,16 @@ var updateStages = map[string]bool{
 // compileUpdatePipeline compiles the u of a pipeline-style update, such as
 // [{$set: {...}}, {$unset: "x"}].
 func compileUpdatePipeline(arr bsoncore.Array) ([]stage, error) {
-	vals, err := arr.Values()
+	specs, err := splitPipeline(arr)
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "pipeline: %v", err)
+		return nil, err
 	}
-	out := make([]stage, 0, len(vals))
-	for _, v := range vals {
-		d, ok := v.DocumentOK()
-		if !ok {
-			return nil, errorf(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+	out := make([]stage, 0, len(specs))
+	for _, sp := range specs {
+		if !updateStages[sp.name] {
+			return nil, errorf(codeInvalidOptions, "%s is not allowed to be used within an update (mongotest supports $set, $addFields, $unset, $project, $replaceRoot and $replaceWith)", sp.name)
 		}
-		name, arg, err := stageNameArg(d)
-		if err != nil {
-			return nil, err
-		}
-		if !updateStages[name] {
-			return nil, errorf(codeInvalidOptions, "%s is not allowed to be used within an update (mongotest supports $set, $addFields, $unset, $project, $replaceRoot and $replaceWith)", name)
-		}
-		st, err := compileDocStage(name, arg)
+		st, err := compileDocStage(sp.name, sp.arg)
 		if err != nil {
 			return nil, err
 		}
