@@ -97,6 +97,12 @@ func init() {
 }
 
 func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
+	// Hook: a pipeline not starting with $changeStream is a collection
+	// aggregation (aggregate.go).
+	if routesToCollectionAggregate(r) {
+		return handleCollectionAggregate(s, r)
+	}
+	// End of hook.
 	pipeline, ok := r.arg("pipeline").ArrayOK()
 	if !ok {
 		return nil, errorf(codeFailedToParse, "'pipeline' option must be specified as an array")

@@ -6,10 +6,10 @@ import (
 )
 
 func init() {
-	register(handleInsert, "insert")
-	register(handleDelete, "delete")
+	register(retryableWrite(handleInsert), "insert")
+	register(retryableWrite(handleDelete), "delete")
 	register(handleFind, "find")
-	register(handleUpdate, "update")
+	register(retryableWrite(handleUpdate), "update")
 	register(handleCount, "count")
 }
 
@@ -241,16 +241,22 @@ func handleDelete(s *Server, r *request) (bsoncore.Document, error) {
 		})
 		for _, k := range keys {
 			d, _ := c.get(k)
-			c.remove(k)
-			en := &entry{op: opDelete, db: c.db, coll: c.name, uuid: c.uuid, docKey: idKeyDoc(d), imagesKept: c.preAndPostImages}
-			if c.preAndPostImages {
-				en.preImage = d
-			}
-			e.appendEntryLocked(en)
+			e.deleteDocLocked(c, k, d)
 			n++
 		}
 	}
 	return writeReply(n, nil, werrs)
+}
+
+// deleteDocLocked removes d (stored under key k) from c and logs its
+// delete event.
+func (e *engine) deleteDocLocked(c *collection, k string, d bsoncore.Document) {
+	c.remove(k)
+	en := &entry{op: opDelete, db: c.db, coll: c.name, uuid: c.uuid, docKey: idKeyDoc(d), imagesKept: c.preAndPostImages}
+	if c.preAndPostImages {
+		en.preImage = d
+	}
+	e.appendEntryLocked(en)
 }
 
 func asCommandError(err error) *CommandError {

@@ -193,6 +193,8 @@ func TestFindOptions(t *testing.T) {
 			[]bson.D{{{Key: "sub", Value: bson.D{{Key: "x", Value: int32(1)}}}}}},
 		{"exclusion", options.Find().SetLimit(1).SetProjection(bson.D{{Key: "sub", Value: 0}, {Key: "k", Value: false}}),
 			[]bson.D{{{Key: "_id", Value: int32(1)}}}},
+		{"nested and computed fields", options.Find().SetLimit(1).SetProjection(bson.D{{Key: "sub", Value: bson.D{{Key: "y", Value: 1}}}, {Key: "copy", Value: "$sub.x"}, {Key: "lit", Value: "v"}}),
+			[]bson.D{{{Key: "_id", Value: int32(1)}, {Key: "sub", Value: bson.D{{Key: "y", Value: "y"}}}, {Key: "copy", Value: int32(1)}, {Key: "lit", Value: "v"}}}},
 		{"batches through getMore", options.Find().SetBatchSize(2).SetProjection(bson.D{{Key: "_id", Value: 1}}),
 			[]bson.D{{{Key: "_id", Value: int32(1)}}, {{Key: "_id", Value: int32(2)}}, {{Key: "_id", Value: int32(3)}}, {{Key: "_id", Value: int32(4)}}, {{Key: "_id", Value: int32(5)}}}},
 	}
@@ -215,6 +217,18 @@ func TestFindOptions(t *testing.T) {
 		_, err := f.coll.Find(f.ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "a", Value: 1}, {Key: "b", Value: 0}}))
 		if got := errCode(err); got != 31254 {
 			t.Fatalf("error %v: code %d, want 31254", err, got)
+		}
+	})
+	t.Run("find-only projection operators are named", func(t *testing.T) {
+		for _, p := range []bson.D{
+			{{Key: "sub", Value: bson.D{{Key: "$slice", Value: 1}}}},
+			{{Key: "arr.$", Value: 1}},
+			{{Key: "sub", Value: bson.D{{Key: "x", Value: bson.D{{Key: "$elemMatch", Value: bson.D{}}}}}}},
+		} {
+			_, err := f.coll.Find(f.ctx, bson.D{}, options.Find().SetProjection(p))
+			if got := errCode(err); got != 238 {
+				t.Errorf("projection %v: error %v: code %d, want 238", p, err, got)
+			}
 		}
 	})
 	t.Run("unsupported option is named", func(t *testing.T) {

@@ -30,6 +30,9 @@ type engine struct {
 	closed bool
 	// done is closed by shutdown, waking every waiting getMore.
 	done chan struct{}
+	// retries remembers the replies of retryable writes (retry.go). It
+	// has its own lock and, like the data, survives Restart.
+	retries retryTable
 }
 
 func newEngine(historyLimit int) *engine {

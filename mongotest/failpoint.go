@@ -59,6 +59,16 @@ type FailPoint struct {
 	// looks like an error of the cursor itself, and a change stream sees
 	// ResumableChangeStreamError on resumable codes. Commands is ignored.
 	AfterCursorCheckout bool
+
+	// AfterExecution applies the failpoint after the command has run, so
+	// that its effect stays and only the reply is lost: with
+	// CloseConnection the client sees a network error for a write the
+	// server applied, the case retryable writes exist for (the driver
+	// retries, and the server answers the retry with the remembered
+	// reply). It applies to the retryable writes insert, update, delete
+	// and findAndModify only. A real server's failCommand has no such
+	// option, so configureFailPoint cannot set it.
+	AfterExecution bool
 }
 
 // FailCommand configures fp on the server. It replaces the failpoint of
@@ -144,8 +154,22 @@ func (f *failPoints) match(appName, cmd string) *action {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.fireBefore(appName, cmd, false)
+}
+
+// matchAfterExecution returns the action of a failCommand failpoint
+// configured with AfterExecution for a write that has run, or nil.
+func (f *failPoints) matchAfterExecution(appName, cmd string) *action {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fireBefore(appName, cmd, true)
+}
+
+// fireBefore fires the failCommand failpoint if it matches cmd and its
+// AfterExecution is afterExec.
+func (f *failPoints) fireBefore(appName, cmd string, afterExec bool) *action {
 	a := f.before
-	if a == nil || !a.fire(appName, cmd, true) {
+	if a == nil || a.fp.AfterExecution != afterExec || !a.fire(appName, cmd, true) {
 		return nil
 	}
 	if a.remaining == 0 {

@@ -32,6 +32,25 @@ func (r *request) optDoc(key string) (bsoncore.Document, error) {
 	return d, nil
 }
 
+// filterArg compiles the optional query filter argument key; everything
+// matches when it is absent.
+func (r *request) filterArg(key string) (matcher, error) {
+	q, err := r.optDoc(key)
+	if err != nil || q == nil {
+		return andMatcher(nil), err
+	}
+	return compileFilter(q)
+}
+
+// checkCollationArg checks the optional collation argument.
+func (r *request) checkCollationArg() error {
+	cd, err := r.optDoc("collation")
+	if err != nil {
+		return err
+	}
+	return checkCollation(cd)
+}
+
 // checkCollation accepts only the simple collation, which is what
 // mongotest compares with.
 func checkCollation(d bsoncore.Document) error {
@@ -74,6 +93,62 @@ func selectDocsLocked(c *collection, m matcher, keys []sortKey, skip, limit int6
 	return docs
 }
 
+// querySpec is what find and findAndModify read alike: the filter, the
+// sort and the projection.
+type querySpec struct {
+	filter bsoncore.Document // the filter as sent; empty when absent
+	m      matcher
+	keys   []sortKey
+	proj   *projectStage // nil: whole documents
+}
+
+// parseQuery reads the filter (argument filterKey), sort, projection
+// (argument projKey) and collation of a find-like command.
+func (r *request) parseQuery(filterKey, projKey string) (querySpec, error) {
+	var q querySpec
+	var err error
+	if q.filter, err = r.optDoc(filterKey); err != nil {
+		return q, err
+	}
+	if q.filter == nil {
+		q.filter = emptyDoc
+	}
+	if q.m, err = compileFilter(q.filter); err != nil {
+		return q, err
+	}
+	if sd, err := r.optDoc("sort"); err != nil {
+		return q, err
+	} else if sd != nil {
+		if q.keys, err = parseSort(sd); err != nil {
+			return q, err
+		}
+	}
+	if pd, err := r.optDoc(projKey); err != nil {
+		return q, err
+	} else if len(pd) > 5 {
+		if q.proj, err = compileFindProjection(pd); err != nil {
+			return q, err
+		}
+	}
+	return q, r.checkCollationArg()
+}
+
+// project returns the projected copies of docs (docs itself without a
+// projection).
+func (q querySpec) project(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+	if q.proj == nil {
+		return docs, nil
+	}
+	out := make([]bsoncore.Document, len(docs))
+	for i, d := range docs {
+		var err error
+		if out[i], err = q.proj.apply(d); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 	coll, err := r.collName()
 	if err != nil {
@@ -92,35 +167,8 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 			return nil, errorf(codeLocation40415, "BSON field 'find.%s' is an unknown field.", el.Key())
 		}
 	}
-	filter, err := r.optDoc("filter")
+	q, err := r.parseQuery("filter", "projection")
 	if err != nil {
-		return nil, err
-	}
-	var m matcher = andMatcher(nil)
-	if filter != nil {
-		if m, err = compileFilter(filter); err != nil {
-			return nil, err
-		}
-	}
-	var keys []sortKey
-	if sd, err := r.optDoc("sort"); err != nil {
-		return nil, err
-	} else if sd != nil {
-		if keys, err = parseSort(sd); err != nil {
-			return nil, err
-		}
-	}
-	var proj *projection
-	if pd, err := r.optDoc("projection"); err != nil {
-		return nil, err
-	} else if len(pd) > 5 {
-		if proj, err = compileProjection(pd); err != nil {
-			return nil, err
-		}
-	}
-	if cd, err := r.optDoc("collation"); err != nil {
-		return nil, err
-	} else if err := checkCollation(cd); err != nil {
 		return nil, err
 	}
 	limit, skip, batchSize := int64(0), int64(0), int64(101)
@@ -154,12 +202,17 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	docs := selectDocsLocked(c, m, keys, skip, limit)
-	if proj != nil {
-		for i, d := range docs {
-			docs[i] = proj.applyBytes(d)
-		}
+	docs, err := q.project(selectDocsLocked(c, q.m, q.keys, skip, limit))
+	if err != nil {
+		return nil, err
 	}
+	return e.openDocCursorLocked(r, coll, docs, batchSize, single), nil
+}
+
+// openDocCursorLocked answers a find or an aggregate with docs: the first
+// batchSize of them (0: none) in the reply, the rest kept in a cursor for
+// getMore, unless single asks for one batch only.
+func (e *engine) openDocCursorLocked(r *request, coll string, docs []bsoncore.Document, batchSize int64, single bool) bsoncore.Document {
 	cur := &cursor{ns: r.db + "." + coll, db: r.db, coll: coll, connID: r.c.id}
 	first := docs
 	if batchSize > 0 && int64(len(docs)) > batchSize {
@@ -172,7 +225,7 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 	} else {
 		cur.docs = nil
 	}
-	return e.cursorReplyLocked(cur, "firstBatch", batch{events: first}), nil
+	return e.cursorReplyLocked(cur, "firstBatch", batch{events: first})
 }
 
 func handleCount(s *Server, r *request) (bsoncore.Document, error) {
@@ -180,15 +233,9 @@ func handleCount(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	q, err := r.optDoc("query")
+	m, err := r.filterArg("query")
 	if err != nil {
 		return nil, err
-	}
-	var m matcher = andMatcher(nil)
-	if q != nil {
-		if m, err = compileFilter(q); err != nil {
-			return nil, err
-		}
 	}
 	limit, _ := asInt64(r.arg("limit"))
 	if limit < 0 {

@@ -6,7 +6,7 @@ import (
 )
 
 func init() {
-	register(handleFindAndModify, "findAndModify", "findandmodify")
+	register(retryableWrite(handleFindAndModify), "findAndModify", "findandmodify")
 }
 
 // findAndModifyFields are the fields findAndModify accepts besides the
@@ -34,38 +34,11 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 			return nil, errorf(codeLocation40415, "BSON field 'findAndModify.%s' is an unknown field.", el.Key())
 		}
 	}
-	q, err := r.optDoc("query")
+	query, err := r.parseQuery("query", "fields")
 	if err != nil {
 		return nil, err
 	}
-	if q == nil {
-		q = bsoncore.NewDocumentBuilder().Build()
-	}
-	m, err := compileFilter(q)
-	if err != nil {
-		return nil, err
-	}
-	var keys []sortKey
-	if sd, err := r.optDoc("sort"); err != nil {
-		return nil, err
-	} else if sd != nil {
-		if keys, err = parseSort(sd); err != nil {
-			return nil, err
-		}
-	}
-	var proj *projection
-	if fd, err := r.optDoc("fields"); err != nil {
-		return nil, err
-	} else if len(fd) > 5 {
-		if proj, err = compileProjection(fd); err != nil {
-			return nil, err
-		}
-	}
-	if cd, err := r.optDoc("collation"); err != nil {
-		return nil, err
-	} else if err := checkCollation(cd); err != nil {
-		return nil, err
-	}
+	q, m := query.filter, query.m
 	remove, _ := r.arg("remove").BooleanOK()
 	returnNew, _ := r.arg("new").BooleanOK()
 	upsert, _ := r.arg("upsert").BooleanOK()
@@ -94,14 +67,19 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	docs := selectDocsLocked(c, m, keys, 0, 1)
-	value := func(d bsoncore.Document) any {
-		if d == nil {
-			return nil
+	docs := selectDocsLocked(c, m, query.keys, 0, 1)
+	// reply answers with the projected document d as value (nil: null).
+	reply := func(leo bson.D, d bsoncore.Document) (bsoncore.Document, error) {
+		var v any
+		if d != nil {
+			if query.proj != nil {
+				var err error
+				if d, err = query.proj.apply(d); err != nil {
+					return nil, err
+				}
+			}
+			v = bson.Raw(d)
 		}
-		return bson.Raw(proj.applyBytes(d))
-	}
-	reply := func(leo bson.D, v any) (bsoncore.Document, error) {
 		return marshal(bson.D{{Key: "lastErrorObject", Value: leo}, {Key: "value", Value: v}})
 	}
 	if len(docs) == 0 {
@@ -129,20 +107,15 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 			{Key: "upserted", Value: bson.RawValue{Type: bson.Type(id.Type), Value: id.Data}},
 		}
 		if returnNew {
-			return reply(leo, value(d))
+			return reply(leo, d)
 		}
 		return reply(leo, nil)
 	}
 	old := docs[0]
 	k, _ := docKey(old)
 	if remove {
-		c.remove(k)
-		en := &entry{op: opDelete, db: c.db, coll: c.name, uuid: c.uuid, docKey: idKeyDoc(old), imagesKept: c.preAndPostImages}
-		if c.preAndPostImages {
-			en.preImage = old
-		}
-		e.appendEntryLocked(en)
-		return reply(bson.D{{Key: "n", Value: int32(1)}}, value(old))
+		e.deleteDocLocked(c, k, old)
+		return reply(bson.D{{Key: "n", Value: int32(1)}}, old)
 	}
 	out, err := spec.apply(old, e.newUpdateCtxLocked(spec, m, old))
 	if err != nil {
@@ -153,7 +126,7 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 	}
 	leo := bson.D{{Key: "n", Value: int32(1)}, {Key: "updatedExisting", Value: true}}
 	if returnNew {
-		return reply(leo, value(out.newDoc))
+		return reply(leo, out.newDoc)
 	}
-	return reply(leo, value(old))
+	return reply(leo, old)
 }

@@ -85,25 +85,6 @@ func (d *mdoc) del(k string) bool {
 	return true
 }
 
-// clone copies the tree (leaves are immutable and shared).
-func cloneM(v any) any {
-	switch x := v.(type) {
-	case *mdoc:
-		out := &mdoc{keys: append([]string(nil), x.keys...), vals: make([]any, len(x.vals))}
-		for i, e := range x.vals {
-			out.vals[i] = cloneM(e)
-		}
-		return out
-	case *marr:
-		out := &marr{elems: make([]any, len(x.elems))}
-		for i, e := range x.elems {
-			out.elems[i] = cloneM(e)
-		}
-		return out
-	}
-	return v
-}
-
 func appendM(dst []byte, key string, v any) []byte {
 	switch x := v.(type) {
 	case *mdoc:

@@ -15,7 +15,7 @@ type stage interface {
 // Error codes a real server uses for bad stage specifications.
 const (
 	codeLocation15959 = 15959 // $match argument is not an object
-	codeLocation15976 = 15976 // $project/$addFields argument is not an object
+	codeLocation15969 = 15969 // $project argument is not an object
 	codeLocation16410 = 16410 // field path starts with '$'
 	codeLocation17276 = 17276 // undefined variable
 	codeLocation31002 = 31002 // $unset argument of the wrong type
@@ -23,18 +23,75 @@ const (
 	codeLocation31252 = 31252 // expression in an exclusion projection
 	codeLocation31253 = 31253 // inclusion in an exclusion projection
 	codeLocation31254 = 31254 // exclusion in an inclusion projection
-	codeLocation40228 = 40228 // newRoot is not a document
+	codeLocation40228 = 40228 // newRoot does not evaluate to a document
+	codeLocation40229 = 40229 // $replaceRoot argument is not an object
 	codeLocation40231 = 40231 // $replaceRoot without newRoot
+	codeLocation40272 = 40272 // $addFields/$set argument is not an object
+	codeLocation40323 = 40323 // a stage document without exactly one field
 	codeLocation40352 = 40352 // empty field path component
 	codeLocation51272 = 51272 // empty projection
 )
 
-// compileStage parses one stage document such as {$match: {...}}. The
-// stage keeps a copy of what it needs, so sd may be reused afterwards.
+// compileStage parses one stage after $changeStream, such as {$match: {...}}.
+// The stage keeps a copy of what it needs, so sd may be reused afterwards.
 func compileStage(sd bsoncore.Document) (stage, error) {
-	sd = append(bsoncore.Document(nil), sd...)
-	name, _ := commandName(sd)
-	arg := sd.Lookup(name)
+	name, arg, err := stageNameArg(sd)
+	if err != nil {
+		return nil, err
+	}
+	st, err := compileDocStage(name, arg)
+	if err != nil || st != nil {
+		return st, err
+	}
+	return nil, errorf(codeLocation40324, "Unrecognized pipeline stage name: '%s' (mongotest supports $match, $project, $addFields, $set, $unset, $replaceRoot, $replaceWith and $changeStreamSplitLargeEvent after $changeStream)", name)
+}
+
+// stageNameArg splits a stage document {name: arg}, which must have
+// exactly one field. arg is a copy that outlives sd.
+func stageNameArg(sd bsoncore.Document) (string, bsoncore.Value, error) {
+	elems, err := sd.Elements()
+	if err != nil {
+		return "", bsoncore.Value{}, errorf(codeFailedToParse, "pipeline stage: %v", err)
+	}
+	if len(elems) != 1 {
+		return "", bsoncore.Value{}, errorf(codeLocation40323, "A pipeline stage specification object must contain exactly one field.")
+	}
+	v := elems[0].Value()
+	v.Data = append([]byte(nil), v.Data...)
+	return elems[0].Key(), v, nil
+}
+
+// stageSpec is one stage of a pipeline as sent: {name: arg}.
+type stageSpec struct {
+	name string
+	arg  bsoncore.Value
+}
+
+// splitPipeline reads a pipeline array into its stages.
+func splitPipeline(arr bsoncore.Array) ([]stageSpec, error) {
+	vals, err := arr.Values()
+	if err != nil {
+		return nil, errorf(codeFailedToParse, "pipeline: %v", err)
+	}
+	out := make([]stageSpec, len(vals))
+	for i, v := range vals {
+		d, ok := v.DocumentOK()
+		if !ok {
+			return nil, errorf(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+		}
+		if out[i].name, out[i].arg, err = stageNameArg(d); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// compileDocStage compiles the stages that transform or filter one
+// document at a time, which change streams, pipeline-style updates and
+// collection aggregations share: $match, $project, $addFields/$set,
+// $unset, $replaceRoot and $replaceWith. It returns nil, nil for any other
+// name, for the caller to report.
+func compileDocStage(name string, arg bsoncore.Value) (stage, error) {
 	switch name {
 	case "$match":
 		fd, ok := arg.DocumentOK()
@@ -49,13 +106,17 @@ func compileStage(sd bsoncore.Document) (stage, error) {
 	case "$project":
 		spec, ok := arg.DocumentOK()
 		if !ok {
-			return nil, errorf(codeLocation15976, "$project specification must be an object")
+			return nil, errorf(codeLocation15969, "$project specification must be an object")
 		}
-		return compileProject(spec)
+		p, err := compileProject(spec, "Invalid $project :: caused by :: ")
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
 	case "$addFields", "$set":
 		spec, ok := arg.DocumentOK()
 		if !ok {
-			return nil, errorf(codeLocation15976, "%s specification stage must be an object, got %s", name, arg.Type)
+			return nil, errorf(codeLocation40272, "%s specification stage must be an object, got %s", name, typeName(arg.Type))
 		}
 		return compileAddFields(name, spec)
 	case "$unset":
@@ -63,7 +124,7 @@ func compileStage(sd bsoncore.Document) (stage, error) {
 	case "$replaceRoot":
 		spec, ok := arg.DocumentOK()
 		if !ok {
-			return nil, errorf(codeLocation40228, "expected an object as specification for $replaceRoot stage, got %s", arg.Type)
+			return nil, errorf(codeLocation40229, "expected an object as specification for $replaceRoot stage, got %s", typeName(arg.Type))
 		}
 		elems, err := spec.Elements()
 		if err != nil {
@@ -89,7 +150,7 @@ func compileStage(sd bsoncore.Document) (stage, error) {
 		}
 		return replaceRootStage{root}, nil
 	}
-	return nil, errorf(codeLocation40324, "Unrecognized pipeline stage name: '%s' (mongotest supports $match, $project, $addFields, $set, $unset, $replaceRoot, $replaceWith and $changeStreamSplitLargeEvent after $changeStream)", name)
+	return nil, nil
 }
 
 type matchStage struct{ m matcher }
@@ -140,15 +201,16 @@ type leafSetter func(f *projField) error
 
 // addPath walks (creating) the nodes of a dotted path and lets set fill the
 // leaf. A path that both ends at and passes through a field collides.
-func (n *projNode) addPath(stageName, path string, set leafSetter) error {
+// prefix starts error messages.
+func (n *projNode) addPath(prefix, path string, set leafSetter) error {
 	parts := strings.Split(path, ".")
 	cur := n
 	for i, p := range parts {
 		if p == "" {
-			return errorf(codeLocation40352, "Invalid %s :: caused by :: FieldPath field names may not be empty strings.", stageName)
+			return errorf(codeLocation40352, "%sFieldPath field names may not be empty strings.", prefix)
 		}
 		if strings.HasPrefix(p, "$") {
-			return errorf(codeLocation16410, "Invalid %s :: caused by :: FieldPath field names may not start with '$'. Consider using $getField or $setField.", stageName)
+			return errorf(codeLocation16410, "%sFieldPath field names may not start with '$'. Consider using $getField or $setField.", prefix)
 		}
 		f := cur.field(p)
 		last := i == len(parts)-1
@@ -156,7 +218,7 @@ func (n *projNode) addPath(stageName, path string, set leafSetter) error {
 			f = &projField{name: p}
 			cur.fields = append(cur.fields, f)
 		} else if last || f.child == nil {
-			return errorf(codeLocation31250, "Invalid %s :: caused by :: Path collision at %s", stageName, path)
+			return errorf(codeLocation31250, "%sPath collision at %s", prefix, path)
 		}
 		if last {
 			return set(f)
@@ -179,7 +241,10 @@ type projectStage struct {
 	idExcluded bool
 }
 
-func compileProject(spec bsoncore.Document) (stage, error) {
+// compileProject compiles a $project specification (or a find
+// projection); prefix starts its error messages, as the real server's
+// differ between the two.
+func compileProject(spec bsoncore.Document, prefix string) (*projectStage, error) {
 	p := &projectStage{root: &projNode{}}
 	// mode: 0 undecided, 1 inclusion, 2 exclusion.
 	mode := 0
@@ -190,7 +255,7 @@ func compileProject(spec bsoncore.Document) (stage, error) {
 			return errorf(codeFailedToParse, "$project: %v", err)
 		}
 		if len(elems) == 0 {
-			return errorf(codeLocation51272, "Invalid $project :: caused by :: An empty sub-projection is not a valid value. Found empty object at path")
+			return errorf(codeLocation51272, "%sAn empty sub-projection is not a valid value. Found empty object at path", prefix)
 		}
 		for _, el := range elems {
 			path := prefix + el.Key()
@@ -210,7 +275,7 @@ func compileProject(spec bsoncore.Document) (stage, error) {
 						continue
 					}
 					// _id: 1 is compatible with both modes.
-					if err := p.root.addPath("$project", path, func(f *projField) error { f.include = true; return nil }); err != nil {
+					if err := p.root.addPath(prefix, path, func(f *projField) error { f.include = true; return nil }); err != nil {
 						return err
 					}
 					continue
@@ -221,32 +286,32 @@ func compileProject(spec bsoncore.Document) (stage, error) {
 				}
 				if mode != 0 && mode != want {
 					if flag {
-						return errorf(codeLocation31253, "Invalid $project :: caused by :: Cannot do inclusion on field %s in exclusion projection", path)
+						return errorf(codeLocation31253, "%sCannot do inclusion on field %s in exclusion projection", prefix, path)
 					}
-					return errorf(codeLocation31254, "Invalid $project :: caused by :: Cannot do exclusion on field %s in inclusion projection", path)
+					return errorf(codeLocation31254, "%sCannot do exclusion on field %s in inclusion projection", prefix, path)
 				}
 				mode = want
-				if err := p.root.addPath("$project", path, func(f *projField) error { f.include = flag; return nil }); err != nil {
+				if err := p.root.addPath(prefix, path, func(f *projField) error { f.include = flag; return nil }); err != nil {
 					return err
 				}
 				continue
 			}
 			if mode == 2 {
-				return errorf(codeLocation31252, "Invalid $project :: caused by :: Cannot use expression other than $meta in exclusion projection")
+				return errorf(codeLocation31252, "%sCannot use expression other than $meta in exclusion projection", prefix)
 			}
 			mode = 1
 			x, err := compileAggExpr(v)
 			if err != nil {
 				return err
 			}
-			if err := p.root.addPath("$project", path, func(f *projField) error { f.expr = x; return nil }); err != nil {
+			if err := p.root.addPath(prefix, path, func(f *projField) error { f.expr = x; return nil }); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	if len(spec) <= 5 {
-		return nil, errorf(codeLocation51272, "Invalid $project :: caused by :: projection specification must have at least one field")
+		return nil, errorf(codeLocation51272, "%sprojection specification must have at least one field", prefix)
 	}
 	if err := walk("", spec, true); err != nil {
 		return nil, err
@@ -491,7 +556,7 @@ func compileAddFields(name string, spec bsoncore.Document) (stage, error) {
 			if err != nil {
 				return err
 			}
-			if err := root.addPath(name, path, func(f *projField) error { f.expr = x; return nil }); err != nil {
+			if err := root.addPath("Invalid "+name+" :: caused by :: ", path, func(f *projField) error { f.expr = x; return nil }); err != nil {
 				return err
 			}
 		}
@@ -623,7 +688,7 @@ func compileUnset(arg bsoncore.Value) (stage, error) {
 			p.idExcluded = true
 			continue
 		}
-		if err := p.root.addPath("$unset", path, func(f *projField) error { f.include = false; return nil }); err != nil {
+		if err := p.root.addPath("Invalid $unset :: caused by :: ", path, func(f *projField) error { f.include = false; return nil }); err != nil {
 			return nil, err
 		}
 	}

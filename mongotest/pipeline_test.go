@@ -192,6 +192,9 @@ func TestChangeStreamStageErrors(t *testing.T) {
 		{"path collision", mongo.Pipeline{{{Key: "$project", Value: bson.D{{Key: "a", Value: 1}, {Key: "a.b", Value: 1}}}}}, 31250, "Path collision"},
 		{"unset empty array", mongo.Pipeline{{{Key: "$unset", Value: bson.A{}}}}, 31119, "at least one field"},
 		{"unset number", mongo.Pipeline{{{Key: "$unset", Value: 1}}}, 31002, "string or an array"},
+		{"project with a non-object", mongo.Pipeline{{{Key: "$project", Value: "a"}}}, 15969, "must be an object"},
+		{"set with a non-object", mongo.Pipeline{{{Key: "$set", Value: 1}}}, 40272, "must be an object"},
+		{"replaceRoot with a non-object", mongo.Pipeline{{{Key: "$replaceRoot", Value: 1}}}, 40229, "expected an object"},
 		{"replaceRoot without newRoot", mongo.Pipeline{{{Key: "$replaceRoot", Value: bson.D{}}}}, 40231, "newRoot"},
 		{"undefined variable", mongo.Pipeline{{{Key: "$set", Value: bson.D{{Key: "x", Value: "$$NOW"}}}}}, 17276, "NOW"},
 	}

@@ -17,7 +17,7 @@ import (
 type updateSpec struct {
 	replacement  bsoncore.Document
 	mods         []modOp
-	pipeline     []pipeStage
+	pipeline     []stage
 	arrayFilters map[string]bsoncore.Document
 }
 
@@ -69,7 +69,7 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 	switch u.Type {
 	case bsoncore.TypeArray:
 		arr, _ := u.ArrayOK()
-		p, err := compilePipeline(arr)
+		p, err := compileUpdatePipeline(arr)
 		if err != nil {
 			return nil, err
 		}

@@ -144,6 +144,11 @@ func TestUpdateOperators(t *testing.T) {
 		// smaller than the new value: {d: {a: false}} is larger than {}.
 		{"pipeline shrinking a small array logs it whole", mongo.Pipeline{{{Key: "$set", Value: bson.D{{Key: "arr", Value: bson.A{int32(1)}}}}}},
 			with(bson.E{Key: "arr", Value: bson.A{int32(1)}}), "update", ud(bson.M{"arr": bson.A{int32(1)}}, nil)},
+		{"pipeline project with a computed field", mongo.Pipeline{{{Key: "$project", Value: bson.D{{Key: "n", Value: 1}, {Key: "t", Value: "$s"}}}}},
+			bson.D{base[0], base[1], {Key: "t", Value: "x"}}, "replace", nil},
+		{"pipeline set merges into a document", mongo.Pipeline{{{Key: "$set", Value: bson.D{{Key: "sub.b", Value: "$n"}}}}},
+			with(bson.E{Key: "sub", Value: bson.D{{Key: "a", Value: int32(1)}, {Key: "b", Value: int32(1)}}}), "update",
+			ud(bson.M{"sub": bson.D{{Key: "a", Value: int32(1)}, {Key: "b", Value: int32(1)}}}, nil)},
 		{"pipeline unset", mongo.Pipeline{{{Key: "$unset", Value: bson.A{"s", "sub.a"}}}},
 			bson.D{base[0], base[1], base[3], {Key: "sub", Value: bson.D{}}}, "update", ud(bson.M{"sub": bson.D{}}, []string{"s"})},
 		// A pipeline whose delta is not smaller than the document is
@@ -216,6 +221,13 @@ func TestUpdateErrors(t *testing.T) {
 		{"missing array filter", bson.D{{Key: "$set", Value: bson.D{{Key: "arr.$[e]", Value: 1}}}}, nil, 2},
 		{"unsupported expression", mongo.Pipeline{{{Key: "$set", Value: bson.D{{Key: "a", Value: bson.D{{Key: "$concat", Value: bson.A{"a"}}}}}}}}, nil, 168},
 		{"unsupported stage", mongo.Pipeline{{{Key: "$group", Value: bson.D{}}}}, nil, 72},
+		{"set with a non-object", mongo.Pipeline{{{Key: "$set", Value: 1}}}, nil, 40272},
+		{"project with a non-object", mongo.Pipeline{{{Key: "$project", Value: "a"}}}, nil, 15969},
+		{"replaceRoot without newRoot", mongo.Pipeline{{{Key: "$replaceRoot", Value: bson.D{}}}}, nil, 40231},
+		{"replaceWith a scalar", mongo.Pipeline{{{Key: "$replaceWith", Value: "$s"}}}, nil, 40228},
+		{"unset an empty array", mongo.Pipeline{{{Key: "$unset", Value: bson.A{}}}}, nil, 31119},
+		{"unset _id", mongo.Pipeline{{{Key: "$unset", Value: "_id"}}}, nil, 66},
+		{"stage with two fields", mongo.Pipeline{{{Key: "$set", Value: bson.D{}}, {Key: "$unset", Value: "s"}}}, nil, 40323},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

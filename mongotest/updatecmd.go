@@ -41,11 +41,11 @@ func (s *updateSpec) apply(old bsoncore.Document, ctx *updateCtx) (updateOutcome
 			nd = prependID(oldID, s.replacement)
 		}
 	case s.pipeline != nil:
-		res, err := runUpdatePipeline(s.pipeline, docToM(old))
+		res, err := runUpdatePipeline(s.pipeline, old)
 		if err != nil {
 			return updateOutcome{}, err
 		}
-		nd = res.bytes()
+		nd = res
 		if err := checkIDKept(oldID, nd); err != nil {
 			return updateOutcome{}, err
 		}
@@ -119,11 +119,11 @@ func (s *updateSpec) upsertDoc(q bsoncore.Document, ctx *updateCtx) (bsoncore.Do
 	case s.pipeline != nil:
 		seed := &mdoc{}
 		seedFromQuery(seed, q)
-		res, err := runUpdatePipeline(s.pipeline, seed)
+		res, err := runUpdatePipeline(s.pipeline, seed.bytes())
 		if err != nil {
 			return nil, err
 		}
-		nd = res.bytes()
+		nd = res
 	default:
 		seed := &mdoc{}
 		seedFromQuery(seed, q)

@@ -1,0 +1,314 @@
+package mongotest
+
+import (
+	"math"
+	"sort"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// Collection aggregations: aggregate on a collection with a pipeline that
+// does not start with $changeStream, such as the driver's CountDocuments
+// ([{$match}, {$skip}?, {$limit}?, {$group: {_id: 1, n: {$sum: 1}}}]).
+// handleAggregate (changestream.go) hands such pipelines to
+// handleCollectionAggregate.
+
+// Error codes of the stages below, as a real server (8.2) gives them.
+const (
+	codeLocation15947   = 15947   // $group argument is not an object
+	codeLocation15952   = 15952   // unknown group operator
+	codeLocation15955   = 15955   // $group without _id
+	codeLocation15957   = 15957   // $limit not a number
+	codeLocation15958   = 15958   // $limit 0
+	codeLocation15973   = 15973   // $sort argument is not an object
+	codeLocation15976   = 15976   // $sort without keys
+	codeLocation40156   = 40156   // $count argument is not a string
+	codeLocation40157   = 40157   // $count empty
+	codeLocation40158   = 40158   // $count $-prefixed
+	codeLocation40160   = 40160   // $count with '.'
+	codeLocation40234   = 40234   // $group field is not an accumulator object
+	codeLocation40235   = 40235   // $group field name with '.'
+	codeLocation40236   = 40236   // $group field name starting with '$'
+	codeLocation40238   = 40238   // $group field with several accumulators
+	codeLocation40602   = 40602   // $changeStream not first
+	codeLocation5107200 = 5107200 // bad $skip
+	codeLocation5107201 = 5107201 // bad $limit
+)
+
+// unsupportedStages are aggregation stages a real server has and mongotest
+// does not evaluate: NotImplemented (238) names them, where an unknown
+// name gets 40324.
+var unsupportedStages = map[string]bool{
+	"$lookup": true, "$unwind": true, "$facet": true, "$bucket": true, "$bucketAuto": true,
+	"$sortByCount": true, "$out": true, "$merge": true, "$geoNear": true, "$graphLookup": true,
+	"$sample": true, "$redact": true, "$densify": true, "$fill": true, "$setWindowFields": true,
+	"$unionWith": true, "$documents": true, "$indexStats": true, "$collStats": true,
+	"$planCacheStats": true, "$search": true, "$searchMeta": true, "$vectorSearch": true,
+	"$listSearchIndexes": true, "$currentOp": true, "$listLocalSessions": true,
+	"$listSessions": true, "$changeStreamSplitLargeEvent": true, "$querySettings": true,
+	"$listSampledQueries": true, "$shardedDataDistribution": true, "$rankFusion": true,
+	"$scoreFusion": true, "$score": true,
+}
+
+// collStage is one stage of a collection aggregation: it turns the
+// documents the previous stage produced into its own output.
+type collStage interface {
+	run(docs []bsoncore.Document) ([]bsoncore.Document, error)
+}
+
+// routesToCollectionAggregate tells handleAggregate whether r is a
+// collection aggregation: a pipeline that is empty or whose first stage is
+// not $changeStream. A malformed pipeline stays with handleAggregate,
+// which reports it.
+func routesToCollectionAggregate(r *request) bool {
+	arr, ok := r.arg("pipeline").ArrayOK()
+	if !ok {
+		return false
+	}
+	vals, err := arr.Values()
+	if err != nil {
+		return false
+	}
+	if len(vals) == 0 {
+		return true
+	}
+	first, ok := vals[0].DocumentOK()
+	if !ok {
+		return false
+	}
+	name, _ := commandName(first)
+	return name != "$changeStream"
+}
+
+// handleCollectionAggregate runs a pipeline over a collection's documents
+// and returns the result through a cursor, as find does.
+func handleCollectionAggregate(s *Server, r *request) (bsoncore.Document, error) {
+	target := r.arg(r.name)
+	coll, ok := target.StringValueOK()
+	if !ok {
+		if isNumberOne(target) {
+			return nil, errorf(codeNotImplemented, "mongotest supports only $changeStream in a database aggregation ({aggregate: 1})")
+		}
+		return nil, errorf(codeFailedToParse, "aggregate field must be a collection name or 1")
+	}
+	if err := validCollName(r.db, coll); err != nil {
+		return nil, err
+	}
+	for _, key := range []string{"explain", "let"} {
+		if r.arg(key).Type != 0 {
+			return nil, errorf(codeNotImplemented, "mongotest does not support aggregate with %s", key)
+		}
+	}
+	if err := r.checkCollationArg(); err != nil {
+		return nil, err
+	}
+	batchSize, err := aggregateBatchSize(r)
+	if err != nil {
+		return nil, err
+	}
+	stages, err := compileCollPipeline(r.arg("pipeline").Array())
+	if err != nil {
+		return nil, err
+	}
+	e := s.db
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, err := e.dataCollLocked(r.db, coll)
+	if err != nil {
+		return nil, err
+	}
+	docs := selectDocsLocked(c, andMatcher(nil), nil, 0, 0)
+	for _, st := range stages {
+		if docs, err = st.run(docs); err != nil {
+			return nil, err
+		}
+	}
+	return e.openDocCursorLocked(r, coll, docs, batchSize, false), nil
+}
+
+// aggregateBatchSize reads cursor.batchSize (default 101); the cursor
+// option itself is required.
+func aggregateBatchSize(r *request) (int64, error) {
+	cv := r.arg("cursor")
+	if cv.Type == 0 {
+		return 0, errorf(codeFailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
+	}
+	cd, ok := cv.DocumentOK()
+	if !ok {
+		return 0, errorf(codeTypeMismatch, "cursor field must be an object")
+	}
+	bv := cd.Lookup("batchSize")
+	if bv.Type == 0 {
+		return 101, nil
+	}
+	n, ok := asInt64(bv)
+	if !ok || n < 0 {
+		return 0, errorf(codeBadValue, "cursor.batchSize must be a non-negative number")
+	}
+	return n, nil
+}
+
+// compileCollPipeline compiles the stages of a collection aggregation.
+func compileCollPipeline(arr bsoncore.Array) ([]collStage, error) {
+	specs, err := splitPipeline(arr)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]collStage, 0, len(specs))
+	for _, sp := range specs {
+		st, err := compileCollStage(sp.name, sp.arg)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func compileCollStage(name string, arg bsoncore.Value) (collStage, error) {
+	switch name {
+	case "$sort":
+		sd, ok := arg.DocumentOK()
+		if !ok {
+			return nil, errorf(codeLocation15973, "the $sort key specification must be an object")
+		}
+		if len(sd) <= 5 {
+			return nil, errorf(codeLocation15976, "$sort stage must have at least one sort key")
+		}
+		keys, err := parseSort(sd)
+		if err != nil {
+			return nil, err
+		}
+		return sortStage(keys), nil
+	case "$skip":
+		n, err := stageCount(name, arg, codeLocation5107200)
+		return skipStage(n), err
+	case "$limit":
+		if _, isNum := numberOf(arg); !isNum {
+			return nil, errorf(codeLocation15957, "the limit must be specified as a number")
+		}
+		n, err := stageCount(name, arg, codeLocation5107201)
+		if err == nil && n == 0 {
+			err = errorf(codeLocation15958, "the limit must be positive")
+		}
+		return limitStage(n), err
+	case "$count":
+		return compileCount(arg)
+	case "$group":
+		return compileGroup(arg)
+	case "$changeStream":
+		return nil, errorf(codeLocation40602, "$changeStream is only valid as the first stage in a pipeline")
+	}
+	st, err := compileDocStage(name, arg)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		return docStage{st}, nil
+	}
+	if unsupportedStages[name] {
+		return nil, errorf(codeNotImplemented, "mongotest does not support the aggregation stage %s (it supports $match, $sort, $skip, $limit, $project, $addFields, $set, $unset, $replaceRoot, $replaceWith, $count and $group)", name)
+	}
+	return nil, errorf(codeLocation40324, "Unrecognized pipeline stage name: '%s'", name)
+}
+
+// stageCount reads the non-negative integer argument of $skip or $limit.
+func stageCount(name string, arg bsoncore.Value, code int32) (int64, error) {
+	f, ok := numberOf(arg)
+	switch {
+	case !ok:
+		return 0, errorf(code, "invalid argument to %s stage: Expected a number in: %s: %s", name, name, arg)
+	case math.IsNaN(f):
+		return 0, errorf(code, "invalid argument to %s stage: Expected an integer, but found NaN in: %s: nan", name, name)
+	case f != math.Trunc(f):
+		return 0, errorf(code, "invalid argument to %s stage: Expected an integer: %s: %s", name, name, arg)
+	case f < 0:
+		return 0, errorf(code, "invalid argument to %s stage: Expected a non-negative number in: %s: %s", name, name, arg)
+	}
+	if n, ok := asInt64(arg); ok {
+		return n, nil
+	}
+	return math.MaxInt64, nil
+}
+
+// docStage runs a one-document-at-a-time stage of pipeline.go.
+type docStage struct{ st stage }
+
+func (s docStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+	out := make([]bsoncore.Document, 0, len(docs))
+	for _, d := range docs {
+		r, err := s.st.apply(d)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+type sortStage []sortKey
+
+func (s sortStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+	out := append([]bsoncore.Document(nil), docs...)
+	sort.SliceStable(out, func(i, j int) bool { return compareBySort(out[i], out[j], s) < 0 })
+	return out, nil
+}
+
+type skipStage int64
+
+func (s skipStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+	if int64(s) >= int64(len(docs)) {
+		return nil, nil
+	}
+	return docs[s:], nil
+}
+
+type limitStage int64
+
+func (s limitStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+	if int64(s) < int64(len(docs)) {
+		return docs[:s], nil
+	}
+	return docs, nil
+}
+
+// countStage is $count: one document {field: n}, none for no input.
+type countStage string
+
+func compileCount(arg bsoncore.Value) (collStage, error) {
+	name, ok := arg.StringValueOK()
+	switch {
+	case !ok:
+		return nil, errorf(codeLocation40156, "the count field must be a non-empty string")
+	case name == "":
+		return nil, errorf(codeLocation40157, "the count field must be a non-empty string")
+	case strings.HasPrefix(name, "$"):
+		return nil, errorf(codeLocation40158, "the count field cannot be a $-prefixed path")
+	case strings.Contains(name, "."):
+		return nil, errorf(codeLocation40160, "the count field cannot contain '.'")
+	}
+	return countStage(name), nil
+}
+
+func (s countStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+	if len(docs) == 0 {
+		return nil, nil
+	}
+	return []bsoncore.Document{appendCount(nil, string(s), int64(len(docs)))}, nil
+}
+
+// appendCount builds {name: n}, n an int32 when it fits, as a real server
+// counts.
+func appendCount(dst []byte, name string, n int64) bsoncore.Document {
+	idx, out := bsoncore.AppendDocumentStart(dst)
+	if n <= math.MaxInt32 {
+		out = bsoncore.AppendInt32Element(out, name, int32(n))
+	} else {
+		out = bsoncore.AppendInt64Element(out, name, n)
+	}
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
+}

@@ -1,0 +1,71 @@
+package mongotest
+
+import (
+	"sort"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+func init() {
+	register(handleDistinct, "distinct")
+}
+
+// handleDistinct is {distinct: coll, key: "a.b", query?}: the distinct
+// values the key reaches in the matching documents, an array's elements
+// each counting as a value, in BSON order.
+func handleDistinct(s *Server, r *request) (bsoncore.Document, error) {
+	coll, err := r.collName()
+	if err != nil {
+		return nil, err
+	}
+	kv := r.arg("key")
+	key, ok := kv.StringValueOK()
+	if !ok {
+		return nil, errorf(codeTypeMismatch, "BSON field 'distinct.key' is the wrong type '%s', expected type 'string'", typeName(kv.Type))
+	}
+	if key == "" {
+		return nil, errorf(codeLocation40352, "FieldPath cannot be constructed with empty string")
+	}
+	m, err := r.filterArg("query")
+	if err != nil {
+		return nil, err
+	}
+	if err := r.checkCollationArg(); err != nil {
+		return nil, err
+	}
+	path := strings.Split(key, ".")
+	e := s.db
+	e.mu.Lock()
+	c, err := e.dataCollLocked(r.db, coll)
+	var vals []bsoncore.Value
+	if err == nil {
+		for _, d := range selectDocsLocked(c, m, nil, 0, 0) {
+			for _, cv := range pathValues(d, path) {
+				// An array counts by its elements, not as itself.
+				if cv.v.Type == 0 || cv.v.Type == bsoncore.TypeArray && !cv.arrElem {
+					continue
+				}
+				vals = append(vals, cv.v)
+			}
+		}
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(vals, func(i, j int) bool { return compareValues(vals[i], vals[j]) < 0 })
+	idx, out := bsoncore.AppendDocumentStart(nil)
+	aidx, out := bsoncore.AppendArrayElementStart(out, "values")
+	n := 0
+	for i, v := range vals {
+		if i > 0 && compareValues(vals[i-1], v) == 0 {
+			continue
+		}
+		out = bsoncore.AppendValueElement(out, arrayKey(n), v)
+		n++
+	}
+	out, _ = bsoncore.AppendArrayEnd(out, aidx)
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out, nil
+}

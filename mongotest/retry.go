@@ -1,0 +1,173 @@
+package mongotest
+
+import (
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// Retryable writes. The driver sends insert, update, delete and
+// findAndModify with the session's lsid and a txnNumber, and after a
+// network error sends the same command again with the same txnNumber. A
+// real server executes the statement once: it remembers per session the
+// latest txnNumber and the outcome of its statements, and answers a retry
+// from that record. mongotest remembers the whole reply of the latest
+// retryable write per session, which is the same for the single-statement
+// and all-succeeded batches drivers retry.
+
+const (
+	codeTransactionTooOld = 225
+	// maxRetrySessions bounds the sessions remembered; the oldest is
+	// forgotten first. A driver's session pool stays far below it.
+	maxRetrySessions = 1000
+)
+
+func init() {
+	codeNames[codeTransactionTooOld] = "TransactionTooOld"
+}
+
+// retryTable is the record of retryable writes by session (lsid.id).
+type retryTable struct {
+	mu       sync.Mutex
+	sessions map[string]*retrySession
+	order    []string // session keys, oldest first
+}
+
+// retrySession is a session's latest retryable write.
+type retrySession struct {
+	txnNumber int64
+	reply     bsoncore.Document // the reply once the write ran; nil otherwise
+	running   chan struct{}     // closed when a running write ends; nil when none runs
+}
+
+// retryableWrite wraps a write command's handler: a command with lsid and
+// txnNumber (outside a transaction) that the session already ran gets the
+// remembered reply instead of running again. It also applies the
+// AfterExecution failpoints.
+func retryableWrite(h handlerFunc) handlerFunc {
+	return func(s *Server, r *request) (bsoncore.Document, error) {
+		key, txn, ok := retryKey(r)
+		if !ok {
+			return afterExecution(s, r)(h(s, r))
+		}
+		t := &s.db.retries
+		sess, reply, err := t.begin(r, key, txn)
+		if err != nil || reply != nil {
+			return afterExecution(s, r)(reply, err)
+		}
+		body, err := h(s, r)
+		t.end(sess, body, err)
+		return afterExecution(s, r)(body, err)
+	}
+}
+
+// retryKey returns the session key and txnNumber of a retryable write, or
+// false when the command is not one (no session, no txnNumber, or part of
+// a transaction).
+func retryKey(r *request) (string, int64, bool) {
+	lsid, ok := r.arg("lsid").DocumentOK()
+	if !ok {
+		return "", 0, false
+	}
+	id := lsid.Lookup("id")
+	txn, ok := r.arg("txnNumber").Int64OK()
+	if !ok || id.Type == 0 || r.arg("autocommit").Type != 0 {
+		return "", 0, false
+	}
+	return string(id.Data), txn, true
+}
+
+// begin looks the statement up: it returns the remembered reply of a
+// write the session already ran, or marks the write as running and
+// returns its record. A write of the same txnNumber still running (a
+// retry racing the original) is waited for.
+func (t *retryTable) begin(r *request, key string, txn int64) (*retrySession, bsoncore.Document, error) {
+	for {
+		t.mu.Lock()
+		sess := t.sessions[key]
+		switch {
+		case sess == nil:
+			sess = &retrySession{}
+			t.addLocked(key, sess)
+		case txn < sess.txnNumber:
+			t.mu.Unlock()
+			return nil, nil, errorf(codeTransactionTooOld, "Retryable write with txnNumber %d is prohibited on session because a newer retryable write with txnNumber %d has already started on this session.", txn, sess.txnNumber)
+		case txn == sess.txnNumber && sess.reply != nil:
+			reply := sess.reply
+			t.mu.Unlock()
+			return nil, reply, nil
+		case txn == sess.txnNumber && sess.running != nil:
+			wait := sess.running
+			t.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-r.c.ctx.Done():
+				return nil, nil, errConnClosed
+			}
+		}
+		sess.txnNumber, sess.reply, sess.running = txn, nil, make(chan struct{})
+		t.mu.Unlock()
+		return sess, nil, nil
+	}
+}
+
+// end records the outcome of a write begin let run. A command that failed
+// as a whole ran no statement: a retry runs it again.
+func (t *retryTable) end(sess *retrySession, body bsoncore.Document, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err == nil {
+		sess.reply = body
+	}
+	close(sess.running)
+	sess.running = nil
+}
+
+// addLocked records a new session, forgetting the oldest idle one when
+// the table is full.
+func (t *retryTable) addLocked(key string, sess *retrySession) {
+	if t.sessions == nil {
+		t.sessions = make(map[string]*retrySession)
+	}
+	for len(t.sessions) >= maxRetrySessions && len(t.order) > 0 {
+		old := t.order[0]
+		t.order = t.order[1:]
+		if o := t.sessions[old]; o != nil && o.running != nil {
+			t.order = append(t.order, old) // busy: keep it
+			continue
+		}
+		delete(t.sessions, old)
+	}
+	t.sessions[key] = sess
+	t.order = append(t.order, key)
+}
+
+// afterExecution returns a function that applies a failpoint configured
+// with AfterExecution to the outcome of a write: the reply is delayed,
+// replaced by an error, or lost with the connection.
+func afterExecution(s *Server, r *request) func(bsoncore.Document, error) (bsoncore.Document, error) {
+	return func(body bsoncore.Document, err error) (bsoncore.Document, error) {
+		act := s.fp.matchAfterExecution(r.c.appName, r.name)
+		if act == nil {
+			return body, err
+		}
+		if act.blockFor > 0 {
+			tm := time.NewTimer(act.blockFor)
+			select {
+			case <-tm.C:
+			case <-r.c.ctx.Done():
+				tm.Stop()
+				return nil, errConnClosed
+			}
+		}
+		if act.closeConn {
+			return nil, errConnClosed
+		}
+		if act.err != nil {
+			return nil, act.err
+		}
+		return body, err
+	}
+}

@@ -1,0 +1,80 @@
+package mongotest
+
+import (
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// sortKey is one field of a sort specification.
+type sortKey struct {
+	path []string
+	dir  int
+}
+
+const codeLocation15974 = 15974
+
+// parseSort parses {field: 1|-1, …}.
+func parseSort(d bsoncore.Document) ([]sortKey, error) {
+	elems, err := d.Elements()
+	if err != nil {
+		return nil, errorf(codeFailedToParse, "sort: %v", err)
+	}
+	keys := make([]sortKey, 0, len(elems))
+	for _, el := range elems {
+		v := el.Value()
+		if sd, ok := v.DocumentOK(); ok {
+			first, _ := commandName(sd)
+			return nil, errorf(codeNotImplemented, "mongotest does not support sorting by %s on '%s'", first, el.Key())
+		}
+		n, ok := numberOf(v)
+		if !ok || (n != 1 && n != -1) {
+			return nil, errorf(codeLocation15974, "Illegal key in $sort specification: %s: %s", el.Key(), v)
+		}
+		keys = append(keys, sortKey{path: strings.Split(el.Key(), "."), dir: int(n)})
+	}
+	return keys, nil
+}
+
+// sortValue is a document's key for one sort field: for an array the
+// smallest element ascending and the largest descending, null when
+// missing.
+func sortValue(d bsoncore.Document, k sortKey) bsoncore.Value {
+	if d == nil {
+		return bsoncore.Value{Type: bsoncore.TypeNull}
+	}
+	cs := pathValues(d, k.path)
+	var best bsoncore.Value
+	have := false
+	for _, c := range cs {
+		v := c.v
+		if v.Type == bsoncore.TypeArray {
+			// An array sorts by its elements; an empty one below null.
+			arr, _ := v.ArrayOK()
+			if vals, _ := arr.Values(); len(vals) > 0 {
+				continue
+			}
+			v = bsoncore.Value{Type: bsoncore.TypeUndefined}
+		}
+		if v.Type == 0 {
+			v = bsoncore.Value{Type: bsoncore.TypeNull}
+		}
+		if !have || compareValues(v, best)*k.dir < 0 {
+			best, have = v, true
+		}
+	}
+	if !have {
+		return bsoncore.Value{Type: bsoncore.TypeNull}
+	}
+	return best
+}
+
+// compareBySort orders two documents by a sort specification.
+func compareBySort(a, b bsoncore.Document, keys []sortKey) int {
+	for _, k := range keys {
+		if c := compareValues(sortValue(a, k), sortValue(b, k)); c != 0 {
+			return c * k.dir
+		}
+	}
+	return 0
+}
