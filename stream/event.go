@@ -69,8 +69,10 @@ type Event[D any] struct {
 	// "view") of a create, drop or rename event, sent with
 	// showExpandedEvents.
 	NSType string `bson:"nsType,omitempty"`
-	// SplitEvent is set on a fragment of an event that
-	// $changeStreamSplitLargeEvent split; nil otherwise.
+	// SplitEvent is the splitEvent field of a fragment of an event that
+	// $changeStreamSplitLargeEvent split. A Stream joins fragments into
+	// the whole event before decoding, so it is nil on the events a Stream
+	// delivers; it is kept for decoding fragments read some other way.
 	SplitEvent *SplitEvent `bson:"splitEvent,omitempty"`
 	// Extra holds, as one document, every field of the event that the
 	// fields above do not name; nil when there is none.
@@ -120,7 +122,10 @@ func opType(b []byte) OperationType {
 
 // Namespace is a database and collection name.
 type Namespace struct {
-	DB   string `bson:"db"`
+	// DB is the database name.
+	DB string `bson:"db"`
+	// Coll is the collection name; empty for database-wide events such as
+	// dropDatabase.
 	Coll string `bson:"coll,omitempty"`
 }
 
@@ -153,14 +158,18 @@ type UpdateDescription struct {
 
 // TruncatedArray is an array an update shortened to NewSize elements.
 type TruncatedArray struct {
-	Field   string `bson:"field"`
-	NewSize int32  `bson:"newSize"`
+	// Field is the dotted path of the array.
+	Field string `bson:"field"`
+	// NewSize is the array's length after the update.
+	NewSize int32 `bson:"newSize"`
 }
 
 // SplitEvent says which fragment of a split event this is.
 type SplitEvent struct {
+	// Fragment is this fragment's number, from 1.
 	Fragment int32 `bson:"fragment"`
-	Of       int32 `bson:"of"`
+	// Of is how many fragments the event was split into.
+	Of int32 `bson:"of"`
 }
 
 // envelope is implemented by *Event[D]: Watch uses it to decode events
