@@ -77,3 +77,36 @@ func TestPrefetchNeverMovesTheTokenAheadOfDelivery(t *testing.T) {
 		})
 	}
 }
+
+// Close while a prefetch waits on the server: the fetch is interrupted, its
+// cursor killed, and no goroutine of the stream outlives Close.
+func TestCloseDuringPrefetch(t *testing.T) {
+	f := newFixture(t)
+	s, err := stream.Watch[stream.Event[Order]](f.ctx, f.coll, nil, nil, options.ChangeStream().SetBatchSize(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	getMores := len(f.mon.commands("getMore"))
+	f.insert(t, Order{ID: 1}, Order{ID: 2})
+	for want := 1; want <= 2; want++ {
+		if ev := nextOrder(t, f.ctx, s); ev.FullDocument.ID != want {
+			t.Fatalf("order %d, want %d", ev.FullDocument.ID, want)
+		}
+	}
+	// Event 2 ended a batch of two: after the getMore that brought both, a
+	// prefetch getMore is now waiting on the server for events that do not
+	// come.
+	f.mon.waitStarted(t, f.ctx, "getMore", getMores+2)
+	if n := streamGoroutines(); n == 0 {
+		t.Fatal("no prefetch in flight; the test would prove nothing")
+	}
+	if err := s.Close(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamGoroutines(); n != 0 {
+		t.Fatalf("%d stream goroutines after Close", n)
+	}
+	if f.srv != nil && f.srv.OpenCursors() != 0 {
+		t.Errorf("%d server cursors after Close", f.srv.OpenCursors())
+	}
+}
