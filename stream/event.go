@@ -366,56 +366,58 @@ func updateDescription(key []byte, v bsoncore.Value) (*UpdateDescription, error)
 	return u, nil
 }
 
-func stringArray(key []byte, v bsoncore.Value) ([]string, error) {
+// eachArrayValue calls f with each value of the array v, the field key.
+func eachArrayValue(key []byte, v bsoncore.Value, f func(bsoncore.Value) error) error {
 	arr, ok := v.ArrayOK()
 	if !ok {
-		return nil, typeError(key, v, bsoncore.TypeArray)
+		return typeError(key, v, bsoncore.TypeArray)
 	}
-	out := []string{}
 	rem := arr[4 : len(arr)-1]
 	for len(rem) > 0 {
 		el, rest, ok := bsoncore.ReadElement(rem)
 		if !ok {
-			return nil, fmt.Errorf("field %q is malformed BSON", key)
+			return fmt.Errorf("field %q is malformed BSON", key)
 		}
 		rem = rest
-		b, ok := stringBytes(el.Value())
+		if err := f(el.Value()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func stringArray(key []byte, v bsoncore.Value) ([]string, error) {
+	out := []string{}
+	err := eachArrayValue(key, v, func(ev bsoncore.Value) error {
+		b, ok := stringBytes(ev)
 		if !ok {
-			return nil, fmt.Errorf("field %q holds BSON %s, want string", key, el.Value().Type)
+			return fmt.Errorf("field %q holds BSON %s, want string", key, ev.Type)
 		}
 		out = append(out, string(b))
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 func truncatedArrays(key []byte, v bsoncore.Value) ([]TruncatedArray, error) {
-	arr, ok := v.ArrayOK()
-	if !ok {
-		return nil, typeError(key, v, bsoncore.TypeArray)
-	}
 	out := []TruncatedArray{}
-	rem := arr[4 : len(arr)-1]
-	for len(rem) > 0 {
-		el, rest, ok := bsoncore.ReadElement(rem)
+	err := eachArrayValue(key, v, func(ev bsoncore.Value) error {
+		doc, ok := ev.DocumentOK()
 		if !ok {
-			return nil, fmt.Errorf("field %q is malformed BSON", key)
-		}
-		rem = rest
-		doc, ok := el.Value().DocumentOK()
-		if !ok {
-			return nil, fmt.Errorf("field %q holds BSON %s, want document", key, el.Value().Type)
+			return fmt.Errorf("field %q holds BSON %s, want document", key, ev.Type)
 		}
 		field, ok := doc.Lookup("field").StringValueOK()
 		if !ok {
-			return nil, fmt.Errorf("field %q: an element has no string field", key)
+			return fmt.Errorf("field %q: an element has no string field", key)
 		}
 		n, ok := doc.Lookup("newSize").AsInt64OK()
 		if !ok {
-			return nil, fmt.Errorf("field %q: an element has no numeric newSize", key)
+			return fmt.Errorf("field %q: an element has no numeric newSize", key)
 		}
 		out = append(out, TruncatedArray{Field: field, NewSize: int32(n)})
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 func splitEvent(key []byte, v bsoncore.Value) (*SplitEvent, error) {
