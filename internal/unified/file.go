@@ -17,7 +17,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// File is one parsed spec file.
+// File is one parsed spec file. Each field holds the format's key
+// named in its bson tag, as the unified test format defines it.
 type File struct {
 	Description    string        `bson:"description"`
 	SchemaVersion  string        `bson:"schemaVersion"`
@@ -27,7 +28,8 @@ type File struct {
 	Tests          []Test        `bson:"tests"`
 }
 
-// Requirement is one runOnRequirements entry.
+// Requirement is one runOnRequirements entry. Each field holds the format's key
+// named in its bson tag, as the unified test format defines it.
 type Requirement struct {
 	MinServerVersion string   `bson:"minServerVersion"`
 	MaxServerVersion string   `bson:"maxServerVersion"`
@@ -38,7 +40,8 @@ type Requirement struct {
 	CSFLE            *bool    `bson:"csfle"`
 }
 
-// CollData is an initialData (or outcome) entry.
+// CollData is an initialData (or outcome) entry. Each field holds the format's key
+// named in its bson tag, as the unified test format defines it.
 type CollData struct {
 	CollectionName string     `bson:"collectionName"`
 	DatabaseName   string     `bson:"databaseName"`
@@ -46,7 +49,8 @@ type CollData struct {
 	Documents      []bson.Raw `bson:"documents"`
 }
 
-// Test is one test of a file.
+// Test is one test of a file. Each field holds the format's key
+// named in its bson tag, as the unified test format defines it.
 type Test struct {
 	Description  string           `bson:"description"`
 	RunOn        []Requirement    `bson:"runOnRequirements"`
@@ -56,7 +60,8 @@ type Test struct {
 	Outcome      []CollData       `bson:"outcome"`
 }
 
-// Operation is one step of a test.
+// Operation is one step of a test. Each field holds the format's key
+// named in its bson tag, as the unified test format defines it.
 type Operation struct {
 	Name                 string        `bson:"name"`
 	Object               string        `bson:"object"`
@@ -67,7 +72,8 @@ type Operation struct {
 	IgnoreResultAndError bool          `bson:"ignoreResultAndError"`
 }
 
-// ExpectError is what an operation's error must look like.
+// ExpectError is what an operation's error must look like. Each field holds the format's key
+// named in its bson tag, as the unified test format defines it.
 type ExpectError struct {
 	IsError            *bool         `bson:"isError"`
 	IsClientError      *bool         `bson:"isClientError"`
@@ -80,7 +86,8 @@ type ExpectError struct {
 	ExpectResult       bson.RawValue `bson:"expectResult"`
 }
 
-// ExpectedEvents lists the events one client must have seen.
+// ExpectedEvents lists the events one client must have seen. Each field holds the format's key
+// named in its bson tag, as the unified test format defines it.
 type ExpectedEvents struct {
 	Client            string     `bson:"client"`
 	EventType         string     `bson:"eventType"`
