@@ -7,14 +7,16 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
-// The server version mongotest reports, and its wire version range.
+// The server version mongotest reports, and its wire version range. 8.2.1
+// rather than 8.2.0: 8.2.0 sent disambiguatedPaths without
+// showExpandedEvents, which the spec tests exclude and mongotest does not do.
 const (
-	serverVersion  = "8.2.0"
+	serverVersion  = "8.2.1"
 	minWireVersion = 0
 	maxWireVersion = 27 // MongoDB 8.2
 )
 
-var serverVersionArray = bson.A{int32(8), int32(2), int32(0), int32(0)}
+var serverVersionArray = bson.A{int32(8), int32(2), int32(1), int32(0)}
 
 func init() {
 	register(handleBuildInfo, "buildInfo")

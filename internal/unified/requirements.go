@@ -10,7 +10,7 @@ import (
 // Target describes the deployment the tests run against, for
 // runOnRequirements.
 type Target struct {
-	// Version is the server version, such as "8.2.0".
+	// Version is the server version, such as "8.2.1".
 	Version string
 	// Topology is "single", "replicaset", "sharded" or "load-balanced".
 	Topology string

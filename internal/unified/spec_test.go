@@ -1,6 +1,7 @@
 package unified_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,9 @@ import (
 	"github.com/go-changestream/changestream/internal/testsummary"
 	"github.com/go-changestream/changestream/internal/unified"
 	"github.com/go-changestream/changestream/mongotest"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // specDir finds ../shared/conformance/spec/unified relative to the module
@@ -46,7 +50,7 @@ func specDir(t *testing.T) string {
 func TestSpec(t *testing.T) {
 	dir := specDir(t)
 	r := &unified.Runner{
-		Target: unified.Target{Version: "8.2.0", Topology: "replicaset"},
+		Target: unified.Target{Version: serverVersion(t), Topology: "replicaset"},
 		NewServer: func(t *testing.T) string {
 			return mongotest.New(t, nil).URI()
 		},
@@ -56,4 +60,23 @@ func TestSpec(t *testing.T) {
 	for _, f := range r.Failures() {
 		t.Logf("failed: %s", f)
 	}
+}
+
+// serverVersion asks a mongotest server for the version it reports, which
+// the runOnRequirements of the spec tests are checked against.
+func serverVersion(t *testing.T) string {
+	t.Helper()
+	srv := mongotest.New(t, nil)
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.URI()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	var info struct {
+		Version string `bson:"version"`
+	}
+	if err := client.Database("admin").RunCommand(context.Background(), bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		t.Fatal(err)
+	}
+	return info.Version
 }
