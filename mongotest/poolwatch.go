@@ -71,16 +71,18 @@ func (p *PoolWatch) Wait(ctx context.Context) error {
 	}
 }
 
-// Retry runs write, and runs it again, at most three times in all, while it
-// fails with an error a retry can mend (a network error, or one labelled
-// RetryableWriteError), each time once the pool is ready. It returns the
-// last error. write must be safe to repeat: a write whose earlier try
+// Retry runs write, and runs it again while it fails with an error a retry
+// can mend (a network error, or one labelled RetryableWriteError), each time
+// once the pool is ready, at most RetryAttempts times in all. It returns the
+// last error. Several attempts may be needed: after a fault the driver can
+// clear its pool more than once in a row (an operation's error, then its
+// monitor's), and a write can land between two clears. write must be safe to repeat: a write whose earlier try
 // landed may then fail as a duplicate, which the caller can accept (see
 // mongo.IsDuplicateKeyError).
 func (p *PoolWatch) Retry(ctx context.Context, write func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := write()
-		if err == nil || attempt == 3 || !Transient(err) {
+		if err == nil || attempt == RetryAttempts || !Transient(err) {
 			return err
 		}
 		if werr := p.Wait(ctx); werr != nil {
@@ -89,9 +91,19 @@ func (p *PoolWatch) Retry(ctx context.Context, write func() error) error {
 	}
 }
 
+// RetryAttempts is how many times Retry runs a write at most. Each attempt
+// after the first waits until the pool is ready, so they are spent only
+// while the driver is still settling after a fault.
+const RetryAttempts = 10
+
 // Transient reports whether err is one a retry of the same write can mend:
-// a network error, or a server or driver error labelled RetryableWriteError.
+// a network error, a server or driver error labelled RetryableWriteError,
+// or the driver's own "connection pool was cleared" error, which it returns
+// unlabelled when its one retry met the paused pool again.
 func Transient(err error) bool {
 	var le mongo.LabeledError
-	return mongo.IsNetworkError(err) || errors.As(err, &le) && le.HasErrorLabel("RetryableWriteError")
+	var re interface{ Retryable() bool }
+	return mongo.IsNetworkError(err) ||
+		errors.As(err, &le) && le.HasErrorLabel("RetryableWriteError") ||
+		errors.As(err, &re) && re.Retryable()
 }
