@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,5 +105,64 @@ func TestBadArguments(t *testing.T) {
 				t.Error("no message on stderr")
 			}
 		})
+	}
+}
+
+// TestNodeDriver runs the official Node.js driver against the command's
+// server (testdata/node/smoke.js), so that mongotest is shown to serve a
+// driver other than Go's. It needs node and the driver's package: .ci/run
+// installs it with npm into testdata/node and sets MONGOTEST_NODE=1; without
+// it the test skips, except under CI=true, where it fails.
+func TestNodeDriver(t *testing.T) {
+	dir, err := filepath.Abs(filepath.Join("testdata", "node"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, nodeErr := exec.LookPath("node")
+	_, modErr := os.Stat(filepath.Join(dir, "node_modules", "mongodb"))
+	if nodeErr != nil || modErr != nil || os.Getenv("MONGOTEST_NODE") == "" {
+		msg := "needs node and the mongodb npm package: run `npm install` in cmd/mongotest/testdata/node and set MONGOTEST_NODE=1 (.ci/run does)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	stop := make(chan struct{})
+	uri, code := start(t, stop, "-addr", "127.0.0.1:0")
+	defer func() {
+		close(stop)
+		if c := waitCode(t, code); c != 0 {
+			t.Errorf("exit code %d", c)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "smoke.js", uri)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, stderr.String())
+	}
+	var got struct {
+		Ops     []string       `json:"ops"`
+		Updated map[string]any `json:"updated"`
+		Lookup  map[string]any `json:"lookup"`
+		Doc     map[string]any `json:"doc"`
+		SetName string         `json:"setName"`
+		Token   string         `json:"token"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("node printed %q: %v", out, err)
+	}
+	if len(got.Ops) != 2 || got.Ops[0] != "insert" || got.Ops[1] != "update" {
+		t.Errorf("events %v, want [insert update]", got.Ops)
+	}
+	if got.Updated["qty"] != float64(2) || got.Lookup["qty"] != float64(2) || got.Doc["item"] != "tea" || got.Doc["qty"] != float64(2) {
+		t.Errorf("updatedFields %v, updateLookup %v, findOne %v", got.Updated, got.Lookup, got.Doc)
+	}
+	if got.SetName != "rs0" || got.Token != "string" {
+		t.Errorf("setName %q, resume token _data type %q", got.SetName, got.Token)
 	}
 }
