@@ -81,6 +81,7 @@ func TestPrefetchNeverMovesTheTokenAheadOfDelivery(t *testing.T) {
 // Close while a prefetch waits on the server: the fetch is interrupted, its
 // cursor killed, and no goroutine of the stream outlives Close.
 func TestCloseDuringPrefetch(t *testing.T) {
+	before := streamGoroutines()
 	f := newFixture(t)
 	s, err := stream.Watch[stream.Event[Order]](f.ctx, f.coll, nil, nil, options.ChangeStream().SetBatchSize(2))
 	if err != nil {
@@ -97,13 +98,13 @@ func TestCloseDuringPrefetch(t *testing.T) {
 	// prefetch getMore is now waiting on the server for events that do not
 	// come.
 	f.mon.waitStarted(t, f.ctx, "getMore", getMores+2)
-	if n := streamGoroutines(); n == 0 {
+	if n := newGoroutines(before, streamGoroutines()); n == 0 {
 		t.Fatal("no prefetch in flight; the test would prove nothing")
 	}
 	if err := s.Close(f.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := streamGoroutines(); n != 0 {
+	if n := newGoroutines(before, streamGoroutines()); n != 0 {
 		t.Fatalf("%d stream goroutines after Close", n)
 	}
 	if f.srv != nil && f.srv.OpenCursors() != 0 {
