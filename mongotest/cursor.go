@@ -24,14 +24,34 @@ type cursor struct {
 	stream *streamState        // change-stream cursors
 	docs   []bsoncore.Document // find cursors: documents not yet returned
 
-	busy   bool // a getMore is running on it
-	killed bool
+	busy     bool // a getMore is running on it
+	killed   bool
+	lastUsed time.Time // when it was opened or its last getMore ended
 }
 
-const defaultAwait = time.Second
+const (
+	defaultAwait         = time.Second
+	defaultCursorTimeout = 10 * time.Minute
+)
+
+// reapIdleLocked kills the cursors left unused for longer than the cursor
+// timeout.
+func (e *engine) reapIdleLocked() {
+	if e.cursorTimeout < 0 {
+		return
+	}
+	now := e.now()
+	for _, c := range e.cursors {
+		if !c.busy && now.Sub(c.lastUsed) > e.cursorTimeout {
+			e.closeCursorLocked(c)
+		}
+	}
+}
 
 // registerCursorLocked gives c a new id and records it.
 func (e *engine) registerCursorLocked(c *cursor) {
+	e.reapIdleLocked()
+	c.lastUsed = e.now()
 	e.lastCID++
 	// Cursor ids look random on a real server; keep them positive and large.
 	c.id = e.lastCID*1_000_003 + 7_000_000_000
@@ -67,6 +87,7 @@ func handleGetMore(s *Server, r *request) (bsoncore.Document, error) {
 
 	e := s.db
 	e.mu.Lock()
+	e.reapIdleLocked()
 	c := e.cursors[id]
 	if c == nil || c.killed {
 		e.mu.Unlock()
@@ -85,6 +106,7 @@ func handleGetMore(s *Server, r *request) (bsoncore.Document, error) {
 	defer func() {
 		e.mu.Lock()
 		c.busy = false
+		c.lastUsed = e.now()
 		e.mu.Unlock()
 	}()
 
@@ -249,5 +271,6 @@ func nonNil(a bson.A) bson.A {
 func (s *Server) OpenCursors() int {
 	s.db.mu.Lock()
 	defer s.db.mu.Unlock()
+	s.db.reapIdleLocked()
 	return len(s.db.cursors)
 }

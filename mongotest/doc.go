@@ -35,7 +35,9 @@
 // resume tokens whose leading bytes encode the cluster time as real tokens
 // do; every cursor reply carries a postBatchResumeToken; a getMore waits
 // for the next write or for maxTimeMS (1 s by default); a drop, rename or
-// dropDatabase invalidates the streams it ends.
+// dropDatabase invalidates the streams it ends. As on a real server, a
+// cursor outlives the connection that opened it; it ends when exhausted,
+// killed, or left unused for Options.CursorTimeout (ten minutes by default).
 //
 // # Faults
 //

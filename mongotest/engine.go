@@ -22,9 +22,14 @@ type engine struct {
 	// exhausted or invalidated, by killCursors (which the driver sends when
 	// a change stream is closed and before it resumes after an error), by
 	// Restart, or by Close. So OpenCursors counts the streams that some
-	// consumer has not closed. mongotest has no idle-cursor timeout: a real
-	// server's is ten minutes, longer than any test.
+	// consumer has not closed, or that were left unused for longer than
+	// cursorTimeout (reaped lazily, when cursors are opened, used or
+	// counted).
 	cursors map[int64]*cursor
+	// cursorTimeout is Options.CursorTimeout; negative: never.
+	cursorTimeout time.Duration
+	// now is the clock of cursor timeouts (a test may replace it).
+	now     func() time.Time
 	lastCID int64
 	// Lock order: e.mu before Server.mu when both are held (Restart).
 	closed bool
@@ -42,6 +47,7 @@ func newEngine(historyLimit int) *engine {
 		log:     newChangeLog(historyLimit),
 		cursors: make(map[int64]*cursor),
 		done:    make(chan struct{}),
+		now:     time.Now,
 	}
 }
 

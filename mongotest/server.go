@@ -28,6 +28,14 @@ type Options struct {
 	// The zero value keeps every entry.
 	HistoryLimit int
 
+	// CursorTimeout is how long a cursor may go unused before the server
+	// kills it, as a real server does after cursorTimeoutMillis: the
+	// cursors of a client that went away without closing them do not stay
+	// open for ever. A later getMore on it fails with CursorNotFound (43),
+	// which a driver's change stream resumes from. The zero value is ten
+	// minutes, a real server's default; a negative value never times out.
+	CursorTimeout time.Duration
+
 	// Logger receives one debug line per command and one info line per
 	// connection. The zero value discards the logs.
 	Logger *slog.Logger
@@ -97,6 +105,10 @@ func NewServer(opts *Options) (*Server, error) {
 		fp:        newFailPoints(),
 	}
 	s.db = newEngine(opts.HistoryLimit)
+	s.db.cursorTimeout = opts.CursorTimeout
+	if s.db.cursorTimeout == 0 {
+		s.db.cursorTimeout = defaultCursorTimeout
+	}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s, nil
