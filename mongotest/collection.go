@@ -28,7 +28,8 @@ type collection struct {
 
 	order []string // keys in insertion order; "" marks a deleted slot
 	byKey map[string]bsoncore.Document
-	dead  int // deleted slots in order
+	dead  int         // deleted slots in order
+	uniq  *uniqueKeys // keys of the unique indexes; nil until first needed
 }
 
 // indexSpec is an index as createIndexes received it.
@@ -66,18 +67,29 @@ func (c *collection) get(k string) (bsoncore.Document, bool) {
 
 // put inserts or replaces the document under key k.
 func (c *collection) put(k string, d bsoncore.Document) {
-	if _, ok := c.byKey[k]; !ok {
+	old, ok := c.byKey[k]
+	if !ok {
 		c.order = append(c.order, k)
 	}
 	c.byKey[k] = d
+	if c.uniq != nil {
+		if ok {
+			c.uniq.remove(k, old)
+		}
+		c.uniq.add(k, d)
+	}
 }
 
 // remove deletes the document under key k.
 func (c *collection) remove(k string) {
-	if _, ok := c.byKey[k]; !ok {
+	old, ok := c.byKey[k]
+	if !ok {
 		return
 	}
 	delete(c.byKey, k)
+	if c.uniq != nil {
+		c.uniq.remove(k, old)
+	}
 	for i, o := range c.order {
 		if o == k {
 			c.order[i] = ""

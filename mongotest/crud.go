@@ -188,6 +188,13 @@ func handleInsert(s *Server, r *request) (bsoncore.Document, error) {
 			}
 			continue
 		}
+		if ce := c.uniqueConflict(k, d); ce != nil {
+			werrs = append(werrs, writeError{i, ce})
+			if ordered {
+				break
+			}
+			continue
+		}
 		c.put(k, d)
 		en := &entry{op: opInsert, db: c.db, coll: c.name, uuid: c.uuid, docKey: idKeyDoc(d), postImage: d}
 		e.appendEntryLocked(en)

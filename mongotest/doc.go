@@ -56,8 +56,11 @@
 //
 // # What it does not do
 //
-// mongotest is not a database engine. It does not persist data, enforce
-// indexes other than _id, run aggregations other than change streams,
+// mongotest is not a database engine. Indexes do not speed anything up;
+// unique ones are enforced (compound, sparse and partial, but an array is
+// one key, not one per element). Aggregations on collections support the
+// common stages ($match, $sort, $skip, $limit, $project, $group, $count ...)
+// that CountDocuments and simple reports use. It does not persist data,
 // authenticate, compress, use TLS, run transactions across commands, or
 // act as a sharded cluster or a multi-member replica set (there are no
 // secondaries and no elections). Every command, option, query operator or

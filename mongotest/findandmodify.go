@@ -122,7 +122,9 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 		return nil, err
 	}
 	if out.op != "" {
-		e.writeUpdateLocked(c, k, old, out)
+		if err := e.writeUpdateLocked(c, k, old, out); err != nil {
+			return nil, err
+		}
 	}
 	leo := bson.D{{Key: "n", Value: int32(1)}, {Key: "updatedExisting", Value: true}}
 	if returnNew {

@@ -25,8 +25,9 @@ func init() {
 }
 
 // indexOptionFields are the fields an index specification may carry
-// besides key and name. mongotest records them; it does not enforce unique
-// or partial indexes.
+// besides key and name. mongotest records them and enforces unique (with
+// sparse and partialFilterExpression; an array is one key, not multikey);
+// the others do not change what queries return.
 var indexOptionFields = map[string]bool{
 	"v": true, "unique": true, "sparse": true, "expireAfterSeconds": true, "partialFilterExpression": true,
 	"hidden": true, "collation": true, "background": true, "weights": true, "default_language": true,
@@ -144,6 +145,9 @@ func handleCreateIndexes(s *Server, r *request) (bsoncore.Document, error) {
 			if o.name == sp.name {
 				return nil, errorf(codeIndexKeySpecsConflict, "Index with name: %s already exists with a different key spec", sp.name)
 			}
+		}
+		if err := c.uniqueViolation(sp); err != nil {
+			return nil, err
 		}
 		toAdd = append(toAdd, sp)
 	}

@@ -189,8 +189,12 @@ func splitPath(k string) []string {
 	return append(out, k[start:])
 }
 
-// writeUpdateLocked stores an updated document and logs its change.
-func (e *engine) writeUpdateLocked(c *collection, k string, old bsoncore.Document, out updateOutcome) {
+// writeUpdateLocked stores an updated document and logs its change; a
+// unique index the new document would violate fails it.
+func (e *engine) writeUpdateLocked(c *collection, k string, old bsoncore.Document, out updateOutcome) error {
+	if ce := c.uniqueConflict(k, out.newDoc); ce != nil {
+		return ce
+	}
 	c.put(k, out.newDoc)
 	en := &entry{
 		op: out.op, db: c.db, coll: c.name, uuid: c.uuid,
@@ -203,6 +207,7 @@ func (e *engine) writeUpdateLocked(c *collection, k string, old bsoncore.Documen
 		en.updateDesc, en.disambiguated = out.desc.build()
 	}
 	e.appendEntryLocked(en)
+	return nil
 }
 
 // insertUpsertLocked inserts an upserted document, creating the collection
@@ -215,6 +220,9 @@ func (e *engine) insertUpsertLocked(db, coll string, d bsoncore.Document) error 
 	k, _ := docKey(d)
 	if _, dup := c.get(k); dup {
 		return errorf(codeDuplicateKey, "E11000 duplicate key error collection: %s index: _id_ dup key: { _id: %s }", c.ns(), d.Lookup("_id"))
+	}
+	if ce := c.uniqueConflict(k, d); ce != nil {
+		return ce
 	}
 	c.put(k, d)
 	e.appendEntryLocked(&entry{op: opInsert, db: c.db, coll: c.name, uuid: c.uuid, docKey: idKeyDoc(d), postImage: d})
@@ -338,7 +346,9 @@ func (e *engine) updateStmtLocked(db, coll string, st bsoncore.Document) (update
 			continue
 		}
 		k, _ := docKey(old)
-		e.writeUpdateLocked(c, k, old, out)
+		if err := e.writeUpdateLocked(c, k, old, out); err != nil {
+			return res, err
+		}
 		res.nModified++
 	}
 	if len(docs) == 0 && upsert {
