@@ -61,6 +61,14 @@
 // saved so that a quiet stream never falls out of the oplog. Stats reports
 // events, resumes, new watches, the lag and the last checkpoint.
 //
+// # Events over 16 MiB
+//
+// With Options.SplitEvents the $changeStreamSplitLargeEvent stage is
+// appended to the pipeline, and the fragments of an event the server had to
+// split are joined into the whole event before decoding: T never sees a
+// fragment, and tokens and checkpoints move only at whole events. A fragment
+// out of order ends the stream with a *SplitError, never a half event.
+//
 // # Errors
 //
 // Server errors keep their driver types (errors.As with mongo.ServerError
