@@ -54,6 +54,12 @@
 // ChangeStreamHistoryLost (286). Options.HistoryLimit bounds the history
 // all along.
 //
+// After such a fault the driver clears its connection pool, and a write can
+// fail even after the driver's own retry, as against a real server:
+// PoolWatch lets a test's writer wait for the pool and try again without
+// sleeping. Retryable writes are executed once: a retry of a write whose
+// reply was lost gets the first reply, as from a real server.
+//
 // # What it does not do
 //
 // mongotest is not a database engine. Indexes do not speed anything up;
