@@ -2,6 +2,7 @@ package mongotest
 
 import (
 	"bytes"
+	"cmp"
 	"math"
 	"math/big"
 
@@ -59,7 +60,7 @@ func typeBracket(t bsoncore.Type) int {
 func compareValues(a, b bsoncore.Value) int {
 	ba, bb := typeBracket(a.Type), typeBracket(b.Type)
 	if ba != bb {
-		return cmpInt(ba, bb)
+		return cmp.Compare(ba, bb)
 	}
 	switch ba {
 	case -1, 0, 5, 127:
@@ -69,7 +70,7 @@ func compareValues(a, b bsoncore.Value) int {
 	case 15:
 		sa, _ := stringOf(a)
 		sb, _ := stringOf(b)
-		return cmpBytes(sa, sb)
+		return cmp.Compare(sa, sb)
 	case 20, 25:
 		da, _ := asDocBytes(a)
 		db, _ := asDocBytes(b)
@@ -78,10 +79,10 @@ func compareValues(a, b bsoncore.Value) int {
 		sta, xa, _ := a.BinaryOK()
 		stb, xb, _ := b.BinaryOK()
 		if len(xa) != len(xb) {
-			return cmpInt(len(xa), len(xb))
+			return cmp.Compare(len(xa), len(xb))
 		}
 		if sta != stb {
-			return cmpInt(int(sta), int(stb))
+			return cmp.Compare(int(sta), int(stb))
 		}
 		return bytes.Compare(xa, xb)
 	case 35:
@@ -89,25 +90,25 @@ func compareValues(a, b bsoncore.Value) int {
 	case 40:
 		x, _ := a.BooleanOK()
 		y, _ := b.BooleanOK()
-		return cmpInt(b2i(x), b2i(y))
+		return cmp.Compare(b2i(x), b2i(y))
 	case 45:
 		x, _ := a.DateTimeOK()
 		y, _ := b.DateTimeOK()
-		return cmpInt64(x, y)
+		return cmp.Compare(x, y)
 	case 47:
 		ta, ia, _ := a.TimestampOK()
 		tb, ib, _ := b.TimestampOK()
 		if ta != tb {
-			return cmpInt64(int64(ta), int64(tb))
+			return cmp.Compare(int64(ta), int64(tb))
 		}
-		return cmpInt64(int64(ia), int64(ib))
+		return cmp.Compare(int64(ia), int64(ib))
 	case 50:
 		pa, oa, _ := a.RegexOK()
 		pb, ob, _ := b.RegexOK()
-		if c := cmpBytes(pa, pb); c != 0 {
+		if c := cmp.Compare(pa, pb); c != 0 {
 			return c
 		}
-		return cmpBytes(oa, ob)
+		return cmp.Compare(oa, ob)
 	}
 	return bytes.Compare(a.Data, b.Data)
 }
@@ -145,17 +146,17 @@ func compareDocs(a, b bsoncore.Document) int {
 	eb, _ := b.Elements()
 	for i := 0; i < len(ea) && i < len(eb); i++ {
 		va, vb := ea[i].Value(), eb[i].Value()
-		if c := cmpInt(typeBracket(va.Type), typeBracket(vb.Type)); c != 0 {
+		if c := cmp.Compare(typeBracket(va.Type), typeBracket(vb.Type)); c != 0 {
 			return c
 		}
-		if c := cmpBytes(ea[i].Key(), eb[i].Key()); c != 0 {
+		if c := cmp.Compare(ea[i].Key(), eb[i].Key()); c != 0 {
 			return c
 		}
 		if c := compareValues(va, vb); c != 0 {
 			return c
 		}
 	}
-	return cmpInt(len(ea), len(eb))
+	return cmp.Compare(len(ea), len(eb))
 }
 
 // compareNumbers compares numbers of any BSON numeric type by value. NaN
@@ -167,7 +168,7 @@ func compareNumbers(a, b bsoncore.Value) int {
 	ia, aInt := intOf(a)
 	ib, bInt := intOf(b)
 	if aInt && bInt {
-		return cmpInt64(ia, ib)
+		return cmp.Compare(ia, ib)
 	}
 	fa, _ := numberOf(a)
 	fb, _ := numberOf(b)
@@ -265,36 +266,6 @@ func abs(x int) int {
 		return -x
 	}
 	return x
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpBytes(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func b2i(b bool) int {

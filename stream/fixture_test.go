@@ -152,10 +152,23 @@ func (m *monitor) filter(list *[]command, name string) []bson.Raw {
 // waitStarted waits until at least n commands named name have started.
 func (m *monitor) waitStarted(t *testing.T, ctx context.Context, name string, n int) {
 	t.Helper()
+	m.wait(t, ctx, func() []command { return m.started }, "started", name, n)
+}
+
+// waitReplies waits until at least n commands named name have succeeded.
+func (m *monitor) waitReplies(t *testing.T, ctx context.Context, name string, n int) {
+	t.Helper()
+	m.wait(t, ctx, func() []command { return m.replies }, "succeeded", name, n)
+}
+
+// wait waits until list, read under m.mu, holds at least n commands named
+// name.
+func (m *monitor) wait(t *testing.T, ctx context.Context, list func() []command, what, name string, n int) {
+	t.Helper()
 	for {
 		m.mu.Lock()
 		count := 0
-		for _, c := range m.started {
+		for _, c := range list() {
 			if c.name == name {
 				count++
 			}
@@ -168,7 +181,7 @@ func (m *monitor) waitStarted(t *testing.T, ctx context.Context, name string, n 
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			t.Fatalf("waiting for %d %s commands: %v", n, name, ctx.Err())
+			t.Fatalf("waiting for %d %s commands to have %s: %v", n, name, what, ctx.Err())
 		}
 	}
 }

@@ -7,30 +7,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// waitReplies waits until at least n commands named name have succeeded.
-func (m *monitor) waitReplies(t *testing.T, f *fixture, name string, n int) {
-	t.Helper()
-	for {
-		m.mu.Lock()
-		count := 0
-		for _, c := range m.replies {
-			if c.name == name {
-				count++
-			}
-		}
-		wake := m.wake
-		m.mu.Unlock()
-		if count >= n {
-			return
-		}
-		select {
-		case <-wake:
-		case <-f.ctx.Done():
-			t.Fatalf("waiting for %d %s replies: %v", n, name, f.ctx.Err())
-		}
-	}
-}
-
 // When a batch of several events is consumed, the next batch is fetched in
 // the background; the resume token still moves only with the events
 // returned.
@@ -62,7 +38,7 @@ func TestPrefetchNeverMovesTheTokenAheadOfDelivery(t *testing.T) {
 			tok2 := s.ResumeToken()
 			getMores := len(f.mon.commands("getMore"))
 			if tt.prefetch {
-				f.mon.waitReplies(t, f, "getMore", getMores+1)
+				f.mon.waitReplies(t, f.ctx, "getMore", getMores+1)
 				if got := s.ResumeToken(); !got.Equal(tok2) {
 					t.Errorf("the prefetch moved ResumeToken from %v to %v before event 3 was returned", tok2, got)
 				}
