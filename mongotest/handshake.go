@@ -1,6 +1,7 @@
 package mongotest
 
 import (
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -148,7 +149,31 @@ func handlePing(s *Server, r *request) (bsoncore.Document, error) { return nil, 
 
 func handleEmptyOK(s *Server, r *request) (bsoncore.Document, error) { return nil, nil }
 
-func handleEndSessions(s *Server, r *request) (bsoncore.Document, error) { return nil, nil }
+// handleEndSessions ends the sessions listed ({endSessions: [{id: UUID}, ...]}):
+// their retryable-write records are forgotten.
+func handleEndSessions(s *Server, r *request) (bsoncore.Document, error) {
+	if n := strings.ToLower(r.name); n != "endsessions" && n != "killsessions" {
+		return nil, nil // refreshSessions and the transaction commands end nothing
+	}
+	arr, ok := r.arg(r.name).ArrayOK()
+	if !ok {
+		return nil, errorf(codeTypeMismatch, "%s takes an array of session ids", r.name)
+	}
+	vals, err := arr.Values()
+	if err != nil {
+		return nil, errorf(codeFailedToParse, "%s: %v", r.name, err)
+	}
+	keys := make([]string, 0, len(vals))
+	for _, v := range vals {
+		if d, ok := v.DocumentOK(); ok {
+			if id := d.Lookup("id"); id.Type != 0 {
+				keys = append(keys, string(id.Data))
+			}
+		}
+	}
+	s.db.retries.endSessions(keys)
+	return nil, nil
+}
 
 func handleGetParameter(s *Server, r *request) (bsoncore.Document, error) {
 	d := bson.D{}

@@ -131,7 +131,9 @@ func (t *retryTable) addLocked(key string, sess *retrySession) {
 	if t.sessions == nil {
 		t.sessions = make(map[string]*retrySession)
 	}
-	for len(t.sessions) >= maxRetrySessions && len(t.order) > 0 {
+	// Forget the oldest idle sessions; at most one pass, so that a table
+	// full of running writes grows rather than spins.
+	for tries := len(t.order); len(t.sessions) >= maxRetrySessions && tries > 0; tries-- {
 		old := t.order[0]
 		t.order = t.order[1:]
 		if o := t.sessions[old]; o != nil && o.running != nil {
@@ -142,6 +144,28 @@ func (t *retryTable) addLocked(key string, sess *retrySession) {
 	}
 	t.sessions[key] = sess
 	t.order = append(t.order, key)
+}
+
+// endSessions forgets the records of the sessions a client ended, as a
+// real server does when it ends a session; a write still running keeps
+// its record until it ends.
+func (t *retryTable) endSessions(keys []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range keys {
+		if sess := t.sessions[k]; sess != nil && sess.running == nil {
+			delete(t.sessions, k)
+		}
+	}
+	if len(t.order) > 2*len(t.sessions)+16 {
+		live := t.order[:0]
+		for _, k := range t.order {
+			if t.sessions[k] != nil {
+				live = append(live, k)
+			}
+		}
+		t.order = live
+	}
 }
 
 // afterExecution returns a function that applies a failpoint configured

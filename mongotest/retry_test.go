@@ -162,14 +162,21 @@ func TestRetryRecordBySession(t *testing.T) {
 		wantN  int32
 		code   int
 		wantIn []int32 // the ids in the collection afterwards
+		end    bool    // end the session first, as a client's Disconnect does
 	}{
-		{"first", 5, 1, 1, 0, []int32{1}},
-		{"same txnNumber is answered, not run", 5, 2, 1, 0, []int32{1}},
-		{"older txnNumber", 4, 3, 0, 225, []int32{1}},
-		{"newer txnNumber runs", 6, 2, 1, 0, []int32{1, 2}},
+		{"first", 5, 1, 1, 0, []int32{1}, false},
+		{"same txnNumber is answered, not run", 5, 2, 1, 0, []int32{1}, false},
+		{"older txnNumber", 4, 3, 0, 225, []int32{1}, false},
+		{"newer txnNumber runs", 6, 2, 1, 0, []int32{1, 2}, false},
+		{"after endSessions the record is gone", 3, 3, 1, 0, []int32{1, 2, 3}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.end {
+				if err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "endSessions", Value: bson.A{sess.ID()}}}).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
 			reply, err := insert(tc.txn, tc.id)
 			if got := errCode(err); got != tc.code {
 				t.Fatalf("insert error %v: code %d, want %d", err, got, tc.code)
