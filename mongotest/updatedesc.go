@@ -185,20 +185,10 @@ func diffDoc(u *updateDesc, p []pathComp, pre, post bsoncore.Document) (int, boo
 			continue
 		}
 		fp := withComp(p, pathComp{name: a.Key()})
-		if av.Type == bv.Type && (av.Type == bsoncore.TypeEmbeddedDocument || av.Type == bsoncore.TypeArray) {
-			sub := &updateDesc{}
-			var n int
-			var ok bool
-			if av.Type == bsoncore.TypeEmbeddedDocument {
-				n, ok = diffDoc(sub, fp, av.Data, bv.Data)
-			} else {
-				n, ok = diffArray(sub, fp, av.Data, bv.Data)
-			}
-			if ok {
-				subs = append(subs, sub)
-				subSize += 1 + 1 + len(a.Key()) + 1 + n
-				continue
-			}
+		if sub, n, ok := diffNested(fp, av, bv); ok {
+			subs = append(subs, sub)
+			subSize += 1 + 1 + len(a.Key()) + 1 + n
+			continue
 		}
 		local.updated = append(local.updated, descField{fp, bv})
 		uSize += 1 + len(a.Key()) + 1 + len(bv.Data)
@@ -264,6 +254,25 @@ func containsInsert(ins []descField, p []pathComp) bool {
 
 // diffArray appends the differences between two arrays at path p: changed
 // and appended elements by position, a shorter array as a truncation.
+// diffNested diffs two documents or two arrays at path p into a new
+// updateDesc; ok is false when the values are not both documents or both
+// arrays, or the diff is no smaller than the new value.
+func diffNested(p []pathComp, av, bv bsoncore.Value) (*updateDesc, int, bool) {
+	if av.Type != bv.Type {
+		return nil, 0, false
+	}
+	sub := &updateDesc{}
+	switch av.Type {
+	case bsoncore.TypeEmbeddedDocument:
+		n, ok := diffDoc(sub, p, av.Data, bv.Data)
+		return sub, n, ok
+	case bsoncore.TypeArray:
+		n, ok := diffArray(sub, p, av.Data, bv.Data)
+		return sub, n, ok
+	}
+	return nil, 0, false
+}
+
 func diffArray(u *updateDesc, p []pathComp, pre, post bsoncore.Document) (int, bool) {
 	preVals, _ := bsoncore.Array(pre).Values()
 	postVals, _ := bsoncore.Array(post).Values()
@@ -279,20 +288,10 @@ func diffArray(u *updateDesc, p []pathComp, pre, post bsoncore.Document) (int, b
 			if av.Type == bv.Type && string(av.Data) == string(bv.Data) {
 				continue
 			}
-			if av.Type == bv.Type && (av.Type == bsoncore.TypeEmbeddedDocument || av.Type == bsoncore.TypeArray) {
-				sub := &updateDesc{}
-				var n int
-				var ok bool
-				if av.Type == bsoncore.TypeEmbeddedDocument {
-					n, ok = diffDoc(sub, ip, av.Data, bv.Data)
-				} else {
-					n, ok = diffArray(sub, ip, av.Data, bv.Data)
-				}
-				if ok {
-					subs = append(subs, sub)
-					size += 1 + key + 1 + n
-					continue
-				}
+			if sub, n, ok := diffNested(ip, av, bv); ok {
+				subs = append(subs, sub)
+				size += 1 + key + 1 + n
+				continue
 			}
 		}
 		local.updated = append(local.updated, descField{ip, bv})
