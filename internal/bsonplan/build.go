@@ -160,6 +160,10 @@ type described struct {
 	path  []inlinePtr
 	off   uintptr
 	typ   reflect.Type
+	// valueStep: an inline struct value is on the way; panics: an inline
+	// struct value comes after an inline pointer, where the driver's
+	// getInlineField panics (it sets a new pointer into the struct value).
+	valueStep, panics bool
 }
 
 // describe lists the fields of struct t the driver's struct codec decodes
@@ -218,6 +222,8 @@ func (b *builder) describe(t reflect.Type, seen map[reflect.Type]bool) ([]descri
 			} else {
 				g.depth = f.depth + 1
 			}
+			g.valueStep = f.valueStep || st.Kind() == reflect.Struct
+			g.panics = f.panics || (st.Kind() == reflect.Pointer && f.valueStep)
 			if st.Kind() == reflect.Pointer {
 				g.path = append([]inlinePtr{{off: sf.Offset, elem: inner}}, f.path...)
 			} else if len(f.path) > 0 {
@@ -261,6 +267,9 @@ func (b *builder) buildStruct(n *node) bool {
 	n.byName = make(map[string]*field, len(fields))
 	slices.SortFunc(fields, func(x, y described) int { return slices.Compare(x.order, y.order) })
 	for _, d := range fields {
+		if d.panics {
+			return false // the driver's way is a panic: leave it to the driver
+		}
 		fn, ok := b.build(d.typ)
 		if !ok {
 			return false
