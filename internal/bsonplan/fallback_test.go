@@ -78,7 +78,7 @@ func TestCustomCodecOnAFieldIsUsed(t *testing.T) {
 	if equivalent(t, reg, reflect.TypeFor[withCents](), d) {
 		t.Fatal("plan used")
 	}
-	got, err, _ := registryDecode(reg, reflect.TypeFor[withCents](), d)
+	got, err, _ := registryDecode(reg, nil, reflect.TypeFor[withCents](), d)
 	if err != nil {
 		t.Fatal(err)
 	}

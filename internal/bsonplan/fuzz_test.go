@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // The differential fuzzer: each input makes a Go struct type (with
@@ -330,20 +331,32 @@ func (g *gen) document(t reflect.Type, depth int) []byte {
 	return d
 }
 
-// generate makes a type and a document from data.
-func generate(data []byte) (reflect.Type, []byte) {
+// generate makes a type, a document and client BSON options (nil, or
+// options that allow plans) from data.
+func generate(data []byte) (reflect.Type, []byte, *options.BSONOptions) {
 	g := &gen{b: data}
 	t := g.structType(0)
 	doc := g.document(t, 0)
 	if g.n(8) == 0 { // corrupt a byte
 		doc[g.n(len(doc))] = g.byte()
 	}
-	return t, doc
+	var opts *options.BSONOptions
+	if bits := g.byte(); bits&1 != 0 {
+		opts = &options.BSONOptions{
+			AllowTruncatingDoubles: bits&2 != 0,
+			BinaryAsSlice:          bits&4 != 0,
+			DefaultDocumentM:       bits&8 != 0,
+			ObjectIDAsHexString:    bits&16 != 0,
+			ZeroMaps:               bits&32 != 0,
+			ZeroStructs:            bits&64 != 0,
+		}
+	}
+	return t, doc, opts
 }
 
 func checkDifferential(t *testing.T, data []byte) bool {
-	typ, doc := generate(data)
-	return equivalent(t, bson.NewRegistry(), typ, doc)
+	typ, doc, opts := generate(data)
+	return equivalentWith(t, bson.NewRegistry(), opts, typ, doc)
 }
 
 func FuzzDifferential(f *testing.F) {

@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Plan decodes BSON documents into one Go type as a registry does.
@@ -75,4 +76,17 @@ func (p *Plan) Decode(doc []byte, v any) bool {
 	}
 	rv.Elem().SetZero()
 	return false
+}
+
+// OptionsAllow reports whether a plan decodes as a registry does under the
+// client BSON options opts (nil: none). Plans read bson tags only and give
+// times in UTC, so UseJSONStructTags and UseLocalTimeZone rule them out.
+// The other decode options change only what a plan never decodes itself:
+// interfaces (BinaryAsSlice, DefaultDocumentM, DefaultDocumentMap),
+// conversions it declines (AllowTruncatingDoubles, ObjectIDAsHexString),
+// or values decoded twice into one place (ZeroMaps, ZeroStructs: a plan
+// decodes into zero values and declines repeated fields). The rest are
+// encoding options.
+func OptionsAllow(opts *options.BSONOptions) bool {
+	return opts == nil || (!opts.UseJSONStructTags && !opts.UseLocalTimeZone)
 }

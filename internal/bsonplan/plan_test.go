@@ -1,13 +1,16 @@
 package bsonplan
 
 import (
+	stdbytes "bytes"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 type order struct {
@@ -47,15 +50,39 @@ func makeOrder(lines, note int) bson.Raw {
 
 // registryDecode decodes doc into a new *T with the registry alone; the
 // driver panics on some inline layouts, and panicked says so.
-func registryDecode(reg *bson.Registry, t reflect.Type, doc []byte) (v reflect.Value, err error, panicked bool) {
+func registryDecode(reg *bson.Registry, opts *options.BSONOptions, t reflect.Type, doc []byte) (v reflect.Value, err error, panicked bool) {
 	defer func() {
 		if recover() != nil {
 			panicked = true
 		}
 	}()
 	v = reflect.New(t)
-	err = bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: doc}.UnmarshalWithRegistry(reg, v.Interface())
-	return v, err, false
+	if opts == nil {
+		err = bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: doc}.UnmarshalWithRegistry(reg, v.Interface())
+		return v, err, false
+	}
+	// As the driver's ChangeStream.Decode does with client BSON options.
+	dec := bson.NewDecoder(bson.NewDocumentReader(stdbytes.NewReader(doc)))
+	if opts.AllowTruncatingDoubles {
+		dec.AllowTruncatingDoubles()
+	}
+	if opts.BinaryAsSlice {
+		dec.BinaryAsSlice()
+	}
+	if opts.DefaultDocumentM {
+		dec.DefaultDocumentM()
+	}
+	if opts.ObjectIDAsHexString {
+		dec.ObjectIDAsHexString()
+	}
+	if opts.ZeroMaps {
+		dec.ZeroMaps()
+	}
+	if opts.ZeroStructs {
+		dec.ZeroStructs()
+	}
+	dec.SetRegistry(reg)
+	return v, dec.Decode(v.Interface()), false
 }
 
 // equivalent fails t unless the plan, falling back to the registry where it
@@ -63,7 +90,16 @@ func registryDecode(reg *bson.Registry, t reflect.Type, doc []byte) (v reflect.V
 // reports whether the plan decoded doc itself.
 func equivalent(t *testing.T, reg *bson.Registry, typ reflect.Type, doc []byte) bool {
 	t.Helper()
-	want, wantErr, panicked := registryDecode(reg, typ, doc)
+	return equivalentWith(t, reg, nil, typ, doc)
+}
+
+// equivalentWith is equivalent under client BSON options opts.
+func equivalentWith(t *testing.T, reg *bson.Registry, opts *options.BSONOptions, typ reflect.Type, doc []byte) bool {
+	t.Helper()
+	if !OptionsAllow(opts) {
+		t.Fatalf("options %+v rule plans out", opts)
+	}
+	want, wantErr, panicked := registryDecode(reg, opts, typ, doc)
 	got := reflect.New(typ)
 	p := Compile(reg, typ)
 	used := p != nil && p.Decode(doc, got.Interface())
@@ -78,12 +114,12 @@ func equivalent(t *testing.T, reg *bson.Registry, typ reflect.Type, doc []byte) 
 		if !got.Elem().IsZero() {
 			t.Fatalf("type %v, doc %v: a declined Decode left a value behind", typ, bson.Raw(doc))
 		}
-		got, gotErr, _ = registryDecode(reg, typ, doc)
+		got, gotErr, _ = registryDecode(reg, opts, typ, doc)
 	}
 	if (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
 		t.Fatalf("type %v, doc %v: plan error %v, registry error %v (plan used: %v)", typ, bson.Raw(doc), gotErr, wantErr, used)
 	}
-	if wantErr == nil && !reflect.DeepEqual(got.Interface(), want.Interface()) {
+	if wantErr == nil && !same(got, want) {
 		t.Fatalf("type %v, doc %v (plan used: %v):\nplan     %#v\nregistry %#v", typ, bson.Raw(doc), used, got.Elem().Interface(), want.Elem().Interface())
 	}
 	return used
@@ -216,4 +252,57 @@ func kv(pairs ...any) bson.D {
 		d = append(d, bson.E{Key: pairs[i].(string), Value: pairs[i+1]})
 	}
 	return d
+}
+
+// same is reflect.DeepEqual, except that floats compare by their bits (so
+// NaN equals NaN).
+func same(a, b reflect.Value) bool {
+	if a.IsValid() != b.IsValid() || (a.IsValid() && a.Type() != b.Type()) {
+		return false
+	}
+	if !a.IsValid() {
+		return true
+	}
+	switch a.Kind() {
+	case reflect.Float32, reflect.Float64:
+		return math.Float64bits(a.Float()) == math.Float64bits(b.Float())
+	case reflect.Pointer, reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return same(a.Elem(), b.Elem())
+	case reflect.Slice, reflect.Map:
+		if a.IsNil() != b.IsNil() || a.Len() != b.Len() {
+			return false
+		}
+		if a.Kind() == reflect.Map {
+			for _, k := range a.MapKeys() {
+				if !same(a.MapIndex(k), b.MapIndex(k)) {
+					return false
+				}
+			}
+			return true
+		}
+		fallthrough
+	case reflect.Array:
+		for i := range a.Len() {
+			if !same(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !a.Type().Field(i).IsExported() {
+				return reflect.DeepEqual(a.Interface(), b.Interface())
+			}
+		}
+		for i := range a.NumField() {
+			if !same(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(a.Interface(), b.Interface())
 }
