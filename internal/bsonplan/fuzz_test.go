@@ -354,9 +354,13 @@ func generate(data []byte) (reflect.Type, []byte, *options.BSONOptions) {
 	return t, doc, opts
 }
 
+// fuzzRegistry is the one registry of the fuzzers: plans are cached per
+// registry and type, so a new registry per input would only grow memory.
+var fuzzRegistry = bson.NewRegistry()
+
 func checkDifferential(t *testing.T, data []byte) bool {
 	typ, doc, opts := generate(data)
-	return equivalentWith(t, bson.NewRegistry(), opts, typ, doc)
+	return equivalentWith(t, fuzzRegistry, opts, typ, doc)
 }
 
 func FuzzDifferential(f *testing.F) {
@@ -375,7 +379,7 @@ func FuzzOrderBytes(f *testing.F) {
 	f.Add([]byte(makeOrder(0, 0)))
 	typ := reflect.TypeFor[order]()
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		equivalent(t, bson.NewRegistry(), typ, doc)
+		equivalent(t, fuzzRegistry, typ, doc)
 	})
 }
 
