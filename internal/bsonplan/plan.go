@@ -46,13 +46,17 @@ func Compile(reg *bson.Registry, t reflect.Type) *Plan {
 	if p, ok := plans.Load(k); ok {
 		return p.(*Plan)
 	}
-	var p *Plan
+	actual, _ := plans.LoadOrStore(k, compile(reg, t))
+	return actual.(*Plan)
+}
+
+// compile is Compile without the cache.
+func compile(reg *bson.Registry, t reflect.Type) *Plan {
 	b := builder{reg: reg, nodes: map[reflect.Type]*node{}}
 	if root, ok := b.build(t); ok {
-		p = &Plan{typ: t, root: root}
+		return &Plan{typ: t, root: root}
 	}
-	actual, _ := plans.LoadOrStore(k, p)
-	return actual.(*Plan)
+	return nil
 }
 
 // Type is the type the plan decodes into.
