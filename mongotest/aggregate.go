@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"math"
 	"sort"
 	"strings"
@@ -15,26 +17,6 @@ import (
 // handleCollectionAggregate.
 
 // Error codes of the stages below, as a real server (8.2) gives them.
-const (
-	codeLocation15947   = 15947   // $group argument is not an object
-	codeLocation15952   = 15952   // unknown group operator
-	codeLocation15955   = 15955   // $group without _id
-	codeLocation15957   = 15957   // $limit not a number
-	codeLocation15958   = 15958   // $limit 0
-	codeLocation15973   = 15973   // $sort argument is not an object
-	codeLocation15976   = 15976   // $sort without keys
-	codeLocation40156   = 40156   // $count argument is not a string
-	codeLocation40157   = 40157   // $count empty
-	codeLocation40158   = 40158   // $count $-prefixed
-	codeLocation40160   = 40160   // $count with '.'
-	codeLocation40234   = 40234   // $group field is not an accumulator object
-	codeLocation40235   = 40235   // $group field name with '.'
-	codeLocation40236   = 40236   // $group field name starting with '$'
-	codeLocation40238   = 40238   // $group field with several accumulators
-	codeLocation40602   = 40602   // $changeStream not first
-	codeLocation5107200 = 5107200 // bad $skip
-	codeLocation5107201 = 5107201 // bad $limit
-)
 
 // unsupportedStages are aggregation stages a real server has and mongotest
 // does not evaluate: NotImplemented (238) names them, where an unknown
@@ -88,16 +70,16 @@ func handleCollectionAggregate(s *Server, r *request) (bsoncore.Document, error)
 	coll, ok := target.StringValueOK()
 	if !ok {
 		if isNumberOne(target) {
-			return nil, errorf(codeNotImplemented, "mongotest supports only $changeStream in a database aggregation ({aggregate: 1})")
+			return nil, codes.Errorf(codes.NotImplemented, "mongotest supports only $changeStream in a database aggregation ({aggregate: 1})")
 		}
-		return nil, errorf(codeFailedToParse, "aggregate field must be a collection name or 1")
+		return nil, codes.Errorf(codes.FailedToParse, "aggregate field must be a collection name or 1")
 	}
 	if err := validCollName(r.db, coll); err != nil {
 		return nil, err
 	}
 	for _, key := range []string{"explain", "let"} {
 		if r.arg(key).Type != 0 {
-			return nil, errorf(codeNotImplemented, "mongotest does not support aggregate with %s", key)
+			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support aggregate with %s", key)
 		}
 	}
 	if err := r.checkCollationArg(); err != nil {
@@ -132,19 +114,19 @@ func handleCollectionAggregate(s *Server, r *request) (bsoncore.Document, error)
 func aggregateBatchSize(r *request) (int64, error) {
 	cv := r.arg("cursor")
 	if cv.Type == 0 {
-		return 0, errorf(codeFailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
+		return 0, codes.Errorf(codes.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
 	}
 	cd, ok := cv.DocumentOK()
 	if !ok {
-		return 0, errorf(codeTypeMismatch, "cursor field must be an object")
+		return 0, codes.Errorf(codes.TypeMismatch, "cursor field must be an object")
 	}
 	bv := cd.Lookup("batchSize")
 	if bv.Type == 0 {
 		return 101, nil
 	}
-	n, ok := asInt64(bv)
+	n, ok := bsonutil.AsInt64(bv)
 	if !ok || n < 0 {
-		return 0, errorf(codeBadValue, "cursor.batchSize must be a non-negative number")
+		return 0, codes.Errorf(codes.BadValue, "cursor.batchSize must be a non-negative number")
 	}
 	return n, nil
 }
@@ -171,10 +153,10 @@ func compileCollStage(name string, arg bsoncore.Value) (collStage, error) {
 	case "$sort":
 		sd, ok := arg.DocumentOK()
 		if !ok {
-			return nil, errorf(codeLocation15973, "the $sort key specification must be an object")
+			return nil, codes.Errorf(codes.Location15973, "the $sort key specification must be an object")
 		}
 		if len(sd) <= 5 {
-			return nil, errorf(codeLocation15976, "$sort stage must have at least one sort key")
+			return nil, codes.Errorf(codes.Location15976, "$sort stage must have at least one sort key")
 		}
 		keys, err := parseSort(sd)
 		if err != nil {
@@ -182,15 +164,15 @@ func compileCollStage(name string, arg bsoncore.Value) (collStage, error) {
 		}
 		return sortStage(keys), nil
 	case "$skip":
-		n, err := stageCount(name, arg, codeLocation5107200)
+		n, err := stageCount(name, arg, codes.Location5107200)
 		return skipStage(n), err
 	case "$limit":
-		if _, isNum := numberOf(arg); !isNum {
-			return nil, errorf(codeLocation15957, "the limit must be specified as a number")
+		if _, isNum := bsonutil.NumberOf(arg); !isNum {
+			return nil, codes.Errorf(codes.Location15957, "the limit must be specified as a number")
 		}
-		n, err := stageCount(name, arg, codeLocation5107201)
+		n, err := stageCount(name, arg, codes.Location5107201)
 		if err == nil && n == 0 {
-			err = errorf(codeLocation15958, "the limit must be positive")
+			err = codes.Errorf(codes.Location15958, "the limit must be positive")
 		}
 		return limitStage(n), err
 	case "$count":
@@ -198,7 +180,7 @@ func compileCollStage(name string, arg bsoncore.Value) (collStage, error) {
 	case "$group":
 		return compileGroup(arg)
 	case "$changeStream":
-		return nil, errorf(codeLocation40602, "$changeStream is only valid as the first stage in a pipeline")
+		return nil, codes.Errorf(codes.Location40602, "$changeStream is only valid as the first stage in a pipeline")
 	}
 	st, err := compileDocStage(name, arg)
 	if err != nil {
@@ -208,25 +190,25 @@ func compileCollStage(name string, arg bsoncore.Value) (collStage, error) {
 		return docStage{st}, nil
 	}
 	if unsupportedStages[name] {
-		return nil, errorf(codeNotImplemented, "mongotest does not support the aggregation stage %s (it supports $match, $sort, $skip, $limit, $project, $addFields, $set, $unset, $replaceRoot, $replaceWith, $count and $group)", name)
+		return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the aggregation stage %s (it supports $match, $sort, $skip, $limit, $project, $addFields, $set, $unset, $replaceRoot, $replaceWith, $count and $group)", name)
 	}
-	return nil, errorf(codeLocation40324, "Unrecognized pipeline stage name: '%s'", name)
+	return nil, codes.Errorf(codes.Location40324, "Unrecognized pipeline stage name: '%s'", name)
 }
 
 // stageCount reads the non-negative integer argument of $skip or $limit.
 func stageCount(name string, arg bsoncore.Value, code int32) (int64, error) {
-	f, ok := numberOf(arg)
+	f, ok := bsonutil.NumberOf(arg)
 	switch {
 	case !ok:
-		return 0, errorf(code, "invalid argument to %s stage: Expected a number in: %s: %s", name, name, arg)
+		return 0, codes.Errorf(code, "invalid argument to %s stage: Expected a number in: %s: %s", name, name, arg)
 	case math.IsNaN(f):
-		return 0, errorf(code, "invalid argument to %s stage: Expected an integer, but found NaN in: %s: nan", name, name)
+		return 0, codes.Errorf(code, "invalid argument to %s stage: Expected an integer, but found NaN in: %s: nan", name, name)
 	case f != math.Trunc(f):
-		return 0, errorf(code, "invalid argument to %s stage: Expected an integer: %s: %s", name, name, arg)
+		return 0, codes.Errorf(code, "invalid argument to %s stage: Expected an integer: %s: %s", name, name, arg)
 	case f < 0:
-		return 0, errorf(code, "invalid argument to %s stage: Expected a non-negative number in: %s: %s", name, name, arg)
+		return 0, codes.Errorf(code, "invalid argument to %s stage: Expected a non-negative number in: %s: %s", name, name, arg)
 	}
-	if n, ok := asInt64(arg); ok {
+	if n, ok := bsonutil.AsInt64(arg); ok {
 		return n, nil
 	}
 	return math.MaxInt64, nil
@@ -282,13 +264,13 @@ func compileCount(arg bsoncore.Value) (collStage, error) {
 	name, ok := arg.StringValueOK()
 	switch {
 	case !ok:
-		return nil, errorf(codeLocation40156, "the count field must be a non-empty string")
+		return nil, codes.Errorf(codes.Location40156, "the count field must be a non-empty string")
 	case name == "":
-		return nil, errorf(codeLocation40157, "the count field must be a non-empty string")
+		return nil, codes.Errorf(codes.Location40157, "the count field must be a non-empty string")
 	case strings.HasPrefix(name, "$"):
-		return nil, errorf(codeLocation40158, "the count field cannot be a $-prefixed path")
+		return nil, codes.Errorf(codes.Location40158, "the count field cannot be a $-prefixed path")
 	case strings.Contains(name, "."):
-		return nil, errorf(codeLocation40160, "the count field cannot contain '.'")
+		return nil, codes.Errorf(codes.Location40160, "the count field cannot contain '.'")
 	}
 	return countStage(name), nil
 }

@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"context"
 	"fmt"
 	"net"
@@ -86,12 +88,12 @@ func fillLog(tb testing.TB, s *Server) bson.Timestamp {
 			if i == 0 && j == 0 && (len(d) < 280 || len(d) > 330) {
 				tb.Fatalf("order document is %d bytes, want about 300", len(d))
 			}
-			cmd = bsoncore.AppendDocumentElement(cmd, arrayKey(j), d)
+			cmd = bsoncore.AppendDocumentElement(cmd, bsonutil.ArrayKey(j), d)
 		}
 		cmd, _ = bsoncore.AppendArrayEnd(cmd, aidx)
 		cmd = bsoncore.AppendStringElement(cmd, "$db", "shop")
 		cmd, _ = bsoncore.AppendDocumentEnd(cmd, idx)
-		res := s.dispatch(c, &message{opcode: wiremessage.OpMsg, cmd: cmd})
+		res := s.dispatch(c, &wire.Message{OpCode: wiremessage.OpMsg, Cmd: cmd})
 		if ok, _ := res.doc.Lookup("ok").DoubleOK(); ok != 1 {
 			tb.Fatalf("insert: %s", res.doc)
 		}
@@ -127,7 +129,7 @@ func (s *sinkConn) lastReply(tb testing.TB) bsoncore.Document {
 	tb.Helper()
 	switch len(s.parts) {
 	case 1:
-		return s.parts[0][msgHeaderLen:]
+		return s.parts[0][wire.MsgHeaderLen:]
 	case 2:
 		return s.parts[1]
 	}
@@ -156,7 +158,7 @@ func serveAll(tb testing.TB, c *conn, sink *sinkConn, start bson.Timestamp, each
 	written := sink.written
 	send := func(cmd bsoncore.Document) bsoncore.Document {
 		sink.parts = sink.parts[:0]
-		if !c.handle(&message{opcode: wiremessage.OpMsg, requestID: 1, cmd: cmd}) {
+		if !c.handle(&wire.Message{OpCode: wiremessage.OpMsg, RequestID: 1, Cmd: cmd}) {
 			tb.Fatalf("connection closed by %s", cmd)
 		}
 		return sink.lastReply(tb)

@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -78,14 +80,14 @@ func (w *batchWriter) full() bool { return w.limit >= 0 && w.n >= w.limit }
 
 // fits tells whether an event of n bytes fits in the batch. The first
 // event always does: a larger one is split or refused before.
-func (w *batchWriter) fits(n int) bool { return w.n == 0 || w.size+n <= maxBSONObjectSize }
+func (w *batchWriter) fits(n int) bool { return w.n == 0 || w.size+n <= bsonutil.MaxObjectSize }
 
 // add copies doc into the batch, or reports that it does not fit.
 func (w *batchWriter) add(doc bsoncore.Document) bool {
 	if !w.fits(len(doc)) {
 		return false
 	}
-	w.out = appendArrayDocHeader(w.out, w.n)
+	w.out = bsonutil.AppendArrayDocHeader(w.out, w.n)
 	w.out = append(w.out, doc...)
 	w.n++
 	w.size += len(doc)
@@ -105,51 +107,51 @@ func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
 	// End of hook.
 	pipeline, ok := r.arg("pipeline").ArrayOK()
 	if !ok {
-		return nil, errorf(codeFailedToParse, "'pipeline' option must be specified as an array")
+		return nil, codes.Errorf(codes.FailedToParse, "'pipeline' option must be specified as an array")
 	}
 	stages, err := pipeline.Values()
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "pipeline: %v", err)
+		return nil, codes.Errorf(codes.FailedToParse, "pipeline: %v", err)
 	}
 	if len(stages) == 0 {
-		return nil, errorf(codeNotImplemented, "mongotest supports only $changeStream aggregations; the pipeline is empty")
+		return nil, codes.Errorf(codes.NotImplemented, "mongotest supports only $changeStream aggregations; the pipeline is empty")
 	}
 	first, ok := stages[0].DocumentOK()
 	if !ok {
-		return nil, errorf(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+		return nil, codes.Errorf(codes.TypeMismatch, "Each element of the 'pipeline' array must be an object")
 	}
 	name, _ := commandName(first)
 	if name != "$changeStream" {
-		return nil, errorf(codeNotImplemented, "mongotest supports only $changeStream aggregations, not a pipeline starting with %s", name)
+		return nil, codes.Errorf(codes.NotImplemented, "mongotest supports only $changeStream aggregations, not a pipeline starting with %s", name)
 	}
 	batchSize := int64(101)
 	if cv := r.arg("cursor"); cv.Type != 0 {
 		cd, ok := cv.DocumentOK()
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "cursor field must be an object")
+			return nil, codes.Errorf(codes.TypeMismatch, "cursor field must be an object")
 		}
 		if bv := cd.Lookup("batchSize"); bv.Type != 0 {
-			n, ok := asInt64(bv)
+			n, ok := bsonutil.AsInt64(bv)
 			if !ok || n < 0 {
-				return nil, errorf(codeBadValue, "cursor.batchSize must be a non-negative number")
+				return nil, codes.Errorf(codes.BadValue, "cursor.batchSize must be a non-negative number")
 			}
 			batchSize = n
 		}
 	} else if r.arg("explain").Type == 0 {
-		return nil, errorf(codeFailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
+		return nil, codes.Errorf(codes.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
 	}
 
 	spec := streamSpec{db: r.db, fullDocument: "default", fullBefore: "off"}
 	csOpts, _ := first.Lookup("$changeStream").DocumentOK()
 	if csOpts == nil {
-		return nil, errorf(codeFailedToParse, "the $changeStream stage specification must be an object")
+		return nil, codes.Errorf(codes.FailedToParse, "the $changeStream stage specification must be an object")
 	}
 	target := r.arg(r.name)
 	allForCluster := false
 	if v := csOpts.Lookup("allChangesForCluster"); v.Type != 0 {
 		allForCluster, ok = v.BooleanOK()
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "BSON field '$changeStream.allChangesForCluster' is the wrong type '%s', expected type 'bool'", v.Type)
+			return nil, codes.Errorf(codes.TypeMismatch, "BSON field '$changeStream.allChangesForCluster' is the wrong type '%s', expected type 'bool'", v.Type)
 		}
 	}
 	switch {
@@ -157,25 +159,25 @@ func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
 		spec.scope = scopeCollection
 		spec.coll = target.StringValue()
 		if allForCluster {
-			return nil, errorf(codeInvalidOptions, "A change stream with 'allChangesForCluster: true' must be run against the 'admin' database with {aggregate: 1}")
+			return nil, codes.Errorf(codes.InvalidOptions, "A change stream with 'allChangesForCluster: true' must be run against the 'admin' database with {aggregate: 1}")
 		}
 	case isNumberOne(target):
 		if allForCluster {
 			if r.db != "admin" {
-				return nil, errorf(codeInvalidOptions, "A change stream with 'allChangesForCluster: true' may only be opened on the 'admin' database")
+				return nil, codes.Errorf(codes.InvalidOptions, "A change stream with 'allChangesForCluster: true' may only be opened on the 'admin' database")
 			}
 			spec.scope = scopeCluster
 		} else {
 			if r.db == "admin" {
-				return nil, errorf(codeInvalidNamespace, "$changeStream may not be opened on the internal admin database")
+				return nil, codes.Errorf(codes.InvalidNamespace, "$changeStream may not be opened on the internal admin database")
 			}
 			spec.scope = scopeDatabase
 		}
 	default:
-		return nil, errorf(codeFailedToParse, "aggregate field must be a collection name or 1")
+		return nil, codes.Errorf(codes.FailedToParse, "aggregate field must be a collection name or 1")
 	}
 	if spec.scope != scopeCluster && isInternalDB(r.db) {
-		return nil, errorf(codeInvalidNamespace, "$changeStream may not be opened on the internal %s database", r.db)
+		return nil, codes.Errorf(codes.InvalidNamespace, "$changeStream may not be opened on the internal %s database", r.db)
 	}
 
 	var resume struct {
@@ -190,25 +192,25 @@ func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
 		case "fullDocument":
 			str, ok := v.StringValueOK()
 			if !ok || !oneOf(str, "default", "updateLookup", "whenAvailable", "required") {
-				return nil, errorf(codeBadValue, "'%s' is not a valid value for $changeStream.fullDocument: expected default, updateLookup, whenAvailable or required", v)
+				return nil, codes.Errorf(codes.BadValue, "'%s' is not a valid value for $changeStream.fullDocument: expected default, updateLookup, whenAvailable or required", v)
 			}
 			spec.fullDocument = str
 		case "fullDocumentBeforeChange":
 			str, ok := v.StringValueOK()
 			if !ok || !oneOf(str, "off", "whenAvailable", "required") {
-				return nil, errorf(codeBadValue, "'%s' is not a valid value for $changeStream.fullDocumentBeforeChange: expected off, whenAvailable or required", v)
+				return nil, codes.Errorf(codes.BadValue, "'%s' is not a valid value for $changeStream.fullDocumentBeforeChange: expected off, whenAvailable or required", v)
 			}
 			spec.fullBefore = str
 		case "showExpandedEvents":
 			b, ok := v.BooleanOK()
 			if !ok {
-				return nil, errorf(codeTypeMismatch, "BSON field '$changeStream.showExpandedEvents' is the wrong type '%s', expected type 'bool'", v.Type)
+				return nil, codes.Errorf(codes.TypeMismatch, "BSON field '$changeStream.showExpandedEvents' is the wrong type '%s', expected type 'bool'", v.Type)
 			}
 			spec.showExpanded = b
 		case "allChangesForCluster":
 		case "resumeAfter", "startAfter":
 			if resume.how != "" {
-				return nil, errorf(codeLocation40674, "Only one type of resume option is allowed, but multiple were found.")
+				return nil, codes.Errorf(codes.Location40674, "Only one type of resume option is allowed, but multiple were found.")
 			}
 			t, err := parseToken(v)
 			if err != nil {
@@ -217,31 +219,31 @@ func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
 			resume.tok, resume.how = t, k
 		case "startAtOperationTime":
 			if resume.how != "" {
-				return nil, errorf(codeLocation40674, "Only one type of resume option is allowed, but multiple were found.")
+				return nil, codes.Errorf(codes.Location40674, "Only one type of resume option is allowed, but multiple were found.")
 			}
 			t, i, ok := v.TimestampOK()
 			if !ok {
-				return nil, errorf(codeTypeMismatch, "BSON field '$changeStream.startAtOperationTime' is the wrong type '%s', expected type 'timestamp'", v.Type)
+				return nil, codes.Errorf(codes.TypeMismatch, "BSON field '$changeStream.startAtOperationTime' is the wrong type '%s', expected type 'timestamp'", v.Type)
 			}
 			resume.start, resume.how = bson.Timestamp{T: t, I: i}, k
 		case "showSystemEvents", "showRawUpdateDescription":
 			if b, ok := v.BooleanOK(); !ok || b {
-				return nil, errorf(codeNotImplemented, "mongotest does not support $changeStream.%s", k)
+				return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support $changeStream.%s", k)
 			}
 		default:
-			return nil, errorf(codeLocation40415, "BSON field '$changeStream.%s' is an unknown field.", k)
+			return nil, codes.Errorf(codes.Location40415, "BSON field '$changeStream.%s' is an unknown field.", k)
 		}
 	}
 
 	for i, sv := range stages[1:] {
 		sd, ok := sv.DocumentOK()
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+			return nil, codes.Errorf(codes.TypeMismatch, "Each element of the 'pipeline' array must be an object")
 		}
 		sname, _ := commandName(sd)
 		if sname == "$changeStreamSplitLargeEvent" {
 			if i != len(stages)-2 {
-				return nil, errorf(codeLocation7182802, "$changeStreamSplitLargeEvent can only appear at the end of the pipeline")
+				return nil, codes.Errorf(codes.Location7182802, "$changeStreamSplitLargeEvent can only appear at the end of the pipeline")
 			}
 			spec.split = true
 			continue
@@ -268,7 +270,7 @@ func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
 	default:
 		t := resume.tok
 		if t.kind == kindInvalidate && resume.how == "resumeAfter" {
-			return nil, errorf(codeInvalidResumeToken, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification.")
+			return nil, codes.Errorf(codes.InvalidResumeToken, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification.")
 		}
 		if tsLess(t.time, e.log.truncatedThrough) {
 			return nil, historyLost(t.time)
@@ -304,22 +306,17 @@ func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
 	return r.finishReply(out)
 }
 
-const (
-	codeLocation40415   = 40415
-	codeLocation40674   = 40674
-	codeLocation7182802 = 7182802
-)
 
 func historyLost(t bson.Timestamp) error {
-	return &CommandError{
-		Code:    codeChangeStreamHistoryLost,
+	return &codes.Error{
+		Code:    codes.ChangeStreamHistoryLost,
 		Message: fmt.Sprintf("Resume of change stream was not possible, as the resume point may no longer be in the oplog. (resume time {%d, %d})", t.T, t.I),
 		Labels:  []string{"NonResumableChangeStreamError"},
 	}
 }
 
 func isNumberOne(v bsoncore.Value) bool {
-	n, ok := asInt64(v)
+	n, ok := bsonutil.AsInt64(v)
 	return ok && n == 1
 }
 
@@ -365,7 +362,7 @@ func (e *engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt token, ended b
 			// The cursor fell behind the retained history: a real server
 			// fails the getMore with CappedPositionLost, unlabelled; a
 			// resume from the old token then gets ChangeStreamHistoryLost.
-			return token{}, false, errorf(codeCappedPositionLost, "Executor error during getMore :: caused by :: CollectionScan died due to position in capped collection being deleted. Last seen record id: RecordId(%d)", st.pos)
+			return token{}, false, codes.Errorf(codes.CappedPositionLost, "Executor error during getMore :: caused by :: CollectionScan died due to position in capped collection being deleted. Last seen record id: RecordId(%d)", st.pos)
 		}
 		en := e.log.at(st.pos)
 		if en == nil {
@@ -382,7 +379,7 @@ func (e *engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt token, ended b
 		if direct {
 			// Render straight into the batch; undone below if it does
 			// not belong there.
-			w.out = appendArrayDocHeader(w.out, w.n)
+			w.out = bsonutil.AppendArrayDocHeader(w.out, w.n)
 			start := len(w.out)
 			w.out, err = e.appendEventLocked(w.out, st, en, tok)
 			if err != nil {
@@ -403,9 +400,9 @@ func (e *engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt token, ended b
 		if len(doc) == 0 {
 			// Nothing to show for this entry.
 			w.out = w.out[:mark]
-		} else if len(doc) > maxBSONObjectSize {
+		} else if len(doc) > bsonutil.MaxObjectSize {
 			if !st.spec.split {
-				return token{}, false, errorf(codeBSONObjectTooLarge, "Executor error during getMore :: caused by :: BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(doc), len(doc), tok.doc())
+				return token{}, false, codes.Errorf(codes.BSONObjectTooLarge, "Executor error during getMore :: caused by :: BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(doc), len(doc), tok.doc())
 			}
 			frags, err := splitEvent(doc, en.time) // copies what it keeps
 			if err != nil {
@@ -605,7 +602,7 @@ func (e *engine) appendUpdateFullDocLocked(out []byte, sp *streamSpec, en *entry
 	switch sp.fullDocument {
 	case "updateLookup":
 		if c := e.collLocked(en.db, en.coll); c != nil && c.uuid == en.uuid {
-			if k, ok := docKey(en.docKey); ok {
+			if k, ok := bsonutil.DocKey(en.docKey); ok {
 				if d, ok := c.get(k); ok {
 					return bsoncore.AppendDocumentElement(out, "fullDocument", d), nil
 				}
@@ -633,7 +630,7 @@ func noImage(which string, en *entry) error {
 	if which == "post" {
 		events = "update events"
 	}
-	return errorf(codeNoMatchingDocument, "Change stream was configured to require a %s-image for all %s, but the %s-image was not found for event: {ts: Timestamp(%d, %d), ns: %s.%s}", which, events, which, en.time.T, en.time.I, en.db, en.coll)
+	return codes.Errorf(codes.NoMatchingDocument, "Change stream was configured to require a %s-image for all %s, but the %s-image was not found for event: {ts: Timestamp(%d, %d), ns: %s.%s}", which, events, which, en.time.T, en.time.I, en.db, en.coll)
 }
 
 // appendUpdateDesc appends the updateDescription, with disambiguatedPaths
@@ -676,10 +673,10 @@ func splitEvent(doc bsoncore.Document, t bson.Timestamp) ([]fragment, error) {
 		if el.Key() == "_id" {
 			continue
 		}
-		if overhead+len(el) > maxBSONObjectSize {
-			return nil, errorf(codeBSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid: field %q alone is larger than a split event fragment can hold", len(doc), len(doc), el.Key())
+		if overhead+len(el) > bsonutil.MaxObjectSize {
+			return nil, codes.Errorf(codes.BSONObjectTooLarge, "BSONObj size: %d (0x%X) is invalid: field %q alone is larger than a split event fragment can hold", len(doc), len(doc), el.Key())
 		}
-		if size+len(el) > maxBSONObjectSize && len(cur) > 0 {
+		if size+len(el) > bsonutil.MaxObjectSize && len(cur) > 0 {
 			groups = append(groups, cur)
 			cur, size = nil, overhead
 		}
@@ -732,8 +729,8 @@ func runStages(stages []stage, ev bsoncore.Document) (bsoncore.Document, error) 
 		}
 	}
 	if nid := out.Lookup("_id"); nid.Type != id.Type || !bytes.Equal(nid.Data, id.Data) {
-		return nil, &CommandError{
-			Code:    codeChangeStreamFatalError,
+		return nil, &codes.Error{
+			Code:    codes.ChangeStreamFatalError,
 			Message: "Encountered an event whose _id field, which contains the resume token, was modified by the pipeline. Modifying the _id field of an event makes it impossible to resume the stream from that point. Only transformations that retain the unmodified _id field are allowed.",
 			Labels:  []string{"NonResumableChangeStreamError"},
 		}

@@ -1,12 +1,8 @@
 package mongotest
 
 import (
-	"encoding/binary"
-	"math"
-	"strconv"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
@@ -119,51 +115,4 @@ func (c *collection) each(f func(k string, d bsoncore.Document) bool) {
 			return
 		}
 	}
-}
-
-// docKey returns the storage key of a document's _id.
-func docKey(d bsoncore.Document) (string, bool) {
-	v, err := d.LookupErr("_id")
-	if err != nil {
-		return "", false
-	}
-	return valueKey(v), true
-}
-
-// valueKey encodes a value so that values a query treats as equal share a
-// key: numbers of every type compare by value.
-func valueKey(v bsoncore.Value) string {
-	switch v.Type {
-	case bsoncore.TypeInt32, bsoncore.TypeInt64, bsoncore.TypeDouble:
-		f, _ := numberOf(v)
-		var b [9]byte
-		b[0] = 'n'
-		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-			b[0] = 'i'
-			binary.BigEndian.PutUint64(b[1:], uint64(int64(f)))
-		} else {
-			binary.BigEndian.PutUint64(b[1:], math.Float64bits(f))
-		}
-		return string(b[:])
-	}
-	return string(append([]byte{byte(v.Type)}, v.Data...))
-}
-
-// numberOf returns a numeric value as float64.
-func numberOf(v bsoncore.Value) (float64, bool) {
-	switch v.Type {
-	case bsoncore.TypeInt32:
-		return float64(v.Int32()), true
-	case bsoncore.TypeInt64:
-		return float64(v.Int64()), true
-	case bsoncore.TypeDouble:
-		return v.Double(), true
-	case bsoncore.TypeDecimal128:
-		h, l, _ := v.Decimal128OK()
-		x, err := strconv.ParseFloat(bson.NewDecimal128(h, l).String(), 64)
-		if err == nil {
-			return x, true
-		}
-	}
-	return 0, false
 }

@@ -1,6 +1,9 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,10 +17,10 @@ import (
 // request is one parsed command.
 type request struct {
 	c    *conn
-	msg  *message
+	msg  *wire.Message
 	name string // the command name as sent
 	db   string
-	cmd  bsoncore.Document
+	Cmd  bsoncore.Document
 
 	// buf is the pooled buffer of a reply built in place (see startReply),
 	// and built its fields once the handler called finishReply.
@@ -26,7 +29,7 @@ type request struct {
 }
 
 // arg returns the command field key, or a zero Value when absent.
-func (r *request) arg(key string) bsoncore.Value { return r.cmd.Lookup(key) }
+func (r *request) arg(key string) bsoncore.Value { return r.Cmd.Lookup(key) }
 
 // handlerFunc runs a command and returns the reply fields other than ok,
 // operationTime and $clusterTime, which dispatch adds. A handler whose
@@ -45,20 +48,20 @@ func register(h handlerFunc, names ...string) {
 }
 
 // dispatch runs one request, applying failpoints, and builds the reply.
-func (s *Server) dispatch(c *conn, msg *message) result {
-	name, ok := commandName(msg.cmd)
+func (s *Server) dispatch(c *conn, msg *wire.Message) result {
+	name, ok := commandName(msg.Cmd)
 	if !ok {
-		return s.errorResult(errorf(codeFailedToParse, "empty command document"))
+		return s.errorResult(codes.Errorf(codes.FailedToParse, "empty command document"))
 	}
-	r := &request{c: c, msg: msg, name: name, cmd: msg.cmd}
-	r.db, _ = msg.cmd.Lookup("$db").StringValueOK()
+	r := &request{c: c, msg: msg, name: name, Cmd: msg.Cmd}
+	r.db, _ = msg.Cmd.Lookup("$db").StringValueOK()
 	if r.db == "" {
-		return s.errorResult(errorf(codeFailedToParse, "command %s has no $db", name))
+		return s.errorResult(codes.Errorf(codes.FailedToParse, "command %s has no $db", name))
 	}
 	lname := strings.ToLower(name)
 	if lname == "hello" || lname == "ismaster" {
 		if c.appName == "" {
-			c.appName, _ = msg.cmd.Lookup("client", "application", "name").StringValueOK()
+			c.appName, _ = msg.Cmd.Lookup("client", "application", "name").StringValueOK()
 		}
 		return s.hello(r)
 	}
@@ -81,7 +84,7 @@ func (s *Server) dispatch(c *conn, msg *message) result {
 	}
 	h := commands[lname]
 	if h == nil {
-		return s.errorResult(errorf(codeCommandNotFound, "no such command: '%s'", name))
+		return s.errorResult(codes.Errorf(codes.CommandNotFound, "no such command: '%s'", name))
 	}
 	body, err := h(s, r)
 	if err == nil && r.built != nil {
@@ -93,14 +96,14 @@ func (s *Server) dispatch(c *conn, msg *message) result {
 	}
 	r.releaseReply()
 	if err != nil {
-		var ce *CommandError
+		var ce *codes.Error
 		if errors.As(err, &ce) {
 			return s.errorResult(ce)
 		}
 		if errors.Is(err, errConnClosed) {
 			return result{closeConn: true}
 		}
-		return s.errorResult(&CommandError{Code: codeInternalError, Message: err.Error()})
+		return s.errorResult(&codes.Error{Code: codes.InternalError, Message: err.Error()})
 	}
 	return result{doc: s.okReply(body)}
 }
@@ -128,7 +131,7 @@ var replyPool sync.Pool // of *[]byte
 
 // maxPooledReply bounds the buffers kept for reuse: a batch reply is at
 // most about 16 MiB, which appending may have doubled.
-const maxPooledReply = 2*maxBSONObjectSize + 64<<10
+const maxPooledReply = 2*bsonutil.MaxObjectSize + 64<<10
 
 // startReply returns a buffer with the reply document opened, for a
 // handler that builds its reply in place. The handler appends its fields
@@ -188,21 +191,21 @@ func (s *Server) okReply(body bsoncore.Document) bsoncore.Document {
 	return out
 }
 
-func (s *Server) errorResult(ce *CommandError) result {
+func (s *Server) errorResult(ce *codes.Error) result {
 	idx, out := bsoncore.AppendDocumentStart(nil)
 	out = bsoncore.AppendDoubleElement(out, "ok", 0)
 	out = bsoncore.AppendStringElement(out, "errmsg", ce.Message)
 	out = bsoncore.AppendInt32Element(out, "code", ce.Code)
-	out = bsoncore.AppendStringElement(out, "codeName", ce.codeName())
+	out = bsoncore.AppendStringElement(out, "codeName", ce.Name())
 	if len(ce.Labels) > 0 {
 		var aidx int32
 		aidx, out = bsoncore.AppendArrayElementStart(out, "errorLabels")
 		for i, l := range ce.Labels {
-			out = bsoncore.AppendStringElement(out, arrayKey(i), l)
+			out = bsoncore.AppendStringElement(out, bsonutil.ArrayKey(i), l)
 		}
 		out, _ = bsoncore.AppendArrayEnd(out, aidx)
 	}
-	if notPrimaryCodes[ce.Code] {
+	if codes.NotPrimary(ce.Code) {
 		pid, counter, _ := s.topologyVersion()
 		tidx, o := bsoncore.AppendDocumentElementStart(out, "topologyVersion")
 		o = bsoncore.AppendObjectIDElement(o, "processId", pid)

@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"context"
 	"errors"
 	"io"
@@ -88,9 +90,9 @@ func (c *conn) serve() {
 		defer close(readerDone)
 		defer c.close()
 		for {
-			frame, err := readFrame(c.nc, nil)
+			frame, err := wire.ReadFrame(c.nc, nil)
 			if err != nil {
-				var fe *errFrame
+				var fe *wire.FrameError
 				if errors.As(err, &fe) {
 					c.s.log.Info("mongotest: closing connection", "conn", c.id, "err", err)
 				} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -142,16 +144,16 @@ func (c *conn) serve() {
 		if c.s.frameHook != nil {
 			c.s.frameHook(frame)
 		}
-		msg, err := parseMessage(frame)
+		msg, err := wire.Parse(frame)
 		if err != nil {
-			var fe *errFrame
-			if msg == nil || !errors.As(err, &fe) || fe.replyError() == nil {
+			var fe *wire.FrameError
+			if msg == nil || !errors.As(err, &fe) || fe.ReplyError() == nil {
 				c.s.log.Info("mongotest: closing connection", "conn", c.id, "err", err)
 				return
 			}
 			// A whole but malformed request: answer it with the error.
 			c.s.log.Info("mongotest: malformed request", "conn", c.id, "err", err)
-			if !c.reply(msg, c.s.errorResult(fe.replyError())) {
+			if !c.reply(msg, c.s.errorResult(fe.ReplyError())) {
 				return
 			}
 			continue
@@ -164,7 +166,7 @@ func (c *conn) serve() {
 
 // handle runs one request and writes its replies. It returns false when
 // the connection must be closed.
-func (c *conn) handle(msg *message) bool {
+func (c *conn) handle(msg *wire.Message) bool {
 	return c.reply(msg, c.run(msg))
 }
 
@@ -172,15 +174,15 @@ func (c *conn) handle(msg *message) bool {
 // MongoDB 6.0+ server, so other legacy commands get the error a real one
 // gives. A panicking handler (a mongotest bug) becomes an InternalError
 // reply and a log line instead of crashing the test binary.
-func (c *conn) run(msg *message) (res result) {
-	if msg.legacy {
-		if name, _ := commandName(msg.cmd); !isHelloName(name) {
-			return c.s.errorResult(errorf(codeUnsupportedOpQueryCommand, "Unsupported OP_QUERY command: %s. The client driver may require an upgrade. For more details see https://dochub.mongodb.org/core/legacy-opcode-removal", name))
+func (c *conn) run(msg *wire.Message) (res result) {
+	if msg.Legacy {
+		if name, _ := commandName(msg.Cmd); !isHelloName(name) {
+			return c.s.errorResult(codes.Errorf(codes.UnsupportedOpQueryCommand, "Unsupported OP_QUERY command: %s. The client driver may require an upgrade. For more details see https://dochub.mongodb.org/core/legacy-opcode-removal", name))
 		}
 	}
 	if c.s.log.Enabled(c.ctx, slog.LevelDebug) {
-		name, _ := commandName(msg.cmd)
-		db, _ := msg.cmd.Lookup("$db").StringValueOK()
+		name, _ := commandName(msg.Cmd)
+		db, _ := msg.Cmd.Lookup("$db").StringValueOK()
 		start := time.Now()
 		defer func() {
 			ok, _ := res.doc.Lookup("ok").DoubleOK()
@@ -190,7 +192,7 @@ func (c *conn) run(msg *message) (res result) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.s.log.Error("mongotest: panic serving a command", "conn", c.id, "panic", p, "stack", string(debug.Stack()))
-			res = c.s.errorResult(errorf(codeInternalError, "mongotest: internal error: %v", p))
+			res = c.s.errorResult(codes.Errorf(codes.InternalError, "mongotest: internal error: %v", p))
 		}
 	}()
 	return c.s.dispatch(c, msg)
@@ -202,18 +204,18 @@ func isHelloName(name string) bool {
 
 // reply writes the replies of res to msg. It returns false when the
 // connection must be closed.
-func (c *conn) reply(msg *message, res result) bool {
+func (c *conn) reply(msg *wire.Message, res result) bool {
 	defer func() { c.release(&res) }()
 	if res.closeConn {
 		return false
 	}
-	if msg.opcode == wiremessage.OpMsg && msg.flags&wiremessage.MoreToCome != 0 {
+	if msg.OpCode == wiremessage.OpMsg && msg.Flags&wiremessage.MoreToCome != 0 {
 		return true // fire-and-forget request: no reply
 	}
 	if res.doc == nil {
 		return true
 	}
-	responseTo := msg.requestID
+	responseTo := msg.RequestID
 	for {
 		reqID := wiremessage.NextRequestID()
 		var flags wiremessage.MsgFlag
@@ -222,16 +224,16 @@ func (c *conn) reply(msg *message, res result) bool {
 		}
 		var err error
 		switch {
-		case msg.legacy:
-			c.out = appendOpReply(c.out[:0], reqID, responseTo, res.doc)
+		case msg.Legacy:
+			c.out = wire.AppendOpReply(c.out[:0], reqID, responseTo, res.doc)
 			_, err = c.nc.Write(c.out)
 		case len(res.doc) < 64<<10:
-			c.out = appendMsgReply(c.out[:0], reqID, responseTo, flags, res.doc)
+			c.out = wire.AppendMsgReply(c.out[:0], reqID, responseTo, flags, res.doc)
 			_, err = c.nc.Write(c.out)
 		default:
 			// A large reply (a batch of events): write the header and the
 			// document with one writev instead of copying the document.
-			c.out = appendMsgHeader(c.out[:0], reqID, responseTo, flags, len(res.doc))
+			c.out = wire.AppendMsgHeader(c.out[:0], reqID, responseTo, flags, len(res.doc))
 			bufs := net.Buffers{c.out, res.doc}
 			_, err = bufs.WriteTo(c.nc)
 		}

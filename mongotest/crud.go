@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -16,7 +18,7 @@ func init() {
 // writeError is one entry of a write command's writeErrors.
 type writeError struct {
 	index int
-	err   *CommandError
+	err   *codes.Error
 }
 
 func writeReply(n int, extra bson.D, werrs []writeError) (bsoncore.Document, error) {
@@ -28,7 +30,7 @@ func writeReply(n int, extra bson.D, werrs []writeError) (bsoncore.Document, err
 			arr[i] = bson.D{
 				{Key: "index", Value: int32(we.index)},
 				{Key: "code", Value: we.err.Code},
-				{Key: "codeName", Value: we.err.codeName()},
+				{Key: "codeName", Value: we.err.Name()},
 				{Key: "errmsg", Value: we.err.Message},
 			}
 		}
@@ -41,7 +43,7 @@ func writeReply(n int, extra bson.D, werrs []writeError) (bsoncore.Document, err
 func (r *request) collName() (string, error) {
 	name, ok := r.arg(r.name).StringValueOK()
 	if !ok || name == "" {
-		return "", errorf(codeInvalidNamespace, "collection name must be a non-empty string in command %s", r.name)
+		return "", codes.Errorf(codes.InvalidNamespace, "collection name must be a non-empty string in command %s", r.name)
 	}
 	return name, nil
 }
@@ -50,17 +52,17 @@ func (r *request) collName() (string, error) {
 func (r *request) docsArg(key string) ([]bsoncore.Document, error) {
 	arr, ok := r.arg(key).ArrayOK()
 	if !ok {
-		return nil, errorf(codeFailedToParse, "BSON field '%s.%s' is missing or not an array", r.name, key)
+		return nil, codes.Errorf(codes.FailedToParse, "BSON field '%s.%s' is missing or not an array", r.name, key)
 	}
 	vals, err := arr.Values()
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "%s: %v", key, err)
+		return nil, codes.Errorf(codes.FailedToParse, "%s: %v", key, err)
 	}
 	out := make([]bsoncore.Document, len(vals))
 	for i, v := range vals {
 		d, ok := v.DocumentOK()
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "BSON field '%s.%s.%d' must be an object", r.name, key, i)
+			return nil, codes.Errorf(codes.TypeMismatch, "BSON field '%s.%s.%d' must be an object", r.name, key, i)
 		}
 		out[i] = d
 	}
@@ -81,14 +83,13 @@ func (r *request) ordered() bool {
 func (e *engine) dataCollLocked(db, name string) (*collection, error) {
 	c := e.collLocked(db, name)
 	if c != nil && c.viewOn != "" {
-		return nil, errorf(codeCommandNotSupportedOnView, "Namespace %s.%s is a view, not a collection (mongotest does not evaluate views)", db, name)
+		return nil, codes.Errorf(codeCommandNotSupportedOnView, "Namespace %s.%s is a view, not a collection (mongotest does not evaluate views)", db, name)
 	}
 	return c, nil
 }
 
 const codeCommandNotSupportedOnView = 166
 
-func init() { codeNames[codeCommandNotSupportedOnView] = "CommandNotSupportedOnView" }
 
 // ensureCollLocked returns db.name, creating it (and logging the create
 // event) when it does not exist.
@@ -107,11 +108,11 @@ func (e *engine) ensureCollLocked(db, name string) (*collection, error) {
 
 func validCollName(db, name string) error {
 	if db == "" || name == "" {
-		return errorf(codeInvalidNamespace, "Invalid namespace specified '%s.%s'", db, name)
+		return codes.Errorf(codes.InvalidNamespace, "Invalid namespace specified '%s.%s'", db, name)
 	}
 	for _, ch := range name {
 		if ch == '$' || ch == 0 {
-			return errorf(codeInvalidNamespace, "Invalid collection name: %s", name)
+			return codes.Errorf(codes.InvalidNamespace, "Invalid collection name: %s", name)
 		}
 	}
 	return nil
@@ -172,17 +173,17 @@ func handleInsert(s *Server, r *request) (bsoncore.Document, error) {
 	n := 0
 	var werrs []writeError
 	for i, d := range docs {
-		if len(d) > maxBSONObjectSize {
-			werrs = append(werrs, writeError{i, errorf(codeBSONObjectTooLarge, "object to insert too large. size in bytes: %d, max size: %d", len(d), maxBSONObjectSize)})
+		if len(d) > bsonutil.MaxObjectSize {
+			werrs = append(werrs, writeError{i, codes.Errorf(codes.BSONObjectTooLarge, "object to insert too large. size in bytes: %d, max size: %d", len(d), bsonutil.MaxObjectSize)})
 			if ordered {
 				break
 			}
 			continue
 		}
 		d = withID(d)
-		k, _ := docKey(d)
+		k, _ := bsonutil.DocKey(d)
 		if _, dup := c.get(k); dup {
-			werrs = append(werrs, writeError{i, errorf(codeDuplicateKey, "E11000 duplicate key error collection: %s index: _id_ dup key: { _id: %s }", c.ns(), d.Lookup("_id"))})
+			werrs = append(werrs, writeError{i, codes.Errorf(codes.DuplicateKey, "E11000 duplicate key error collection: %s index: _id_ dup key: { _id: %s }", c.ns(), d.Lookup("_id"))})
 			if ordered {
 				break
 			}
@@ -224,12 +225,12 @@ func handleDelete(s *Server, r *request) (bsoncore.Document, error) {
 	for i, st := range stmts {
 		q, ok := st.Lookup("q").DocumentOK()
 		if !ok {
-			return nil, errorf(codeFailedToParse, "BSON field 'delete.deletes.q' is missing but a required field")
+			return nil, codes.Errorf(codes.FailedToParse, "BSON field 'delete.deletes.q' is missing but a required field")
 		}
-		limit, _ := asInt64(st.Lookup("limit"))
+		limit, _ := bsonutil.AsInt64(st.Lookup("limit"))
 		m, err := compileFilter(q)
 		if err != nil {
-			werrs = append(werrs, writeError{i, asCommandError(err)})
+			werrs = append(werrs, writeError{i, codes.As(err)})
 			if r.ordered() {
 				break
 			}
@@ -266,12 +267,6 @@ func (e *engine) deleteDocLocked(c *collection, k string, d bsoncore.Document) {
 	e.appendEntryLocked(en)
 }
 
-func asCommandError(err error) *CommandError {
-	if ce, ok := err.(*CommandError); ok {
-		return ce
-	}
-	return &CommandError{Code: codeInternalError, Message: err.Error()}
-}
 
 // findGetMore returns the next documents of a find cursor.
 func (e *engine) findGetMore(c *cursor, batchSize int) (bsoncore.Document, error) {

@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -62,25 +64,25 @@ func handleGetMore(s *Server, r *request) (bsoncore.Document, error) {
 	v := r.arg(r.name)
 	id, ok := v.Int64OK()
 	if !ok {
-		return nil, errorf(codeTypeMismatch, "Field 'getMore' must be of type long in: %s", v.Type)
+		return nil, codes.Errorf(codes.TypeMismatch, "Field 'getMore' must be of type long in: %s", v.Type)
 	}
 	coll, ok := r.arg("collection").StringValueOK()
 	if !ok {
-		return nil, errorf(codeFailedToParse, "getMore requires a 'collection' string")
+		return nil, codes.Errorf(codes.FailedToParse, "getMore requires a 'collection' string")
 	}
 	batchSize := int64(0)
 	if bv := r.arg("batchSize"); bv.Type != 0 {
-		n, ok := asInt64(bv)
+		n, ok := bsonutil.AsInt64(bv)
 		if !ok || n < 0 {
-			return nil, errorf(codeBadValue, "batchSize must be a non-negative number")
+			return nil, codes.Errorf(codes.BadValue, "batchSize must be a non-negative number")
 		}
 		batchSize = n
 	}
 	await := defaultAwait
 	if mv := r.arg("maxTimeMS"); mv.Type != 0 {
-		n, ok := asInt64(mv)
+		n, ok := bsonutil.AsInt64(mv)
 		if !ok || n < 0 {
-			return nil, errorf(codeBadValue, "maxTimeMS must be a non-negative number")
+			return nil, codes.Errorf(codes.BadValue, "maxTimeMS must be a non-negative number")
 		}
 		await = time.Duration(n) * time.Millisecond
 	}
@@ -91,15 +93,15 @@ func handleGetMore(s *Server, r *request) (bsoncore.Document, error) {
 	c := e.cursors[id]
 	if c == nil || c.killed {
 		e.mu.Unlock()
-		return nil, errorf(codeCursorNotFound, "cursor id %d not found", id)
+		return nil, codes.Errorf(codes.CursorNotFound, "cursor id %d not found", id)
 	}
 	if c.db != r.db || c.coll != coll {
 		e.mu.Unlock()
-		return nil, errorf(codeUnauthorized, "Requested getMore on namespace '%s.%s', but cursor belongs to a different namespace %s", r.db, coll, c.db+"."+c.coll)
+		return nil, codes.Errorf(codes.Unauthorized, "Requested getMore on namespace '%s.%s', but cursor belongs to a different namespace %s", r.db, coll, c.db+"."+c.coll)
 	}
 	if c.busy {
 		e.mu.Unlock()
-		return nil, errorf(codeOperationFailed, "cursor id %d is already in use", id)
+		return nil, codes.Errorf(codes.OperationFailed, "cursor id %d is already in use", id)
 	}
 	c.busy = true
 	e.mu.Unlock()
@@ -156,7 +158,7 @@ func (e *engine) streamGetMore(r *request, c *cursor, batchSize int, await time.
 		e.mu.Lock()
 		if c.killed {
 			e.mu.Unlock()
-			return nil, errorf(codeCursorNotFound, "cursor id %d not found", c.id)
+			return nil, codes.Errorf(codes.CursorNotFound, "cursor id %d not found", c.id)
 		}
 		out, n, err := e.appendStreamReplyLocked(r.startReply(), c, "nextBatch", limit)
 		if err != nil {
@@ -182,7 +184,7 @@ func (e *engine) streamGetMore(r *request, c *cursor, batchSize int, await time.
 			await = 0
 			continue
 		case <-done:
-			return nil, errorf(codeInterruptedAtShutdown, "interrupted at shutdown")
+			return nil, codes.Errorf(codes.InterruptedAtShutdown, "interrupted at shutdown")
 		case <-r.c.ctx.Done():
 			return nil, errConnClosed
 		}
@@ -207,7 +209,7 @@ func (e *engine) cursorReplyLocked(c *cursor, batchKey string, b batch) bsoncore
 	out = bsoncore.AppendStringElement(out, "ns", c.ns)
 	aidx, out := bsoncore.AppendArrayElementStart(out, batchKey)
 	for i, ev := range b.events {
-		out = bsoncore.AppendDocumentElement(out, arrayKey(i), ev)
+		out = bsoncore.AppendDocumentElement(out, bsonutil.ArrayKey(i), ev)
 	}
 	out, _ = bsoncore.AppendArrayEnd(out, aidx)
 	if c.stream != nil {
@@ -226,11 +228,11 @@ func (e *engine) closeCursorLocked(c *cursor) {
 func handleKillCursors(s *Server, r *request) (bsoncore.Document, error) {
 	ids, ok := r.arg("cursors").ArrayOK()
 	if !ok {
-		return nil, errorf(codeFailedToParse, "killCursors requires a 'cursors' array")
+		return nil, codes.Errorf(codes.FailedToParse, "killCursors requires a 'cursors' array")
 	}
 	vals, err := ids.Values()
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "killCursors: %v", err)
+		return nil, codes.Errorf(codes.FailedToParse, "killCursors: %v", err)
 	}
 	var killed, notFound bson.A
 	e := s.db
@@ -239,7 +241,7 @@ func handleKillCursors(s *Server, r *request) (bsoncore.Document, error) {
 		id, ok := v.Int64OK()
 		if !ok {
 			e.mu.Unlock()
-			return nil, errorf(codeTypeMismatch, "killCursors: cursor ids must be longs")
+			return nil, codes.Errorf(codes.TypeMismatch, "killCursors: cursor ids must be longs")
 		}
 		if c := e.cursors[id]; c != nil {
 			e.closeCursorLocked(c)

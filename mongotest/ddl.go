@@ -1,6 +1,7 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"bytes"
 	"sort"
 	"strings"
@@ -26,22 +27,22 @@ func handleCreate(s *Server, r *request) (bsoncore.Document, error) {
 	if v := r.arg("changeStreamPreAndPostImages"); v.Type != 0 {
 		d, ok := v.DocumentOK()
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "BSON field 'create.changeStreamPreAndPostImages' must be an object")
+			return nil, codes.Errorf(codes.TypeMismatch, "BSON field 'create.changeStreamPreAndPostImages' must be an object")
 		}
 		images, _ = d.Lookup("enabled").BooleanOK()
 	}
 	viewOn, isView := r.arg("viewOn").StringValueOK()
 	if r.arg("viewOn").Type != 0 && (!isView || viewOn == "") {
-		return nil, errorf(codeTypeMismatch, "BSON field 'create.viewOn' must be a non-empty string")
+		return nil, codes.Errorf(codes.TypeMismatch, "BSON field 'create.viewOn' must be a non-empty string")
 	}
 	pipeline := bsoncore.Document(bsoncore.NewArrayBuilder().Build())
 	if v := r.arg("pipeline"); v.Type != 0 {
 		arr, ok := v.ArrayOK()
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "BSON field 'create.pipeline' must be an array")
+			return nil, codes.Errorf(codes.TypeMismatch, "BSON field 'create.pipeline' must be an array")
 		}
 		if !isView {
-			return nil, errorf(codeBadValue, "'pipeline' requires 'viewOn' to also be specified")
+			return nil, codes.Errorf(codes.BadValue, "'pipeline' requires 'viewOn' to also be specified")
 		}
 		pipeline = bsoncore.Document(arr)
 	}
@@ -50,14 +51,14 @@ func handleCreate(s *Server, r *request) (bsoncore.Document, error) {
 			if b, ok := v.BooleanOK(); ok && !b {
 				continue
 			}
-			return nil, errorf(codeNotImplemented, "mongotest does not support create with %s", k)
+			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support create with %s", k)
 		}
 	}
 	e := s.db
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.collLocked(r.db, name) != nil {
-		return nil, errorf(codeNamespaceExists, "Collection %s.%s already exists.", r.db, name)
+		return nil, codes.Errorf(codes.NamespaceExists, "Collection %s.%s already exists.", r.db, name)
 	}
 	if err := validCollName(r.db, name); err != nil {
 		return nil, err
@@ -125,7 +126,7 @@ func handleListCollections(s *Server, r *request) (bsoncore.Document, error) {
 	if v := r.arg("filter"); v.Type != 0 {
 		fd, ok := v.DocumentOK()
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "listCollections filter must be an object")
+			return nil, codes.Errorf(codes.TypeMismatch, "listCollections filter must be an object")
 		}
 		var err error
 		if m, err = compileFilter(fd); err != nil {
@@ -222,43 +223,43 @@ func splitNS(ns string) (db, coll string, ok bool) {
 
 func handleRenameCollection(s *Server, r *request) (bsoncore.Document, error) {
 	if r.db != "admin" {
-		return nil, errorf(codeUnauthorized, "renameCollection may only be run against the admin database.")
+		return nil, codes.Errorf(codes.Unauthorized, "renameCollection may only be run against the admin database.")
 	}
 	from, ok := r.arg(r.name).StringValueOK()
 	if !ok {
-		return nil, errorf(codeTypeMismatch, "BSON field 'renameCollection' is the wrong type, expected a string")
+		return nil, codes.Errorf(codes.TypeMismatch, "BSON field 'renameCollection' is the wrong type, expected a string")
 	}
 	to, ok := r.arg("to").StringValueOK()
 	if !ok {
-		return nil, errorf(codeTypeMismatch, "BSON field 'to' is missing or not a string")
+		return nil, codes.Errorf(codes.TypeMismatch, "BSON field 'to' is missing or not a string")
 	}
 	fromDB, fromColl, ok1 := splitNS(from)
 	toDB, toColl, ok2 := splitNS(to)
 	if !ok1 {
-		return nil, errorf(codeInvalidNamespace, "Invalid source namespace: %s", from)
+		return nil, codes.Errorf(codes.InvalidNamespace, "Invalid source namespace: %s", from)
 	}
 	if !ok2 {
-		return nil, errorf(codeInvalidNamespace, "Invalid target namespace: %s", to)
+		return nil, codes.Errorf(codes.InvalidNamespace, "Invalid target namespace: %s", to)
 	}
 	if err := validCollName(toDB, toColl); err != nil {
 		return nil, err
 	}
 	dropTarget, _ := r.arg("dropTarget").BooleanOK()
 	if from == to {
-		return nil, errorf(codeIllegalOperation, "Can't rename a collection to itself")
+		return nil, codes.Errorf(codes.IllegalOperation, "Can't rename a collection to itself")
 	}
 	e := s.db
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.collLocked(fromDB, fromColl)
 	if c == nil {
-		return nil, errorf(codeNamespaceNotFound, "Source collection %s does not exist", from)
+		return nil, codes.Errorf(codes.NamespaceNotFound, "Source collection %s does not exist", from)
 	}
 	opDesc := bsoncore.NewDocumentBuilder().AppendDocument("to",
 		bsoncore.NewDocumentBuilder().AppendString("db", toDB).AppendString("coll", toColl).Build())
 	if t := e.collLocked(toDB, toColl); t != nil {
 		if !dropTarget {
-			return nil, errorf(codeNamespaceExists, "target namespace exists")
+			return nil, codes.Errorf(codes.NamespaceExists, "target namespace exists")
 		}
 		// Like a real server, the target goes away inside the rename: one
 		// change-log entry carrying the dropped collection's UUID.
@@ -295,30 +296,30 @@ func handleCollMod(s *Server, r *request) (bsoncore.Document, error) {
 	}
 	var images *bool
 	var index bsoncore.Document
-	elems, _ := r.cmd.Elements()
+	elems, _ := r.Cmd.Elements()
 	for _, el := range elems {
 		switch k := el.Key(); k {
 		case r.name, "$db", "lsid", "txnNumber", "$clusterTime", "$readPreference", "writeConcern", "comment", "maxTimeMS", "apiVersion", "apiStrict", "apiDeprecationErrors", "backpressure":
 		case "changeStreamPreAndPostImages":
 			d, ok := el.Value().DocumentOK()
 			if !ok {
-				return nil, errorf(codeTypeMismatch, "BSON field 'collMod.changeStreamPreAndPostImages' must be an object")
+				return nil, codes.Errorf(codes.TypeMismatch, "BSON field 'collMod.changeStreamPreAndPostImages' must be an object")
 			}
 			b, ok := d.Lookup("enabled").BooleanOK()
 			if !ok {
-				return nil, errorf(codeFailedToParse, "BSON field 'collMod.changeStreamPreAndPostImages.enabled' is missing but a required field")
+				return nil, codes.Errorf(codes.FailedToParse, "BSON field 'collMod.changeStreamPreAndPostImages.enabled' is missing but a required field")
 			}
 			images = &b
 		case "index":
 			d, ok := el.Value().DocumentOK()
 			if !ok {
-				return nil, errorf(codeTypeMismatch, "BSON field 'collMod.index' must be an object")
+				return nil, codes.Errorf(codes.TypeMismatch, "BSON field 'collMod.index' must be an object")
 			}
 			index = d
 		case "validator", "validationLevel", "validationAction", "viewOn", "pipeline", "expireAfterSeconds", "timeseries", "cappedSize", "cappedMax", "recordIdsReplicated", "dryRun":
-			return nil, errorf(codeNotImplemented, "mongotest does not support collMod with %s", k)
+			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support collMod with %s", k)
 		default:
-			return nil, errorf(codeInvalidOptions, "unknown option to collMod: %s", k)
+			return nil, codes.Errorf(codes.InvalidOptions, "unknown option to collMod: %s", k)
 		}
 	}
 	e := s.db
@@ -326,7 +327,7 @@ func handleCollMod(s *Server, r *request) (bsoncore.Document, error) {
 	defer e.mu.Unlock()
 	c := e.collLocked(r.db, name)
 	if c == nil {
-		return nil, errorf(codeNamespaceNotFound, "ns does not exist: %s.%s", r.db, name)
+		return nil, codes.Errorf(codes.NamespaceNotFound, "ns does not exist: %s.%s", r.db, name)
 	}
 	before := collectionOptions(c, true)
 	desc := bsoncore.NewDocumentBuilder()
@@ -368,7 +369,7 @@ func handleCollMod(s *Server, r *request) (bsoncore.Document, error) {
 				}
 				newDesc.set(k, el.Value())
 			default:
-				return nil, errorf(codeInvalidOptions, "unknown index option to collMod: %s", k)
+				return nil, codes.Errorf(codes.InvalidOptions, "unknown index option to collMod: %s", k)
 			}
 		}
 		c.indexes[ix].spec = spec.bytes()
@@ -386,7 +387,7 @@ func findIndexForMod(c *collection, index bsoncore.Document) (int, error) {
 	name, byName := index.Lookup("name").StringValueOK()
 	key, byKey := index.Lookup("keyPattern").DocumentOK()
 	if !byName && !byKey {
-		return 0, errorf(codeInvalidOptions, "must specify either index name or key pattern for collMod")
+		return 0, codes.Errorf(codes.InvalidOptions, "must specify either index name or key pattern for collMod")
 	}
 	for i, ix := range c.indexes {
 		if byName && ix.name == name {
@@ -397,7 +398,7 @@ func findIndexForMod(c *collection, index bsoncore.Document) (int, error) {
 		}
 	}
 	if byName {
-		return 0, errorf(codeIndexNotFound, "cannot find index %s for ns %s", name, c.ns())
+		return 0, codes.Errorf(codes.IndexNotFound, "cannot find index %s for ns %s", name, c.ns())
 	}
-	return 0, errorf(codeIndexNotFound, "cannot find index %s for ns %s", key, c.ns())
+	return 0, codes.Errorf(codes.IndexNotFound, "cannot find index %s for ns %s", key, c.ns())
 }

@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"sort"
 	"strings"
 
@@ -22,10 +24,10 @@ func handleDistinct(s *Server, r *request) (bsoncore.Document, error) {
 	kv := r.arg("key")
 	key, ok := kv.StringValueOK()
 	if !ok {
-		return nil, errorf(codeTypeMismatch, "BSON field 'distinct.key' is the wrong type '%s', expected type 'string'", typeName(kv.Type))
+		return nil, codes.Errorf(codes.TypeMismatch, "BSON field 'distinct.key' is the wrong type '%s', expected type 'string'", bsonutil.TypeName(kv.Type))
 	}
 	if key == "" {
-		return nil, errorf(codeLocation40352, "FieldPath cannot be constructed with empty string")
+		return nil, codes.Errorf(codes.Location40352, "FieldPath cannot be constructed with empty string")
 	}
 	m, err := r.filterArg("query")
 	if err != nil {
@@ -54,15 +56,15 @@ func handleDistinct(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(vals, func(i, j int) bool { return compareValues(vals[i], vals[j]) < 0 })
+	sort.SliceStable(vals, func(i, j int) bool { return bsonutil.CompareValues(vals[i], vals[j]) < 0 })
 	idx, out := bsoncore.AppendDocumentStart(nil)
 	aidx, out := bsoncore.AppendArrayElementStart(out, "values")
 	n := 0
 	for i, v := range vals {
-		if i > 0 && compareValues(vals[i-1], v) == 0 {
+		if i > 0 && bsonutil.CompareValues(vals[i-1], v) == 0 {
 			continue
 		}
-		out = bsoncore.AppendValueElement(out, arrayKey(n), v)
+		out = bsoncore.AppendValueElement(out, bsonutil.ArrayKey(n), v)
 		n++
 	}
 	out, _ = bsoncore.AppendArrayEnd(out, aidx)

@@ -1,6 +1,7 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"slices"
 	"sync"
 	"time"
@@ -142,7 +143,7 @@ func (f *failPoints) clear() {
 
 // action is what a matching failpoint does to a command.
 type action struct {
-	err       *CommandError
+	err       *codes.Error
 	closeConn bool
 	blockFor  time.Duration
 }
@@ -176,7 +177,7 @@ func (f *failPoints) fireBefore(appName, cmd string, afterExec bool) *action {
 		f.before = nil
 	}
 	var labels []string
-	if a.fp.ErrorLabels == nil && writeCommands[cmd] && retryableWriteCodes[a.fp.ErrorCode] {
+	if a.fp.ErrorLabels == nil && writeCommands[cmd] && codes.RetryableWrite(a.fp.ErrorCode) {
 		labels = []string{"RetryableWriteError"}
 	}
 	return a.action(labels)
@@ -197,7 +198,7 @@ func (f *failPoints) matchAfterCheckout(appName, cmd string, stream bool) *actio
 		f.after = nil
 	}
 	var labels []string
-	if a.fp.ErrorLabels == nil && stream && resumableCodes[a.fp.ErrorCode] {
+	if a.fp.ErrorLabels == nil && stream && codes.Resumable(a.fp.ErrorCode) {
 		labels = []string{"ResumableChangeStreamError"}
 	}
 	return a.action(labels)
@@ -235,7 +236,7 @@ func (a *armed) action(defaultLabels []string) *action {
 		if labels == nil {
 			labels = defaultLabels
 		}
-		act.err = &CommandError{
+		act.err = &codes.Error{
 			Code:    a.fp.ErrorCode,
 			Message: "Failing command via 'failCommand' failpoint",
 			Labels:  slices.Clone(labels),
@@ -253,9 +254,3 @@ var writeCommands = map[string]bool{
 	"commitTransaction": true, "abortTransaction": true,
 }
 
-// retryableWriteCodes are the codes a real server labels
-// RetryableWriteError when they fail a retryable write.
-var retryableWriteCodes = map[int32]bool{
-	6: true, 7: true, 89: true, 91: true, 134: true, 189: true, 262: true,
-	9001: true, 10107: true, 11600: true, 11602: true, 13435: true, 13436: true,
-}

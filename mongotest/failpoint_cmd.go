@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -9,16 +11,6 @@ import (
 
 func init() {
 	register(handleConfigureFailPoint, "configureFailPoint")
-	// Codes a failpoint may name that mongotest itself never raises.
-	for code, name := range map[int32]string{
-		134: "ReadConcernMajorityNotAvailableYet",
-		216: "ElectionInProgress",
-		251: "NoSuchTransaction",
-	} {
-		if _, ok := codeNames[code]; !ok {
-			codeNames[code] = name
-		}
-	}
 }
 
 // handleConfigureFailPoint is a real server's test command
@@ -32,11 +24,11 @@ func init() {
 // fired.
 func handleConfigureFailPoint(s *Server, r *request) (bsoncore.Document, error) {
 	if r.db != "admin" {
-		return nil, errorf(codeUnauthorized, "configureFailPoint may only be run against the admin database.")
+		return nil, codes.Errorf(codes.Unauthorized, "configureFailPoint may only be run against the admin database.")
 	}
 	name, ok := r.arg(r.name).StringValueOK()
 	if !ok {
-		return nil, errorf(codeTypeMismatch, "configureFailPoint: the failpoint name must be a string")
+		return nil, codes.Errorf(codes.TypeMismatch, "configureFailPoint: the failpoint name must be a string")
 	}
 	var fp FailPoint
 	switch name {
@@ -44,7 +36,7 @@ func handleConfigureFailPoint(s *Server, r *request) (bsoncore.Document, error) 
 	case "failGetMoreAfterCursorCheckout":
 		fp.AfterCursorCheckout = true
 	default:
-		return nil, errorf(codeBadValue, "mongotest supports the failpoints failCommand and failGetMoreAfterCursorCheckout, not %q", name)
+		return nil, codes.Errorf(codes.BadValue, "mongotest supports the failpoints failCommand and failGetMoreAfterCursorCheckout, not %q", name)
 	}
 	on, err := parseFailPointMode(r.arg("mode"), &fp)
 	if err != nil {
@@ -57,14 +49,14 @@ func handleConfigureFailPoint(s *Server, r *request) (bsoncore.Document, error) 
 	if v := r.arg("data"); v.Type != 0 {
 		data, ok := v.DocumentOK()
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "configureFailPoint: data must be an object")
+			return nil, codes.Errorf(codes.TypeMismatch, "configureFailPoint: data must be an object")
 		}
 		if err := parseFailPointData(data, &fp); err != nil {
 			return nil, err
 		}
 	}
 	if !fp.AfterCursorCheckout && fp.Commands == nil {
-		return nil, errorf(codeInvalidOptions, "failCommand failpoint requires data.failCommands: the names of the commands to fail")
+		return nil, codes.Errorf(codes.InvalidOptions, "failCommand failpoint requires data.failCommands: the names of the commands to fail")
 	}
 	n := s.fp.off(fp.AfterCursorCheckout)
 	s.fp.set(fp)
@@ -80,19 +72,19 @@ func parseFailPointMode(v bsoncore.Value, fp *FailPoint) (bool, error) {
 		case "off":
 			return false, nil
 		}
-		return false, errorf(codeBadValue, "unknown failpoint mode %q: expected alwaysOn, off, {times: n} or {skip: n}", str)
+		return false, codes.Errorf(codes.BadValue, "unknown failpoint mode %q: expected alwaysOn, off, {times: n} or {skip: n}", str)
 	}
 	d, ok := v.DocumentOK()
 	if !ok {
-		return false, errorf(codeTypeMismatch, "failpoint mode must be a string or an object, not %s", v.Type)
+		return false, codes.Errorf(codes.TypeMismatch, "failpoint mode must be a string or an object, not %s", v.Type)
 	}
 	elems, _ := d.Elements()
 	if len(elems) != 1 {
-		return false, errorf(codeBadValue, "failpoint mode must have exactly one of times or skip")
+		return false, codes.Errorf(codes.BadValue, "failpoint mode must have exactly one of times or skip")
 	}
-	n, ok := asInt64(elems[0].Value())
+	n, ok := bsonutil.AsInt64(elems[0].Value())
 	if !ok || n < 0 || n > 1<<31 {
-		return false, errorf(codeBadValue, "failpoint mode %s must be a non-negative integer", elems[0].Key())
+		return false, codes.Errorf(codes.BadValue, "failpoint mode %s must be a non-negative integer", elems[0].Key())
 	}
 	switch elems[0].Key() {
 	case "times":
@@ -102,14 +94,14 @@ func parseFailPointMode(v bsoncore.Value, fp *FailPoint) (bool, error) {
 		fp.Skip = int(n)
 		return true, nil
 	}
-	return false, errorf(codeBadValue, "mongotest does not support failpoint mode %s: expected times or skip", elems[0].Key())
+	return false, codes.Errorf(codes.BadValue, "mongotest does not support failpoint mode %s: expected times or skip", elems[0].Key())
 }
 
 // parseFailPointData reads the data document of failCommand.
 func parseFailPointData(data bsoncore.Document, fp *FailPoint) error {
 	elems, err := data.Elements()
 	if err != nil {
-		return errorf(codeFailedToParse, "configureFailPoint data: %v", err)
+		return codes.Errorf(codes.FailedToParse, "configureFailPoint data: %v", err)
 	}
 	block := false
 	var blockMS int64
@@ -129,44 +121,44 @@ func parseFailPointData(data bsoncore.Document, fp *FailPoint) error {
 			}
 			fp.ErrorLabels = labels
 		case "errorCode":
-			n, ok := asInt64(v)
+			n, ok := bsonutil.AsInt64(v)
 			if !ok || n < -(1<<31) || n >= 1<<31 {
-				return errorf(codeTypeMismatch, "failpoint data.errorCode must be a 32-bit integer")
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.errorCode must be a 32-bit integer")
 			}
 			fp.ErrorCode = int32(n)
 		case "closeConnection":
 			b, ok := v.BooleanOK()
 			if !ok {
-				return errorf(codeTypeMismatch, "failpoint data.closeConnection must be a boolean")
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.closeConnection must be a boolean")
 			}
 			fp.CloseConnection = b
 		case "blockConnection":
 			b, ok := v.BooleanOK()
 			if !ok {
-				return errorf(codeTypeMismatch, "failpoint data.blockConnection must be a boolean")
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.blockConnection must be a boolean")
 			}
 			block = b
 		case "blockTimeMS":
-			n, ok := asInt64(v)
+			n, ok := bsonutil.AsInt64(v)
 			if !ok || n < 0 {
-				return errorf(codeTypeMismatch, "failpoint data.blockTimeMS must be a non-negative integer")
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.blockTimeMS must be a non-negative integer")
 			}
 			blockMS = n
 		case "appName":
 			str, ok := v.StringValueOK()
 			if !ok {
-				return errorf(codeTypeMismatch, "failpoint data.appName must be a string")
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.appName must be a string")
 			}
 			fp.AppName = str
 		case "threadName", "namespace":
-			return errorf(codeNotImplemented, "mongotest does not support failpoint data.%s", k)
+			return codes.Errorf(codes.NotImplemented, "mongotest does not support failpoint data.%s", k)
 		default:
-			return errorf(codeBadValue, "mongotest does not support failpoint data.%s", k)
+			return codes.Errorf(codes.BadValue, "mongotest does not support failpoint data.%s", k)
 		}
 	}
 	if block {
 		if blockMS == 0 {
-			return errorf(codeInvalidOptions, "failpoint data.blockConnection requires blockTimeMS")
+			return codes.Errorf(codes.InvalidOptions, "failpoint data.blockConnection requires blockTimeMS")
 		}
 		fp.BlockFor = time.Duration(blockMS) * time.Millisecond
 	}
@@ -176,17 +168,17 @@ func parseFailPointData(data bsoncore.Document, fp *FailPoint) error {
 func stringArray(v bsoncore.Value, field string) ([]string, error) {
 	arr, ok := v.ArrayOK()
 	if !ok {
-		return nil, errorf(codeTypeMismatch, "failpoint data.%s must be an array of strings", field)
+		return nil, codes.Errorf(codes.TypeMismatch, "failpoint data.%s must be an array of strings", field)
 	}
 	vals, err := arr.Values()
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "failpoint data.%s: %v", field, err)
+		return nil, codes.Errorf(codes.FailedToParse, "failpoint data.%s: %v", field, err)
 	}
 	out := make([]string, 0, len(vals))
 	for _, x := range vals {
 		str, ok := x.StringValueOK()
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "failpoint data.%s must be an array of strings", field)
+			return nil, codes.Errorf(codes.TypeMismatch, "failpoint data.%s must be an array of strings", field)
 		}
 		out = append(out, str)
 	}

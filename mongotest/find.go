@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"sort"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -27,7 +29,7 @@ func (r *request) optDoc(key string) (bsoncore.Document, error) {
 	}
 	d, ok := v.DocumentOK()
 	if !ok {
-		return nil, errorf(codeTypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'object'", r.name, key, typeName(v.Type))
+		return nil, codes.Errorf(codes.TypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'object'", r.name, key, bsonutil.TypeName(v.Type))
 	}
 	return d, nil
 }
@@ -60,7 +62,7 @@ func checkCollation(d bsoncore.Document) error {
 	if loc, _ := d.Lookup("locale").StringValueOK(); loc == "simple" {
 		return nil
 	}
-	return errorf(codeNotImplemented, "mongotest does not support collations other than {locale: \"simple\"}")
+	return codes.Errorf(codes.NotImplemented, "mongotest does not support collations other than {locale: \"simple\"}")
 }
 
 // selectDocsLocked returns the documents of c that match m, sorted by keys
@@ -154,7 +156,7 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	elems, _ := r.cmd.Elements()
+	elems, _ := r.Cmd.Elements()
 	for _, el := range elems {
 		if !findIgnored[el.Key()] {
 			switch el.Key() {
@@ -162,9 +164,9 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 				if b, ok := el.Value().BooleanOK(); ok && !b {
 					continue
 				}
-				return nil, errorf(codeNotImplemented, "mongotest does not support find with %s", el.Key())
+				return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support find with %s", el.Key())
 			}
-			return nil, errorf(codeLocation40415, "BSON field 'find.%s' is an unknown field.", el.Key())
+			return nil, codes.Errorf(codes.Location40415, "BSON field 'find.%s' is an unknown field.", el.Key())
 		}
 	}
 	q, err := r.parseQuery("filter", "projection")
@@ -181,16 +183,16 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 		if v.Type == 0 {
 			continue
 		}
-		n, ok := asInt64(v)
+		n, ok := bsonutil.AsInt64(v)
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "BSON field 'find.%s' is the wrong type '%s', expected a number", o.key, typeName(v.Type))
+			return nil, codes.Errorf(codes.TypeMismatch, "BSON field 'find.%s' is the wrong type '%s', expected a number", o.key, bsonutil.TypeName(v.Type))
 		}
 		if n < 0 {
 			if o.key == "limit" {
 				// A negative limit is the legacy single-batch form.
 				n, single = -n, true
 			} else {
-				return nil, errorf(codeBadValue, "%s value must be non-negative, but received: %d", o.key, n)
+				return nil, codes.Errorf(codes.BadValue, "%s value must be non-negative, but received: %d", o.key, n)
 			}
 		}
 		*o.dst = n
@@ -237,13 +239,13 @@ func handleCount(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	limit, _ := asInt64(r.arg("limit"))
+	limit, _ := bsonutil.AsInt64(r.arg("limit"))
 	if limit < 0 {
 		limit = -limit
 	}
-	skip, _ := asInt64(r.arg("skip"))
+	skip, _ := bsonutil.AsInt64(r.arg("skip"))
 	if skip < 0 {
-		return nil, errorf(codeBadValue, "skip value is negative in count query")
+		return nil, codes.Errorf(codes.BadValue, "skip value is negative in count query")
 	}
 	e := s.db
 	e.mu.Lock()

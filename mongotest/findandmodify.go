@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -25,13 +27,13 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	elems, _ := r.cmd.Elements()
+	elems, _ := r.Cmd.Elements()
 	for _, el := range elems {
 		if !findAndModifyFields[el.Key()] {
 			if el.Key() == "let" {
-				return nil, errorf(codeNotImplemented, "mongotest does not support findAndModify with let")
+				return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support findAndModify with let")
 			}
-			return nil, errorf(codeLocation40415, "BSON field 'findAndModify.%s' is an unknown field.", el.Key())
+			return nil, codes.Errorf(codes.Location40415, "BSON field 'findAndModify.%s' is an unknown field.", el.Key())
 		}
 	}
 	query, err := r.parseQuery("query", "fields")
@@ -45,13 +47,13 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 	u := r.arg("update")
 	switch {
 	case remove && u.Type != 0:
-		return nil, errorf(codeFailedToParse, "Cannot specify both an update and remove=true")
+		return nil, codes.Errorf(codes.FailedToParse, "Cannot specify both an update and remove=true")
 	case !remove && u.Type == 0:
-		return nil, errorf(codeFailedToParse, "Either an update or remove=true must be specified")
+		return nil, codes.Errorf(codes.FailedToParse, "Either an update or remove=true must be specified")
 	case remove && returnNew:
-		return nil, errorf(codeFailedToParse, "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document")
+		return nil, codes.Errorf(codes.FailedToParse, "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document")
 	case remove && upsert:
-		return nil, errorf(codeFailedToParse, "Cannot specify both upsert=true and remove=true")
+		return nil, codes.Errorf(codes.FailedToParse, "Cannot specify both upsert=true and remove=true")
 	}
 	var spec *updateSpec
 	if !remove {
@@ -112,7 +114,7 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 		return reply(leo, nil)
 	}
 	old := docs[0]
-	k, _ := docKey(old)
+	k, _ := bsonutil.DocKey(old)
 	if remove {
 		e.deleteDocLocked(c, k, old)
 		return reply(bson.D{{Key: "n", Value: int32(1)}}, old)

@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"math"
 	"strconv"
 	"strings"
@@ -39,11 +41,11 @@ var otherAccumulators = map[string]bool{
 func compileGroup(arg bsoncore.Value) (collStage, error) {
 	spec, ok := arg.DocumentOK()
 	if !ok {
-		return nil, errorf(codeLocation15947, "a group's fields must be specified in an object")
+		return nil, codes.Errorf(codes.Location15947, "a group's fields must be specified in an object")
 	}
 	elems, err := spec.Elements()
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "$group: %v", err)
+		return nil, codes.Errorf(codes.FailedToParse, "$group: %v", err)
 	}
 	g := &groupStage{}
 	for _, el := range elems {
@@ -55,29 +57,29 @@ func compileGroup(arg bsoncore.Value) (collStage, error) {
 			continue
 		}
 		if strings.Contains(k, ".") {
-			return nil, errorf(codeLocation40235, "The field name '%s' cannot contain '.'", k)
+			return nil, codes.Errorf(codes.Location40235, "The field name '%s' cannot contain '.'", k)
 		}
 		if strings.HasPrefix(k, "$") {
-			return nil, errorf(codeLocation40236, "The field name '%s' cannot be an operator name", k)
+			return nil, codes.Errorf(codes.Location40236, "The field name '%s' cannot be an operator name", k)
 		}
 		ad, ok := v.DocumentOK()
 		if !ok {
-			return nil, errorf(codeLocation40234, "The field '%s' must be an accumulator object", k)
+			return nil, codes.Errorf(codes.Location40234, "The field '%s' must be an accumulator object", k)
 		}
 		aels, err := ad.Elements()
 		if err != nil {
-			return nil, errorf(codeFailedToParse, "$group: %v", err)
+			return nil, codes.Errorf(codes.FailedToParse, "$group: %v", err)
 		}
 		if len(aels) != 1 {
-			return nil, errorf(codeLocation40238, "The field '%s' must specify one accumulator", k)
+			return nil, codes.Errorf(codes.Location40238, "The field '%s' must specify one accumulator", k)
 		}
 		op := aels[0].Key()
 		switch {
 		case groupAccumulators[op]:
 		case otherAccumulators[op]:
-			return nil, errorf(codeNotImplemented, "mongotest does not support the $group accumulator %s (it supports $sum, $avg, $min, $max, $first, $last and $push)", op)
+			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the $group accumulator %s (it supports $sum, $avg, $min, $max, $first, $last and $push)", op)
 		default:
-			return nil, errorf(codeLocation15952, "unknown group operator '%s'", op)
+			return nil, codes.Errorf(codes.Location15952, "unknown group operator '%s'", op)
 		}
 		x, err := compileAggExpr(aels[0].Value())
 		if err != nil {
@@ -86,7 +88,7 @@ func compileGroup(arg bsoncore.Value) (collStage, error) {
 		g.accs = append(g.accs, groupAcc{field: k, op: op, x: x})
 	}
 	if g.id == nil {
-		return nil, errorf(codeLocation15955, "a group specification must include an _id")
+		return nil, codes.Errorf(codes.Location15955, "a group specification must include an _id")
 	}
 	return g, nil
 }
@@ -112,7 +114,7 @@ func (g *groupStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) 
 		bk := groupBucket(key)
 		var gr *group
 		for _, cand := range buckets[bk] {
-			if compareValues(cand.key, key) == 0 {
+			if bsonutil.CompareValues(cand.key, key) == 0 {
 				gr = cand
 				break
 			}
@@ -154,9 +156,9 @@ func (g *groupStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) 
 // together (1, 1.0 and NumberLong(1); documents equal field by field)
 // share a bucket; within a bucket compareValues decides.
 func groupBucket(v bsoncore.Value) string {
-	switch b := typeBracket(v.Type); b {
+	switch b := bsonutil.TypeBracket(v.Type); b {
 	case 10:
-		f, _ := numberOf(v)
+		f, _ := bsonutil.NumberOf(v)
 		return "n" + strconv.FormatFloat(f, 'g', -1, 64)
 	case 20, 25, 0, 5:
 		return strconv.Itoa(b)
@@ -180,7 +182,7 @@ func accumulate(op string, vals []bsoncore.Value) (bsoncore.Value, error) {
 			if v.Type == 0 || v.Type == bsoncore.TypeNull || v.Type == bsoncore.TypeUndefined {
 				continue
 			}
-			c := compareValues(v, best)
+			c := bsonutil.CompareValues(v, best)
 			if best.Type == 0 || op == "$min" && c < 0 || op == "$max" && c > 0 {
 				best = v
 			}
@@ -203,14 +205,14 @@ func accumulate(op string, vals []bsoncore.Value) (bsoncore.Value, error) {
 		n := 0
 		for _, v := range vals {
 			if v.Type != 0 {
-				out = bsoncore.AppendValueElement(out, arrayKey(n), v)
+				out = bsoncore.AppendValueElement(out, bsonutil.ArrayKey(n), v)
 				n++
 			}
 		}
 		out, _ = bsoncore.AppendArrayEnd(out, idx)
 		return bsoncore.Value{Type: bsoncore.TypeArray, Data: out}, nil
 	}
-	return bsoncore.Value{}, errorf(codeLocation15952, "unknown group operator '%s'", op)
+	return bsoncore.Value{}, codes.Errorf(codes.Location15952, "unknown group operator '%s'", op)
 }
 
 // sumValues adds the numbers among vals (others are ignored) as a real
@@ -223,7 +225,7 @@ func sumValues(vals []bsoncore.Value) (bsoncore.Value, error) {
 	for _, v := range vals {
 		switch v.Type {
 		case bsoncore.TypeInt32, bsoncore.TypeInt64:
-			n, _ := asInt64(v)
+			n, _ := bsonutil.AsInt64(v)
 			if v.Type == bsoncore.TypeInt64 && kind == bsoncore.TypeInt32 {
 				kind = bsoncore.TypeInt64
 			}
@@ -243,7 +245,7 @@ func sumValues(vals []bsoncore.Value) (bsoncore.Value, error) {
 			}
 			fsum += v.Double()
 		case bsoncore.TypeDecimal128:
-			return bsoncore.Value{}, errorf(codeNotImplemented, "mongotest does not support $sum or $avg over decimal values")
+			return bsoncore.Value{}, codes.Errorf(codes.NotImplemented, "mongotest does not support $sum or $avg over decimal values")
 		}
 	}
 	switch {
@@ -262,9 +264,9 @@ func avgValues(vals []bsoncore.Value) (bsoncore.Value, error) {
 	n := 0
 	for _, v := range vals {
 		if v.Type == bsoncore.TypeDecimal128 {
-			return bsoncore.Value{}, errorf(codeNotImplemented, "mongotest does not support $sum or $avg over decimal values")
+			return bsoncore.Value{}, codes.Errorf(codes.NotImplemented, "mongotest does not support $sum or $avg over decimal values")
 		}
-		if f, ok := numberOf(v); ok {
+		if f, ok := bsonutil.NumberOf(v); ok {
 			sum += f
 			n++
 		}

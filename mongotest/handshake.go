@@ -1,6 +1,9 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"strings"
 	"time"
 
@@ -35,18 +38,18 @@ func init() {
 // topology version is current, the reply waits for a change or for
 // maxAwaitTimeMS, and with exhaustAllowed the server keeps replying.
 func (s *Server) hello(r *request) result {
-	tv, hasTV := r.cmd.Lookup("topologyVersion").DocumentOK()
-	await, hasAwait := asInt64(r.cmd.Lookup("maxAwaitTimeMS"))
+	tv, hasTV := r.Cmd.Lookup("topologyVersion").DocumentOK()
+	await, hasAwait := bsonutil.AsInt64(r.Cmd.Lookup("maxAwaitTimeMS"))
 	if !hasTV || !hasAwait {
 		return result{doc: s.helloReply(r)}
 	}
 	if await < 0 {
-		return s.errorResult(errorf(codeBadValue, "maxAwaitTimeMS must be a non-negative integer"))
+		return s.errorResult(codes.Errorf(codes.BadValue, "maxAwaitTimeMS must be a non-negative integer"))
 	}
 	wait := min(time.Duration(await)*time.Millisecond, maxHelloWait)
 	clientPID, _ := tv.Lookup("processId").ObjectIDOK()
 	clientCount, _ := tv.Lookup("counter").Int64OK()
-	exhaust := r.msg.flags&exhaustAllowedFlag != 0
+	exhaust := r.msg.Flags&wire.ExhaustAllowed != 0
 
 	var next func() result
 	next = func() result {
@@ -73,7 +76,6 @@ func (s *Server) hello(r *request) result {
 	return next()
 }
 
-const exhaustAllowedFlag = 1 << 16
 
 // maxHelloWait caps how long a streaming hello waits before answering. A
 // real server waits up to the client's maxAwaitTimeMS (the heartbeat
@@ -114,9 +116,9 @@ func (s *Server) helloReply(r *request) bsoncore.Document {
 	out, _ = bsoncore.AppendDocumentEnd(out, oidx)
 	out = bsoncore.AppendDateTimeElement(out, "lastWriteDate", int64(ct.T)*1000)
 	out, _ = bsoncore.AppendDocumentEnd(out, lidx)
-	out = bsoncore.AppendInt32Element(out, "maxBsonObjectSize", maxBSONObjectSize)
-	out = bsoncore.AppendInt32Element(out, "maxMessageSizeBytes", maxMessageSizeBytes)
-	out = bsoncore.AppendInt32Element(out, "maxWriteBatchSize", maxWriteBatchSize)
+	out = bsoncore.AppendInt32Element(out, "maxBsonObjectSize", bsonutil.MaxObjectSize)
+	out = bsoncore.AppendInt32Element(out, "maxMessageSizeBytes", wire.MaxMessageSize)
+	out = bsoncore.AppendInt32Element(out, "maxWriteBatchSize", wire.MaxWriteBatchSize)
 	out = bsoncore.AppendDateTimeElement(out, "localTime", time.Now().UnixMilli())
 	out = bsoncore.AppendInt32Element(out, "logicalSessionTimeoutMinutes", 30)
 	out = bsoncore.AppendInt32Element(out, "connectionId", int32(r.c.id))
@@ -139,7 +141,7 @@ func handleBuildInfo(s *Server, r *request) (bsoncore.Document, error) {
 		{Key: "versionArray", Value: serverVersionArray},
 		{Key: "bits", Value: int32(64)},
 		{Key: "debug", Value: false},
-		{Key: "maxBsonObjectSize", Value: int32(maxBSONObjectSize)},
+		{Key: "maxBsonObjectSize", Value: int32(bsonutil.MaxObjectSize)},
 		{Key: "storageEngines", Value: bson.A{"mongotest"}},
 		{Key: "modules", Value: bson.A{}},
 	})
@@ -157,11 +159,11 @@ func handleEndSessions(s *Server, r *request) (bsoncore.Document, error) {
 	}
 	arr, ok := r.arg(r.name).ArrayOK()
 	if !ok {
-		return nil, errorf(codeTypeMismatch, "%s takes an array of session ids", r.name)
+		return nil, codes.Errorf(codes.TypeMismatch, "%s takes an array of session ids", r.name)
 	}
 	vals, err := arr.Values()
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "%s: %v", r.name, err)
+		return nil, codes.Errorf(codes.FailedToParse, "%s: %v", r.name, err)
 	}
 	keys := make([]string, 0, len(vals))
 	for _, v := range vals {
@@ -177,7 +179,7 @@ func handleEndSessions(s *Server, r *request) (bsoncore.Document, error) {
 
 func handleGetParameter(s *Server, r *request) (bsoncore.Document, error) {
 	d := bson.D{}
-	if _, err := r.cmd.LookupErr("featureCompatibilityVersion"); err == nil {
+	if _, err := r.Cmd.LookupErr("featureCompatibilityVersion"); err == nil {
 		d = append(d, bson.E{Key: "featureCompatibilityVersion", Value: bson.D{{Key: "version", Value: "8.2"}}})
 	}
 	return marshal(d)
@@ -198,19 +200,3 @@ func handleGetCmdLineOpts(s *Server, r *request) (bsoncore.Document, error) {
 	return marshal(bson.D{{Key: "argv", Value: bson.A{"mongotest"}}, {Key: "parsed", Value: bson.D{}}})
 }
 
-// asInt64 reads any numeric BSON value as an int64.
-func asInt64(v bsoncore.Value) (int64, bool) {
-	switch v.Type {
-	case bsoncore.TypeInt32:
-		return int64(v.Int32()), true
-	case bsoncore.TypeInt64:
-		return v.Int64(), true
-	case bsoncore.TypeDouble:
-		f := v.Double()
-		if f != float64(int64(f)) {
-			return 0, false
-		}
-		return int64(f), true
-	}
-	return 0, false
-}

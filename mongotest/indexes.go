@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"bytes"
 	"strings"
 
@@ -14,15 +16,7 @@ func init() {
 	register(handleListIndexes, "listIndexes")
 }
 
-const (
-	codeCannotCreateIndex               = 67
-	codeInvalidIndexSpecificationOption = 197
-)
 
-func init() {
-	codeNames[codeCannotCreateIndex] = "CannotCreateIndex"
-	codeNames[codeInvalidIndexSpecificationOption] = "InvalidIndexSpecificationOption"
-}
 
 // indexOptionFields are the fields an index specification may carry
 // besides key and name. mongotest records them and enforces unique (with
@@ -41,24 +35,24 @@ var indexOptionFields = map[string]bool{
 func normalizeIndexSpec(d bsoncore.Document) (indexSpec, error) {
 	key, ok := d.Lookup("key").DocumentOK()
 	if !ok {
-		return indexSpec{}, errorf(codeFailedToParse, "The 'key' field is a required property of an index specification")
+		return indexSpec{}, codes.Errorf(codes.FailedToParse, "The 'key' field is a required property of an index specification")
 	}
 	kels, _ := key.Elements()
 	if len(kels) == 0 {
-		return indexSpec{}, errorf(codeCannotCreateIndex, "Index keys cannot be empty.")
+		return indexSpec{}, codes.Errorf(codes.CannotCreateIndex, "Index keys cannot be empty.")
 	}
 	for _, k := range kels {
 		v := k.Value()
-		if n, ok := numberOf(v); ok && n == 0 {
-			return indexSpec{}, errorf(codeCannotCreateIndex, "Values in the index key pattern can't be all zero: %s", key)
+		if n, ok := bsonutil.NumberOf(v); ok && n == 0 {
+			return indexSpec{}, codes.Errorf(codes.CannotCreateIndex, "Values in the index key pattern can't be all zero: %s", key)
 		}
-		if _, ok := numberOf(v); !ok && v.Type != bsoncore.TypeString {
-			return indexSpec{}, errorf(codeCannotCreateIndex, "Values in v:2 index key pattern cannot be of type %s. Only numbers > 0, numbers < 0, and strings are allowed.", typeName(v.Type))
+		if _, ok := bsonutil.NumberOf(v); !ok && v.Type != bsoncore.TypeString {
+			return indexSpec{}, codes.Errorf(codes.CannotCreateIndex, "Values in v:2 index key pattern cannot be of type %s. Only numbers > 0, numbers < 0, and strings are allowed.", bsonutil.TypeName(v.Type))
 		}
 	}
 	name, ok := d.Lookup("name").StringValueOK()
 	if !ok || name == "" {
-		return indexSpec{}, errorf(codeFailedToParse, "The 'name' field is a required property of an index specification")
+		return indexSpec{}, codes.Errorf(codes.FailedToParse, "The 'name' field is a required property of an index specification")
 	}
 	idx, out := bsoncore.AppendDocumentStart(nil)
 	out = bsoncore.AppendInt32Element(out, "v", 2)
@@ -74,7 +68,7 @@ func normalizeIndexSpec(d bsoncore.Document) (indexSpec, error) {
 			}
 			out = append(out, el...)
 		default:
-			return indexSpec{}, errorf(codeInvalidIndexSpecificationOption, "The field '%s' is not valid for an index specification. Specification: %s", k, d)
+			return indexSpec{}, codes.Errorf(codes.InvalidIndexSpecificationOption, "The field '%s' is not valid for an index specification. Specification: %s", k, d)
 		}
 	}
 	out, _ = bsoncore.AppendDocumentEnd(out, idx)
@@ -107,7 +101,7 @@ func handleCreateIndexes(s *Server, r *request) (bsoncore.Document, error) {
 		return nil, err
 	}
 	if len(raw) == 0 {
-		return nil, errorf(codeBadValue, "Must specify at least one index to create")
+		return nil, codes.Errorf(codes.BadValue, "Must specify at least one index to create")
 	}
 	specs := make([]indexSpec, len(raw))
 	for i, d := range raw {
@@ -116,7 +110,7 @@ func handleCreateIndexes(s *Server, r *request) (bsoncore.Document, error) {
 		}
 		if specs[i].name == "_id_" || strings.HasPrefix(specs[i].name, "$") {
 			if specs[i].name != "_id_" {
-				return nil, errorf(codeCannotCreateIndex, "index name cannot start with '$'")
+				return nil, codes.Errorf(codes.CannotCreateIndex, "index name cannot start with '$'")
 			}
 		}
 	}
@@ -143,7 +137,7 @@ func handleCreateIndexes(s *Server, r *request) (bsoncore.Document, error) {
 		}
 		for _, o := range toAdd {
 			if o.name == sp.name {
-				return nil, errorf(codeIndexKeySpecsConflict, "Index with name: %s already exists with a different key spec", sp.name)
+				return nil, codes.Errorf(codes.IndexKeySpecsConflict, "Index with name: %s already exists with a different key spec", sp.name)
 			}
 		}
 		if err := c.uniqueViolation(sp); err != nil {
@@ -181,11 +175,11 @@ func indexConflict(existing []indexSpec, sp indexSpec) (dup bool, err error) {
 		case sameName && sameKey && sameOpts:
 			return true, nil
 		case sameName && sameKey:
-			return false, errorf(codeIndexOptionsConflict, "An existing index has the same name as the requested index but different options. Requested index: %s, existing index: %s", sp.spec, ix.spec)
+			return false, codes.Errorf(codes.IndexOptionsConflict, "An existing index has the same name as the requested index but different options. Requested index: %s, existing index: %s", sp.spec, ix.spec)
 		case sameName:
-			return false, errorf(codeIndexKeySpecsConflict, "An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: %s, existing index: %s", sp.spec, ix.spec)
+			return false, codes.Errorf(codes.IndexKeySpecsConflict, "An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: %s, existing index: %s", sp.spec, ix.spec)
 		case sameKey && sameOpts:
-			return false, errorf(codeIndexOptionsConflict, "Index already exists with a different name: %s", ix.name)
+			return false, codes.Errorf(codes.IndexOptionsConflict, "Index already exists with a different name: %s", ix.name)
 		}
 	}
 	return false, nil
@@ -202,18 +196,18 @@ func handleDropIndexes(s *Server, r *request) (bsoncore.Document, error) {
 	defer e.mu.Unlock()
 	c := e.collLocked(r.db, coll)
 	if c == nil {
-		return nil, errorf(codeNamespaceNotFound, "ns not found %s.%s", r.db, coll)
+		return nil, codes.Errorf(codes.NamespaceNotFound, "ns not found %s.%s", r.db, coll)
 	}
 	find := func(name string) (int, error) {
 		for i, ix := range c.indexes {
 			if ix.name == name {
 				if name == "_id_" {
-					return 0, errorf(codeInvalidOptions, "cannot drop _id index")
+					return 0, codes.Errorf(codes.InvalidOptions, "cannot drop _id index")
 				}
 				return i, nil
 			}
 		}
-		return 0, errorf(codeIndexNotFound, "index not found with name [%s]", name)
+		return 0, codes.Errorf(codes.IndexNotFound, "index not found with name [%s]", name)
 	}
 	var drop []int
 	switch target.Type {
@@ -236,7 +230,7 @@ func handleDropIndexes(s *Server, r *request) (bsoncore.Document, error) {
 		for _, v := range vals {
 			name, ok := v.StringValueOK()
 			if !ok {
-				return nil, errorf(codeTypeMismatch, "dropIndexes 'index' array elements must be strings")
+				return nil, codes.Errorf(codes.TypeMismatch, "dropIndexes 'index' array elements must be strings")
 			}
 			i, err := find(name)
 			if err != nil {
@@ -250,17 +244,17 @@ func handleDropIndexes(s *Server, r *request) (bsoncore.Document, error) {
 			k := ix.spec.Lookup("key")
 			if bytes.Equal(k.Data, target.Data) {
 				if ix.name == "_id_" {
-					return nil, errorf(codeInvalidOptions, "cannot drop _id index")
+					return nil, codes.Errorf(codes.InvalidOptions, "cannot drop _id index")
 				}
 				drop, found = append(drop, i), true
 				break
 			}
 		}
 		if !found {
-			return nil, errorf(codeIndexNotFound, "can't find index with key: %s", target)
+			return nil, codes.Errorf(codes.IndexNotFound, "can't find index with key: %s", target)
 		}
 	default:
-		return nil, errorf(codeTypeMismatch, "dropIndexes 'index' must be a string, a document or an array of strings")
+		return nil, codes.Errorf(codes.TypeMismatch, "dropIndexes 'index' must be a string, a document or an array of strings")
 	}
 	was := len(c.indexes)
 	gone := map[int]bool{}
@@ -293,7 +287,7 @@ func handleListIndexes(s *Server, r *request) (bsoncore.Document, error) {
 		return nil, err
 	}
 	if c == nil {
-		return nil, errorf(codeNamespaceNotFound, "ns does not exist: %s.%s", r.db, coll)
+		return nil, codes.Errorf(codes.NamespaceNotFound, "ns does not exist: %s.%s", r.db, coll)
 	}
 	docs := make([]bsoncore.Document, len(c.indexes))
 	for i, ix := range c.indexes {

@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"math"
 	"regexp"
 	"strconv"
@@ -21,7 +23,7 @@ type matcher interface {
 func compileFilter(f bsoncore.Document) (matcher, error) {
 	elems, err := f.Elements()
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "filter: %v", err)
+		return nil, codes.Errorf(codes.FailedToParse, "filter: %v", err)
 	}
 	and := make(andMatcher, 0, len(elems))
 	for _, el := range elems {
@@ -68,12 +70,12 @@ func compileFilterElem(k string, v bsoncore.Value) (matcher, error) {
 	}
 	if strings.HasPrefix(k, "$") {
 		if unsupportedTopLevel[k] {
-			return nil, errorf(codeNotImplemented, "mongotest does not support the query operator %s", k)
+			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the query operator %s", k)
 		}
-		return nil, errorf(codeBadValue, "unknown top level operator: %s. If you have a field name that starts with a '$' symbol, consider using $getField or $setField.", k)
+		return nil, codes.Errorf(codes.BadValue, "unknown top level operator: %s. If you have a field name that starts with a '$' symbol, consider using $getField or $setField.", k)
 	}
 	if k == "" {
-		return nil, errorf(codeBadValue, "field names in a filter must not be empty")
+		return nil, codes.Errorf(codes.BadValue, "field names in a filter must not be empty")
 	}
 	p, err := compileFieldCond(v)
 	if err != nil {
@@ -85,17 +87,17 @@ func compileFilterElem(k string, v bsoncore.Value) (matcher, error) {
 func compileFilterList(op string, v bsoncore.Value) ([]matcher, error) {
 	arr, ok := v.ArrayOK()
 	if !ok {
-		return nil, errorf(codeBadValue, "%s must be an array", op)
+		return nil, codes.Errorf(codes.BadValue, "%s must be an array", op)
 	}
 	vals, _ := arr.Values()
 	if len(vals) == 0 {
-		return nil, errorf(codeBadValue, "%s/$or/$nor must be a nonempty array", op)
+		return nil, codes.Errorf(codes.BadValue, "%s/$or/$nor must be a nonempty array", op)
 	}
 	subs := make([]matcher, 0, len(vals))
 	for _, sv := range vals {
 		sd, ok := sv.DocumentOK()
 		if !ok {
-			return nil, errorf(codeBadValue, "%s argument's entries must be objects", op)
+			return nil, codes.Errorf(codes.BadValue, "%s argument's entries must be objects", op)
 		}
 		m, err := compileFilter(sd)
 		if err != nil {
@@ -238,7 +240,7 @@ func compileFieldCond(v bsoncore.Value) (pred, error) {
 func compileOps(d bsoncore.Document) (pred, error) {
 	elems, err := d.Elements()
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "filter: %v", err)
+		return nil, codes.Errorf(codes.FailedToParse, "filter: %v", err)
 	}
 	var preds []pred
 	var regexOpts string
@@ -247,7 +249,7 @@ func compileOps(d bsoncore.Document) (pred, error) {
 		if el.Key() == "$options" {
 			s, ok := el.Value().StringValueOK()
 			if !ok {
-				return nil, errorf(codeBadValue, "$options has to be a string")
+				return nil, codes.Errorf(codes.BadValue, "$options has to be a string")
 			}
 			regexOpts = s
 		}
@@ -256,7 +258,7 @@ func compileOps(d bsoncore.Document) (pred, error) {
 		}
 	}
 	if regexOpts != "" && !hasRegex {
-		return nil, errorf(codeBadValue, "$options needs a $regex")
+		return nil, codes.Errorf(codes.BadValue, "$options needs a $regex")
 	}
 	for _, el := range elems {
 		op, arg := el.Key(), el.Value()
@@ -318,12 +320,12 @@ func compileOp(op string, arg bsoncore.Value) (pred, error) {
 	case "$type":
 		return typePred(arg)
 	case "$size":
-		n, ok := asInt64(arg)
+		n, ok := bsonutil.AsInt64(arg)
 		if !ok {
-			return nil, errorf(codeBadValue, "$size needs a number")
+			return nil, codes.Errorf(codes.BadValue, "$size needs a number")
 		}
 		if n < 0 {
-			return nil, errorf(codeBadValue, "$size may not be negative")
+			return nil, codes.Errorf(codes.BadValue, "$size may not be negative")
 		}
 		return func(cs []cand) bool {
 			for _, c := range cs {
@@ -352,14 +354,14 @@ func compileOp(op string, arg bsoncore.Value) (pred, error) {
 		case arg.Type == bsoncore.TypeEmbeddedDocument:
 			d, _ := arg.DocumentOK()
 			if len(d) <= 5 {
-				return nil, errorf(codeBadValue, "$not cannot be empty")
+				return nil, codes.Errorf(codes.BadValue, "$not cannot be empty")
 			}
 			if first, _ := commandName(d); !strings.HasPrefix(first, "$") {
-				return nil, errorf(codeBadValue, "$not needs a regex or a document of operators")
+				return nil, codes.Errorf(codes.BadValue, "$not needs a regex or a document of operators")
 			}
 			inner, err = compileOps(d)
 		default:
-			return nil, errorf(codeBadValue, "$not needs a regex or a document")
+			return nil, codes.Errorf(codes.BadValue, "$not needs a regex or a document")
 		}
 		if err != nil {
 			return nil, err
@@ -369,9 +371,9 @@ func compileOp(op string, arg bsoncore.Value) (pred, error) {
 		return modPred(arg)
 	}
 	if unsupportedFieldOps[op] {
-		return nil, errorf(codeNotImplemented, "mongotest does not support the query operator %s", op)
+		return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the query operator %s", op)
 	}
-	return nil, errorf(codeBadValue, "unknown operator: %s", op)
+	return nil, codes.Errorf(codes.BadValue, "unknown operator: %s", op)
 }
 
 func truthy(v bsoncore.Value) bool {
@@ -381,7 +383,7 @@ func truthy(v bsoncore.Value) bool {
 	case bsoncore.TypeNull, bsoncore.TypeUndefined, 0:
 		return false
 	}
-	if f, ok := numberOf(v); ok {
+	if f, ok := bsonutil.NumberOf(v); ok {
 		return f != 0
 	}
 	return true
@@ -399,8 +401,8 @@ func eqPred(arg bsoncore.Value) pred {
 				}
 				continue
 			}
-			if c.v.Type == arg.Type || typeBracket(c.v.Type) == typeBracket(arg.Type) {
-				if compareValues(c.v, arg) == 0 {
+			if c.v.Type == arg.Type || bsonutil.TypeBracket(c.v.Type) == bsonutil.TypeBracket(arg.Type) {
+				if bsonutil.CompareValues(c.v, arg) == 0 {
 					return true
 				}
 			}
@@ -412,7 +414,7 @@ func eqPred(arg bsoncore.Value) pred {
 // cmpPred matches when any value of arg's type bracket compares as op
 // says. MinKey and MaxKey arguments compare across brackets.
 func cmpPred(op string, arg bsoncore.Value) pred {
-	ab := typeBracket(arg.Type)
+	ab := bsonutil.TypeBracket(arg.Type)
 	cross := arg.Type == bsoncore.TypeMinKey || arg.Type == bsoncore.TypeMaxKey
 	orEqual := op == "$gte" || op == "$lte"
 	return func(cs []cand) bool {
@@ -423,10 +425,10 @@ func cmpPred(op string, arg bsoncore.Value) pred {
 				}
 				continue
 			}
-			if !cross && typeBracket(c.v.Type) != ab {
+			if !cross && bsonutil.TypeBracket(c.v.Type) != ab {
 				continue
 			}
-			r := compareValues(c.v, arg)
+			r := bsonutil.CompareValues(c.v, arg)
 			switch op {
 			case "$gt":
 				if r > 0 {
@@ -453,14 +455,14 @@ func cmpPred(op string, arg bsoncore.Value) pred {
 func inPred(op string, arg bsoncore.Value) (pred, error) {
 	arr, ok := arg.ArrayOK()
 	if !ok {
-		return nil, errorf(codeBadValue, "%s needs an array", op)
+		return nil, codes.Errorf(codes.BadValue, "%s needs an array", op)
 	}
 	vals, _ := arr.Values()
 	preds := make([]pred, 0, len(vals))
 	for _, v := range vals {
 		if d, ok := v.DocumentOK(); ok {
 			if first, _ := commandName(d); strings.HasPrefix(first, "$") {
-				return nil, errorf(codeBadValue, "cannot nest $ under %s", op)
+				return nil, codes.Errorf(codes.BadValue, "cannot nest $ under %s", op)
 			}
 		}
 		if v.Type == bsoncore.TypeRegex {
@@ -483,14 +485,6 @@ func inPred(op string, arg bsoncore.Value) (pred, error) {
 	}, nil
 }
 
-// bsonTypeAliases maps $type names to BSON type numbers.
-var bsonTypeAliases = map[string]int{
-	"double": 1, "string": 2, "object": 3, "array": 4, "binData": 5, "undefined": 6,
-	"objectId": 7, "bool": 8, "date": 9, "null": 10, "regex": 11, "dbPointer": 12,
-	"javascript": 13, "symbol": 14, "javascriptWithScope": 15, "int": 16,
-	"timestamp": 17, "long": 18, "decimal": 19, "minKey": -1, "maxKey": 127,
-}
-
 func typePred(arg bsoncore.Value) (pred, error) {
 	var args []bsoncore.Value
 	if arr, ok := arg.ArrayOK(); ok {
@@ -507,15 +501,15 @@ func typePred(arg bsoncore.Value) (pred, error) {
 				number = true
 				continue
 			}
-			t, ok := bsonTypeAliases[s]
+			t, ok := bsonutil.TypeAliases[s]
 			if !ok {
-				return nil, errorf(codeBadValue, "Unknown type name alias: %s", s)
+				return nil, codes.Errorf(codes.BadValue, "Unknown type name alias: %s", s)
 			}
 			n = t
-		} else if i, ok := asInt64(a); ok {
+		} else if i, ok := bsonutil.AsInt64(a); ok {
 			n = int(i)
 		} else {
-			return nil, errorf(codeTypeMismatch, "type must be represented as a number or a string")
+			return nil, codes.Errorf(codes.TypeMismatch, "type must be represented as a number or a string")
 		}
 		if n == -1 {
 			want[bsoncore.TypeMinKey] = true
@@ -528,7 +522,7 @@ func typePred(arg bsoncore.Value) (pred, error) {
 			if c.v.Type == 0 {
 				continue
 			}
-			if want[c.v.Type] || number && typeBracket(c.v.Type) == 10 {
+			if want[c.v.Type] || number && bsonutil.TypeBracket(c.v.Type) == 10 {
 				return true
 			}
 		}
@@ -539,7 +533,7 @@ func typePred(arg bsoncore.Value) (pred, error) {
 func allPred(arg bsoncore.Value) (pred, error) {
 	arr, ok := arg.ArrayOK()
 	if !ok {
-		return nil, errorf(codeBadValue, "$all needs an array")
+		return nil, codes.Errorf(codes.BadValue, "$all needs an array")
 	}
 	vals, _ := arr.Values()
 	preds := make([]pred, 0, len(vals))
@@ -553,7 +547,7 @@ func allPred(arg bsoncore.Value) (pred, error) {
 				preds = append(preds, p)
 				continue
 			} else if strings.HasPrefix(first, "$") {
-				return nil, errorf(codeBadValue, "no $ expressions in $all")
+				return nil, codes.Errorf(codes.BadValue, "no $ expressions in $all")
 			}
 		}
 		if v.Type == bsoncore.TypeRegex {
@@ -585,7 +579,7 @@ func allPred(arg bsoncore.Value) (pred, error) {
 func elemMatchPred(arg bsoncore.Value) (pred, error) {
 	d, ok := arg.DocumentOK()
 	if !ok {
-		return nil, errorf(codeBadValue, "$elemMatch needs an Object")
+		return nil, codes.Errorf(codes.BadValue, "$elemMatch needs an Object")
 	}
 	var onElem func(e bsoncore.Value) bool
 	first, _ := commandName(d)
@@ -637,24 +631,24 @@ func elemMatchPred(arg bsoncore.Value) (pred, error) {
 func modPred(arg bsoncore.Value) (pred, error) {
 	arr, ok := arg.ArrayOK()
 	if !ok {
-		return nil, errorf(codeBadValue, "malformed mod, needs to be an array")
+		return nil, codes.Errorf(codes.BadValue, "malformed mod, needs to be an array")
 	}
 	vals, _ := arr.Values()
 	if len(vals) != 2 {
-		return nil, errorf(codeBadValue, "malformed mod, not enough elements")
+		return nil, codes.Errorf(codes.BadValue, "malformed mod, not enough elements")
 	}
-	div, ok1 := numberOf(vals[0])
-	rem, ok2 := numberOf(vals[1])
+	div, ok1 := bsonutil.NumberOf(vals[0])
+	rem, ok2 := bsonutil.NumberOf(vals[1])
 	if !ok1 || !ok2 {
-		return nil, errorf(codeBadValue, "malformed mod, divisor and remainder must be numbers")
+		return nil, codes.Errorf(codes.BadValue, "malformed mod, divisor and remainder must be numbers")
 	}
 	d, r := int64(div), int64(rem)
 	if d == 0 {
-		return nil, errorf(codeBadValue, "divisor cannot be 0")
+		return nil, codes.Errorf(codes.BadValue, "divisor cannot be 0")
 	}
 	return func(cs []cand) bool {
 		for _, c := range cs {
-			f, ok := numberOf(c.v)
+			f, ok := bsonutil.NumberOf(c.v)
 			if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
 				continue
 			}
@@ -679,7 +673,7 @@ func regexOpPred(arg bsoncore.Value, opts string) (pred, error) {
 			opts = o
 		}
 	default:
-		return nil, errorf(codeBadValue, "$regex has to be a string")
+		return nil, codes.Errorf(codes.BadValue, "$regex has to be a string")
 	}
 	return regexPred(pattern, opts)
 }
@@ -699,9 +693,9 @@ func regexPred(pattern, opts string) (pred, error) {
 			flags += string(o)
 		case 'u':
 		case 'x':
-			return nil, errorf(codeNotImplemented, "mongotest does not support the regex option 'x'")
+			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the regex option 'x'")
 		default:
-			return nil, errorf(codeBadValue, "invalid flag in regex options: %c", o)
+			return nil, codes.Errorf(codes.BadValue, "invalid flag in regex options: %c", o)
 		}
 	}
 	expr := pattern
@@ -710,11 +704,11 @@ func regexPred(pattern, opts string) (pred, error) {
 	}
 	re, err := regexp.Compile(expr)
 	if err != nil {
-		return nil, errorf(codeBadValue, "Regular expression is invalid: %v", err)
+		return nil, codes.Errorf(codes.BadValue, "Regular expression is invalid: %v", err)
 	}
 	return func(cs []cand) bool {
 		for _, c := range cs {
-			if s, ok := stringOf(c.v); ok && re.MatchString(s) {
+			if s, ok := bsonutil.StringOf(c.v); ok && re.MatchString(s) {
 				return true
 			}
 			if p, o, ok := c.v.RegexOK(); ok && p == pattern && o == opts {

@@ -1,6 +1,7 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"bytes"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -97,7 +98,7 @@ func appendM(dst []byte, key string, v any) []byte {
 	case *marr:
 		idx, out := bsoncore.AppendArrayElementStart(dst, key)
 		for i, e := range x.elems {
-			out = appendM(out, arrayKey(i), e)
+			out = appendM(out, bsonutil.ArrayKey(i), e)
 		}
 		out, _ = bsoncore.AppendArrayEnd(out, idx)
 		return out
@@ -125,7 +126,7 @@ func valueOfM(v any) bsoncore.Value {
 	case *marr:
 		idx, out := bsoncore.AppendArrayStart(nil)
 		for i, e := range x.elems {
-			out = appendM(out, arrayKey(i), e)
+			out = appendM(out, bsonutil.ArrayKey(i), e)
 		}
 		out, _ = bsoncore.AppendArrayEnd(out, idx)
 		return bsoncore.Value{Type: bsoncore.TypeArray, Data: out}
@@ -149,18 +150,9 @@ func typeNameM(v any) string {
 	case *marr:
 		return "array"
 	case bsoncore.Value:
-		return typeName(v.(bsoncore.Value).Type)
+		return bsonutil.TypeName(v.(bsoncore.Value).Type)
 	}
 	return "missing"
-}
-
-func typeName(t bsoncore.Type) string {
-	for name, n := range bsonTypeAliases {
-		if n == -1 && t == bsoncore.TypeMinKey || n >= 0 && bsoncore.Type(byte(n)) == t {
-			return name
-		}
-	}
-	return t.String()
 }
 
 // lookupM follows a dotted path of field names and array positions,

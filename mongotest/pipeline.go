@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -13,24 +15,6 @@ type stage interface {
 }
 
 // Error codes a real server uses for bad stage specifications.
-const (
-	codeLocation15959 = 15959 // $match argument is not an object
-	codeLocation15969 = 15969 // $project argument is not an object
-	codeLocation16410 = 16410 // field path starts with '$'
-	codeLocation17276 = 17276 // undefined variable
-	codeLocation31002 = 31002 // $unset argument of the wrong type
-	codeLocation31119 = 31119 // $unset with an empty array
-	codeLocation31252 = 31252 // expression in an exclusion projection
-	codeLocation31253 = 31253 // inclusion in an exclusion projection
-	codeLocation31254 = 31254 // exclusion in an inclusion projection
-	codeLocation40228 = 40228 // newRoot does not evaluate to a document
-	codeLocation40229 = 40229 // $replaceRoot argument is not an object
-	codeLocation40231 = 40231 // $replaceRoot without newRoot
-	codeLocation40272 = 40272 // $addFields/$set argument is not an object
-	codeLocation40323 = 40323 // a stage document without exactly one field
-	codeLocation40352 = 40352 // empty field path component
-	codeLocation51272 = 51272 // empty projection
-)
 
 // compileStage parses one stage after $changeStream, such as {$match: {...}}.
 // The stage keeps a copy of what it needs, so sd may be reused afterwards.
@@ -43,7 +27,7 @@ func compileStage(sd bsoncore.Document) (stage, error) {
 	if err != nil || st != nil {
 		return st, err
 	}
-	return nil, errorf(codeLocation40324, "Unrecognized pipeline stage name: '%s' (mongotest supports $match, $project, $addFields, $set, $unset, $replaceRoot, $replaceWith and $changeStreamSplitLargeEvent after $changeStream)", name)
+	return nil, codes.Errorf(codes.Location40324, "Unrecognized pipeline stage name: '%s' (mongotest supports $match, $project, $addFields, $set, $unset, $replaceRoot, $replaceWith and $changeStreamSplitLargeEvent after $changeStream)", name)
 }
 
 // stageNameArg splits a stage document {name: arg}, which must have
@@ -51,10 +35,10 @@ func compileStage(sd bsoncore.Document) (stage, error) {
 func stageNameArg(sd bsoncore.Document) (string, bsoncore.Value, error) {
 	elems, err := sd.Elements()
 	if err != nil {
-		return "", bsoncore.Value{}, errorf(codeFailedToParse, "pipeline stage: %v", err)
+		return "", bsoncore.Value{}, codes.Errorf(codes.FailedToParse, "pipeline stage: %v", err)
 	}
 	if len(elems) != 1 {
-		return "", bsoncore.Value{}, errorf(codeLocation40323, "A pipeline stage specification object must contain exactly one field.")
+		return "", bsoncore.Value{}, codes.Errorf(codes.Location40323, "A pipeline stage specification object must contain exactly one field.")
 	}
 	v := elems[0].Value()
 	v.Data = append([]byte(nil), v.Data...)
@@ -71,13 +55,13 @@ type stageSpec struct {
 func splitPipeline(arr bsoncore.Array) ([]stageSpec, error) {
 	vals, err := arr.Values()
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "pipeline: %v", err)
+		return nil, codes.Errorf(codes.FailedToParse, "pipeline: %v", err)
 	}
 	out := make([]stageSpec, len(vals))
 	for i, v := range vals {
 		d, ok := v.DocumentOK()
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+			return nil, codes.Errorf(codes.TypeMismatch, "Each element of the 'pipeline' array must be an object")
 		}
 		if out[i].name, out[i].arg, err = stageNameArg(d); err != nil {
 			return nil, err
@@ -96,7 +80,7 @@ func compileDocStage(name string, arg bsoncore.Value) (stage, error) {
 	case "$match":
 		fd, ok := arg.DocumentOK()
 		if !ok {
-			return nil, errorf(codeLocation15959, "the match filter must be an expression in an object")
+			return nil, codes.Errorf(codes.Location15959, "the match filter must be an expression in an object")
 		}
 		m, err := compileFilter(fd)
 		if err != nil {
@@ -106,7 +90,7 @@ func compileDocStage(name string, arg bsoncore.Value) (stage, error) {
 	case "$project":
 		spec, ok := arg.DocumentOK()
 		if !ok {
-			return nil, errorf(codeLocation15969, "$project specification must be an object")
+			return nil, codes.Errorf(codes.Location15969, "$project specification must be an object")
 		}
 		p, err := compileProject(spec, "Invalid $project :: caused by :: ")
 		if err != nil {
@@ -116,7 +100,7 @@ func compileDocStage(name string, arg bsoncore.Value) (stage, error) {
 	case "$addFields", "$set":
 		spec, ok := arg.DocumentOK()
 		if !ok {
-			return nil, errorf(codeLocation40272, "%s specification stage must be an object, got %s", name, typeName(arg.Type))
+			return nil, codes.Errorf(codes.Location40272, "%s specification stage must be an object, got %s", name, bsonutil.TypeName(arg.Type))
 		}
 		return compileAddFields(name, spec)
 	case "$unset":
@@ -124,23 +108,23 @@ func compileDocStage(name string, arg bsoncore.Value) (stage, error) {
 	case "$replaceRoot":
 		spec, ok := arg.DocumentOK()
 		if !ok {
-			return nil, errorf(codeLocation40229, "expected an object as specification for $replaceRoot stage, got %s", typeName(arg.Type))
+			return nil, codes.Errorf(codes.Location40229, "expected an object as specification for $replaceRoot stage, got %s", bsonutil.TypeName(arg.Type))
 		}
 		elems, err := spec.Elements()
 		if err != nil {
-			return nil, errorf(codeFailedToParse, "$replaceRoot: %v", err)
+			return nil, codes.Errorf(codes.FailedToParse, "$replaceRoot: %v", err)
 		}
 		var root aggExpr
 		for _, el := range elems {
 			if el.Key() != "newRoot" {
-				return nil, errorf(codeLocation40415, "BSON field '$replaceRoot.%s' is an unknown field.", el.Key())
+				return nil, codes.Errorf(codes.Location40415, "BSON field '$replaceRoot.%s' is an unknown field.", el.Key())
 			}
 			if root, err = compileAggExpr(el.Value()); err != nil {
 				return nil, err
 			}
 		}
 		if root == nil {
-			return nil, errorf(codeLocation40231, "no newRoot specified for the $replaceRoot stage")
+			return nil, codes.Errorf(codes.Location40231, "no newRoot specified for the $replaceRoot stage")
 		}
 		return replaceRootStage{root}, nil
 	case "$replaceWith":
@@ -207,10 +191,10 @@ func (n *projNode) addPath(prefix, path string, set leafSetter) error {
 	cur := n
 	for i, p := range parts {
 		if p == "" {
-			return errorf(codeLocation40352, "%sFieldPath field names may not be empty strings.", prefix)
+			return codes.Errorf(codes.Location40352, "%sFieldPath field names may not be empty strings.", prefix)
 		}
 		if strings.HasPrefix(p, "$") {
-			return errorf(codeLocation16410, "%sFieldPath field names may not start with '$'. Consider using $getField or $setField.", prefix)
+			return codes.Errorf(codes.Location16410, "%sFieldPath field names may not start with '$'. Consider using $getField or $setField.", prefix)
 		}
 		f := cur.field(p)
 		last := i == len(parts)-1
@@ -218,7 +202,7 @@ func (n *projNode) addPath(prefix, path string, set leafSetter) error {
 			f = &projField{name: p}
 			cur.fields = append(cur.fields, f)
 		} else if last || f.child == nil {
-			return errorf(codeLocation31250, "%sPath collision at %s", prefix, path)
+			return codes.Errorf(codeLocation31250, "%sPath collision at %s", prefix, path)
 		}
 		if last {
 			return set(f)
@@ -252,10 +236,10 @@ func compileProject(spec bsoncore.Document, prefix string) (*projectStage, error
 	walk = func(prefix string, d bsoncore.Document, top bool) error {
 		elems, err := d.Elements()
 		if err != nil {
-			return errorf(codeFailedToParse, "$project: %v", err)
+			return codes.Errorf(codes.FailedToParse, "$project: %v", err)
 		}
 		if len(elems) == 0 {
-			return errorf(codeLocation51272, "%sAn empty sub-projection is not a valid value. Found empty object at path", prefix)
+			return codes.Errorf(codes.Location51272, "%sAn empty sub-projection is not a valid value. Found empty object at path", prefix)
 		}
 		for _, el := range elems {
 			path := prefix + el.Key()
@@ -286,9 +270,9 @@ func compileProject(spec bsoncore.Document, prefix string) (*projectStage, error
 				}
 				if mode != 0 && mode != want {
 					if flag {
-						return errorf(codeLocation31253, "%sCannot do inclusion on field %s in exclusion projection", prefix, path)
+						return codes.Errorf(codes.Location31253, "%sCannot do inclusion on field %s in exclusion projection", prefix, path)
 					}
-					return errorf(codeLocation31254, "%sCannot do exclusion on field %s in inclusion projection", prefix, path)
+					return codes.Errorf(codes.Location31254, "%sCannot do exclusion on field %s in inclusion projection", prefix, path)
 				}
 				mode = want
 				if err := p.root.addPath(prefix, path, func(f *projField) error { f.include = flag; return nil }); err != nil {
@@ -297,7 +281,7 @@ func compileProject(spec bsoncore.Document, prefix string) (*projectStage, error
 				continue
 			}
 			if mode == 2 {
-				return errorf(codeLocation31252, "%sCannot use expression other than $meta in exclusion projection", prefix)
+				return codes.Errorf(codes.Location31252, "%sCannot use expression other than $meta in exclusion projection", prefix)
 			}
 			mode = 1
 			x, err := compileAggExpr(v)
@@ -311,7 +295,7 @@ func compileProject(spec bsoncore.Document, prefix string) (*projectStage, error
 		return nil
 	}
 	if len(spec) <= 5 {
-		return nil, errorf(codeLocation51272, "%sprojection specification must have at least one field", prefix)
+		return nil, codes.Errorf(codes.Location51272, "%sprojection specification must have at least one field", prefix)
 	}
 	if err := walk("", spec, true); err != nil {
 		return nil, err
@@ -333,7 +317,7 @@ func projectionFlag(v bsoncore.Value) (include, ok bool) {
 	if b, ok := v.BooleanOK(); ok {
 		return b, true
 	}
-	if f, ok := numberOf(v); ok {
+	if f, ok := bsonutil.NumberOf(v); ok {
 		return f != 0, true
 	}
 	return false, false
@@ -431,14 +415,14 @@ func projectIncludeArray(n *projNode, a bsoncore.Array, root bsoncore.Document) 
 			if err != nil {
 				return nil, err
 			}
-			out = bsoncore.AppendDocumentElement(out, arrayKey(i), sub)
+			out = bsoncore.AppendDocumentElement(out, bsonutil.ArrayKey(i), sub)
 			i++
 		case bsoncore.TypeArray:
 			sub, err := projectIncludeArray(n, v.Array(), root)
 			if err != nil {
 				return nil, err
 			}
-			out = bsoncore.AppendArrayElement(out, arrayKey(i), sub)
+			out = bsoncore.AppendArrayElement(out, bsonutil.ArrayKey(i), sub)
 			i++
 		default:
 			if n.hasExpr() {
@@ -446,7 +430,7 @@ func projectIncludeArray(n *projNode, a bsoncore.Array, root bsoncore.Document) 
 				if err != nil {
 					return nil, err
 				}
-				out = bsoncore.AppendDocumentElement(out, arrayKey(i), sub)
+				out = bsoncore.AppendDocumentElement(out, bsonutil.ArrayKey(i), sub)
 				i++
 			}
 		}
@@ -511,15 +495,15 @@ func projectExcludeArray(n *projNode, a bsoncore.Array) (bsoncore.Array, error) 
 			if err != nil {
 				return nil, err
 			}
-			out = bsoncore.AppendDocumentElement(out, arrayKey(i), sub)
+			out = bsoncore.AppendDocumentElement(out, bsonutil.ArrayKey(i), sub)
 		case bsoncore.TypeArray:
 			sub, err := projectExcludeArray(n, v.Array())
 			if err != nil {
 				return nil, err
 			}
-			out = bsoncore.AppendArrayElement(out, arrayKey(i), sub)
+			out = bsoncore.AppendArrayElement(out, bsonutil.ArrayKey(i), sub)
 		default:
-			out = bsoncore.AppendValueElement(out, arrayKey(i), v)
+			out = bsoncore.AppendValueElement(out, bsonutil.ArrayKey(i), v)
 		}
 	}
 	out, _ = bsoncore.AppendArrayEnd(out, idx)
@@ -539,7 +523,7 @@ func compileAddFields(name string, spec bsoncore.Document) (stage, error) {
 	walk = func(prefix string, d bsoncore.Document) error {
 		elems, err := d.Elements()
 		if err != nil {
-			return errorf(codeFailedToParse, "%s: %v", name, err)
+			return codes.Errorf(codes.FailedToParse, "%s: %v", name, err)
 		}
 		for _, el := range elems {
 			path := prefix + el.Key()
@@ -637,13 +621,13 @@ func appendAddedField(out []byte, f *projField, cur bsoncore.Value, present bool
 				if err != nil {
 					return nil, err
 				}
-				o = bsoncore.AppendDocumentElement(o, arrayKey(i), sub)
+				o = bsoncore.AppendDocumentElement(o, bsonutil.ArrayKey(i), sub)
 			} else {
 				sub, err := addFieldsDoc(f.child, emptyDoc, root)
 				if err != nil {
 					return nil, err
 				}
-				o = bsoncore.AppendDocumentElement(o, arrayKey(i), sub)
+				o = bsoncore.AppendDocumentElement(o, bsonutil.ArrayKey(i), sub)
 			}
 		}
 		o, _ = bsoncore.AppendArrayEnd(o, aidx)
@@ -667,20 +651,20 @@ func compileUnset(arg bsoncore.Value) (stage, error) {
 	case bsoncore.TypeArray:
 		vals, err := arg.Array().Values()
 		if err != nil {
-			return nil, errorf(codeFailedToParse, "$unset: %v", err)
+			return nil, codes.Errorf(codes.FailedToParse, "$unset: %v", err)
 		}
 		if len(vals) == 0 {
-			return nil, errorf(codeLocation31119, "$unset specification must be a string or an array with at least one field")
+			return nil, codes.Errorf(codes.Location31119, "$unset specification must be a string or an array with at least one field")
 		}
 		for _, v := range vals {
 			s, ok := v.StringValueOK()
 			if !ok {
-				return nil, errorf(codeLocation31120, "$unset specification must be a string or an array containing only string values")
+				return nil, codes.Errorf(codeLocation31120, "$unset specification must be a string or an array containing only string values")
 			}
 			paths = append(paths, s)
 		}
 	default:
-		return nil, errorf(codeLocation31002, "$unset specification must be a string or an array")
+		return nil, codes.Errorf(codes.Location31002, "$unset specification must be a string or an array")
 	}
 	p := &projectStage{root: &projNode{}}
 	for _, path := range paths {
@@ -706,11 +690,11 @@ func (s replaceRootStage) apply(ev bsoncore.Document) (bsoncore.Document, error)
 		return nil, err
 	}
 	if !ok {
-		return nil, errorf(codeLocation40228, "'newRoot' expression must evaluate to an object, but resulting value was: MISSING. Type of resulting value: 'missing'. Input document: %s", ev)
+		return nil, codes.Errorf(codes.Location40228, "'newRoot' expression must evaluate to an object, but resulting value was: MISSING. Type of resulting value: 'missing'. Input document: %s", ev)
 	}
 	d, isDoc := v.DocumentOK()
 	if !isDoc {
-		return nil, errorf(codeLocation40228, "'newRoot' expression must evaluate to an object, but resulting value was: %s. Type of resulting value: '%s'. Input document: %s", v, typeName(v.Type), ev)
+		return nil, codes.Errorf(codes.Location40228, "'newRoot' expression must evaluate to an object, but resulting value was: %s. Type of resulting value: '%s'. Input document: %s", v, bsonutil.TypeName(v.Type), ev)
 	}
 	return d, nil
 }
@@ -737,26 +721,26 @@ func compileAggExpr(v bsoncore.Value) (aggExpr, error) {
 		d := v.Document()
 		elems, err := d.Elements()
 		if err != nil {
-			return nil, errorf(codeFailedToParse, "expression: %v", err)
+			return nil, codes.Errorf(codes.FailedToParse, "expression: %v", err)
 		}
 		if len(elems) > 0 && strings.HasPrefix(elems[0].Key(), "$") {
 			op := elems[0].Key()
 			if len(elems) > 1 {
-				return nil, errorf(codeLocation15983, "an expression specification must contain exactly one field, the name of the expression. Found %d fields in %s", len(elems), d)
+				return nil, codes.Errorf(codes.Location15983, "an expression specification must contain exactly one field, the name of the expression. Found %d fields in %s", len(elems), d)
 			}
 			if op == "$literal" {
 				return constExpr{elems[0].Value()}, nil
 			}
-			return nil, errorf(codeInvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE and $literal)", op)
+			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE and $literal)", op)
 		}
 		obj := objExpr{}
 		for _, el := range elems {
 			k := el.Key()
 			if strings.HasPrefix(k, "$") {
-				return nil, errorf(codeLocation16410, "FieldPath field names may not start with '$'. Consider using $getField or $setField.")
+				return nil, codes.Errorf(codes.Location16410, "FieldPath field names may not start with '$'. Consider using $getField or $setField.")
 			}
 			if strings.Contains(k, ".") {
-				return nil, errorf(codeLocation16412, "FieldPath field names may not contain '.'. Consider using $getField or $setField.")
+				return nil, codes.Errorf(codes.Location16412, "FieldPath field names may not contain '.'. Consider using $getField or $setField.")
 			}
 			x, err := compileAggExpr(el.Value())
 			if err != nil {
@@ -768,7 +752,7 @@ func compileAggExpr(v bsoncore.Value) (aggExpr, error) {
 	case bsoncore.TypeArray:
 		vals, err := v.Array().Values()
 		if err != nil {
-			return nil, errorf(codeFailedToParse, "expression: %v", err)
+			return nil, codes.Errorf(codes.FailedToParse, "expression: %v", err)
 		}
 		var arr arrExpr
 		for _, ev := range vals {
@@ -783,11 +767,6 @@ func compileAggExpr(v bsoncore.Value) (aggExpr, error) {
 	return constExpr{v}, nil
 }
 
-const (
-	codeLocation15983 = 15983 // an operator object with more than one field
-	codeLocation16412 = 16412 // '.' in a field name of an expression object
-	codeLocation16872 = 16872 // "$" alone
-)
 
 func compileFieldRef(s string) (aggExpr, error) {
 	if strings.HasPrefix(s, "$$") {
@@ -802,18 +781,18 @@ func compileFieldRef(s string) (aggExpr, error) {
 		case "REMOVE":
 			return missingExpr{}, nil
 		}
-		return nil, errorf(codeLocation17276, "Use of undefined variable: %s", name)
+		return nil, codes.Errorf(codes.Location17276, "Use of undefined variable: %s", name)
 	}
 	if s == "$" {
-		return nil, errorf(codeLocation16872, "'$' by itself is not a valid FieldPath")
+		return nil, codes.Errorf(codes.Location16872, "'$' by itself is not a valid FieldPath")
 	}
 	path := strings.Split(s[1:], ".")
 	for _, p := range path {
 		if p == "" {
-			return nil, errorf(codeLocation40352, "FieldPath field names may not be empty strings.")
+			return nil, codes.Errorf(codes.Location40352, "FieldPath field names may not be empty strings.")
 		}
 		if strings.HasPrefix(p, "$") {
-			return nil, errorf(codeLocation16410, "FieldPath field names may not start with '$'. Consider using $getField or $setField.")
+			return nil, codes.Errorf(codes.Location16410, "FieldPath field names may not start with '$'. Consider using $getField or $setField.")
 		}
 	}
 	return fieldExpr{path}, nil
@@ -864,7 +843,7 @@ func resolvePath(v bsoncore.Value, path []string) (bsoncore.Value, bool) {
 				continue
 			}
 			if got, ok := resolvePath(el, path); ok {
-				out = bsoncore.AppendValueElement(out, arrayKey(i), got)
+				out = bsoncore.AppendValueElement(out, bsonutil.ArrayKey(i), got)
 				i++
 			}
 		}
@@ -908,9 +887,9 @@ func (x arrExpr) eval(root bsoncore.Document) (bsoncore.Value, bool, error) {
 			return bsoncore.Value{}, false, err
 		}
 		if ok {
-			out = bsoncore.AppendValueElement(out, arrayKey(i), v)
+			out = bsoncore.AppendValueElement(out, bsonutil.ArrayKey(i), v)
 		} else {
-			out = bsoncore.AppendNullElement(out, arrayKey(i))
+			out = bsoncore.AppendNullElement(out, bsonutil.ArrayKey(i))
 		}
 	}
 	out, _ = bsoncore.AppendArrayEnd(out, idx)

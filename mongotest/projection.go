@@ -1,6 +1,7 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -27,12 +28,12 @@ func compileFindProjection(d bsoncore.Document) (*projectStage, error) {
 func checkFindOnly(d bsoncore.Document) error {
 	elems, err := d.Elements()
 	if err != nil {
-		return errorf(codeFailedToParse, "projection: %v", err)
+		return codes.Errorf(codes.FailedToParse, "projection: %v", err)
 	}
 	for _, el := range elems {
 		k := el.Key()
 		if strings.HasPrefix(k, "$") || strings.Contains(k, ".$") {
-			return errorf(codeNotImplemented, "mongotest does not support the projection operator in '%s'", k)
+			return codes.Errorf(codes.NotImplemented, "mongotest does not support the projection operator in '%s'", k)
 		}
 		sub, ok := el.Value().DocumentOK()
 		if !ok {
@@ -40,7 +41,7 @@ func checkFindOnly(d bsoncore.Document) error {
 		}
 		first, _ := commandName(sub)
 		if findOnlyOperators[first] {
-			return errorf(codeNotImplemented, "mongotest does not support the projection operator %s (on field '%s')", first, k)
+			return codes.Errorf(codes.NotImplemented, "mongotest does not support the projection operator %s (on field '%s')", first, k)
 		}
 		if !strings.HasPrefix(first, "$") {
 			if err := checkFindOnly(sub); err != nil {

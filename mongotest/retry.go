@@ -1,6 +1,7 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"sync"
 	"time"
 
@@ -17,15 +18,10 @@ import (
 // and all-succeeded batches drivers retry.
 
 const (
-	codeTransactionTooOld = 225
-	// maxRetrySessions bounds the sessions remembered; the oldest is
 	// forgotten first. A driver's session pool stays far below it.
 	maxRetrySessions = 1000
 )
 
-func init() {
-	codeNames[codeTransactionTooOld] = "TransactionTooOld"
-}
 
 // retryTable is the record of retryable writes by session (lsid.id).
 type retryTable struct {
@@ -92,7 +88,7 @@ func (t *retryTable) begin(r *request, key string, txn int64) (*retrySession, bs
 			t.addLocked(key, sess)
 		case txn < sess.txnNumber:
 			t.mu.Unlock()
-			return nil, nil, errorf(codeTransactionTooOld, "Retryable write with txnNumber %d is prohibited on session because a newer retryable write with txnNumber %d has already started on this session.", txn, sess.txnNumber)
+			return nil, nil, codes.Errorf(codes.TransactionTooOld, "Retryable write with txnNumber %d is prohibited on session because a newer retryable write with txnNumber %d has already started on this session.", txn, sess.txnNumber)
 		case txn == sess.txnNumber && sess.reply != nil:
 			reply := sess.reply
 			t.mu.Unlock()

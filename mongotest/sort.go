@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -18,18 +20,18 @@ const codeLocation15974 = 15974
 func parseSort(d bsoncore.Document) ([]sortKey, error) {
 	elems, err := d.Elements()
 	if err != nil {
-		return nil, errorf(codeFailedToParse, "sort: %v", err)
+		return nil, codes.Errorf(codes.FailedToParse, "sort: %v", err)
 	}
 	keys := make([]sortKey, 0, len(elems))
 	for _, el := range elems {
 		v := el.Value()
 		if sd, ok := v.DocumentOK(); ok {
 			first, _ := commandName(sd)
-			return nil, errorf(codeNotImplemented, "mongotest does not support sorting by %s on '%s'", first, el.Key())
+			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support sorting by %s on '%s'", first, el.Key())
 		}
-		n, ok := numberOf(v)
+		n, ok := bsonutil.NumberOf(v)
 		if !ok || (n != 1 && n != -1) {
-			return nil, errorf(codeLocation15974, "Illegal key in $sort specification: %s: %s", el.Key(), v)
+			return nil, codes.Errorf(codeLocation15974, "Illegal key in $sort specification: %s: %s", el.Key(), v)
 		}
 		keys = append(keys, sortKey{path: strings.Split(el.Key(), "."), dir: int(n)})
 	}
@@ -59,7 +61,7 @@ func sortValue(d bsoncore.Document, k sortKey) bsoncore.Value {
 		if v.Type == 0 {
 			v = bsoncore.Value{Type: bsoncore.TypeNull}
 		}
-		if !have || compareValues(v, best)*k.dir < 0 {
+		if !have || bsonutil.CompareValues(v, best)*k.dir < 0 {
 			best, have = v, true
 		}
 	}
@@ -72,7 +74,7 @@ func sortValue(d bsoncore.Document, k sortKey) bsoncore.Value {
 // compareBySort orders two documents by a sort specification.
 func compareBySort(a, b bsoncore.Document, keys []sortKey) int {
 	for _, k := range keys {
-		if c := compareValues(sortValue(a, k), sortValue(b, k)); c != 0 {
+		if c := bsonutil.CompareValues(sortValue(a, k), sortValue(b, k)); c != 0 {
 			return c * k.dir
 		}
 	}

@@ -1,6 +1,7 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"encoding/binary"
 	"encoding/hex"
 
@@ -96,15 +97,15 @@ func (t token) doc() bsoncore.Document {
 func parseToken(v bsoncore.Value) (token, error) {
 	d, ok := v.DocumentOK()
 	if !ok {
-		return token{}, errorf(codeTypeMismatch, "resume token must be an object, not %s", v.Type)
+		return token{}, codes.Errorf(codes.TypeMismatch, "resume token must be an object, not %s", v.Type)
 	}
 	s, ok := d.Lookup("_data").StringValueOK()
 	if !ok {
-		return token{}, errorf(codeFailedToParse, "Bad resume token: _data of missing or of wrong type. Expected string, got %s", d.Lookup("_data").Type)
+		return token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data of missing or of wrong type. Expected string, got %s", d.Lookup("_data").Type)
 	}
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) < 13 || b[0] != 0x82 || b[9] != tokenVersion {
-		return token{}, errorf(codeFailedToParse, "Bad resume token: _data is not a resume token issued by this server: %q", s)
+		return token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data is not a resume token issued by this server: %q", s)
 	}
 	t := token{
 		time:     bson.Timestamp{T: binary.BigEndian.Uint32(b[1:5]), I: binary.BigEndian.Uint32(b[5:9])},
@@ -114,7 +115,7 @@ func parseToken(v bsoncore.Value) (token, error) {
 	switch t.kind {
 	case kindEvent, kindInvalidate, kindHighWater:
 	default:
-		return token{}, errorf(codeFailedToParse, "Bad resume token: unknown token type %#x", t.kind)
+		return token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: unknown token type %#x", t.kind)
 	}
 	switch len(b) {
 	case 13:
@@ -122,7 +123,7 @@ func parseToken(v bsoncore.Value) (token, error) {
 		copy(t.uuid[:], b[13:])
 		t.hasUUID = true
 	default:
-		return token{}, errorf(codeFailedToParse, "Bad resume token: _data has %d bytes", len(b))
+		return token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data has %d bytes", len(b))
 	}
 	return t, nil
 }

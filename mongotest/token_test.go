@@ -1,6 +1,7 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"fmt"
 	"testing"
 
@@ -30,7 +31,7 @@ func TestTokenEncoding(t *testing.T) {
 				t.Errorf("data() = %s, want %s", got, tt.want)
 			}
 			d := tt.tok.doc()
-			if err := validateDoc(d); err != nil {
+			if err := bsonutil.Validate(d); err != nil {
 				t.Fatalf("doc() is not valid BSON: %v", err)
 			}
 			if got, _ := d.Lookup("_data").StringValueOK(); got != tt.want {
@@ -56,10 +57,10 @@ func TestTokenEncoding(t *testing.T) {
 
 func TestArrayKey(t *testing.T) {
 	for _, i := range []int{0, 9, 10, 1023, 1024, 1025, 99_999, 1 << 20} {
-		if got, want := arrayKey(i), fmt.Sprint(i); got != want {
+		if got, want := bsonutil.ArrayKey(i), fmt.Sprint(i); got != want {
 			t.Errorf("arrayKey(%d) = %q", i, got)
 		}
-		if got, want := string(appendArrayKey(nil, i)), fmt.Sprint(i); got != want {
+		if got, want := string(bsonutil.AppendArrayKey(nil, i)), fmt.Sprint(i); got != want {
 			t.Errorf("appendArrayKey(%d) = %q", i, got)
 		}
 	}

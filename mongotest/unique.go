@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"encoding/binary"
 	"strings"
 
@@ -58,7 +60,7 @@ func (ux uniqueIndex) keyOf(d bsoncore.Document) (string, bool) {
 		} else {
 			present++
 		}
-		k := valueKey(v)
+		k := bsonutil.ValueKey(v)
 		b = binary.BigEndian.AppendUint32(b, uint32(len(k)))
 		b = append(b, k...)
 	}
@@ -153,7 +155,7 @@ func (u *uniqueKeys) remove(k string, d bsoncore.Document) {
 // uniqueConflict returns the DuplicateKey error a real server gives when d,
 // stored under the _id key k, would share the key of one of c's unique
 // indexes with another document, or nil.
-func (c *collection) uniqueConflict(k string, d bsoncore.Document) *CommandError {
+func (c *collection) uniqueConflict(k string, d bsoncore.Document) *codes.Error {
 	if c.uniqueSig() == "" {
 		return nil
 	}
@@ -164,7 +166,7 @@ func (c *collection) uniqueConflict(k string, d bsoncore.Document) *CommandError
 			continue
 		}
 		if other, ok := u.keys[i][key]; ok && other != k {
-			return errorf(codeDuplicateKey, "E11000 duplicate key error collection: %s index: %s dup key: %s", c.ns(), ux.name, ux.dupKey(d))
+			return codes.Errorf(codes.DuplicateKey, "E11000 duplicate key error collection: %s index: %s dup key: %s", c.ns(), ux.name, ux.dupKey(d))
 		}
 	}
 	return nil
@@ -192,7 +194,7 @@ func (c *collection) uniqueViolation(spec indexSpec) error {
 		return true
 	})
 	if dup != nil {
-		return errorf(codeDuplicateKey, "Index build failed: E11000 duplicate key error collection: %s index: %s dup key: %s", c.ns(), ux.name, ux.dupKey(dup))
+		return codes.Errorf(codes.DuplicateKey, "Index build failed: E11000 duplicate key error collection: %s index: %s dup key: %s", c.ns(), ux.name, ux.dupKey(dup))
 	}
 	return nil
 }

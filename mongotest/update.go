@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"bytes"
 	"math"
 	"math/big"
@@ -43,22 +45,22 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 	if arrayFilters.Type != 0 {
 		arr, ok := arrayFilters.ArrayOK()
 		if !ok {
-			return nil, errorf(codeTypeMismatch, "arrayFilters must be an array")
+			return nil, codes.Errorf(codes.TypeMismatch, "arrayFilters must be an array")
 		}
 		vals, _ := arr.Values()
 		s.arrayFilters = map[string]bsoncore.Document{}
 		for _, v := range vals {
 			d, ok := v.DocumentOK()
 			if !ok {
-				return nil, errorf(codeTypeMismatch, "arrayFilters entries must be objects")
+				return nil, codes.Errorf(codes.TypeMismatch, "arrayFilters entries must be objects")
 			}
 			k, _ := commandName(d)
 			id, _, _ := strings.Cut(k, ".")
 			if id == "" {
-				return nil, errorf(codeFailedToParse, "Cannot use an expression without a top-level field name in arrayFilters")
+				return nil, codes.Errorf(codes.FailedToParse, "Cannot use an expression without a top-level field name in arrayFilters")
 			}
 			if _, dup := s.arrayFilters[id]; dup {
-				return nil, errorf(codeFailedToParse, "Found multiple array filters with the same top-level field name %s", id)
+				return nil, codes.Errorf(codes.FailedToParse, "Found multiple array filters with the same top-level field name %s", id)
 			}
 			if _, err := compileFilter(d); err != nil {
 				return nil, err
@@ -77,7 +79,7 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 		return s, nil
 	case bsoncore.TypeEmbeddedDocument:
 	default:
-		return nil, errorf(codeFailedToParse, "Update argument must be either an object or an array")
+		return nil, codes.Errorf(codes.FailedToParse, "Update argument must be either an object or an array")
 	}
 	d, _ := u.DocumentOK()
 	first, _ := commandName(d)
@@ -85,7 +87,7 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 		elems, _ := d.Elements()
 		for _, el := range elems {
 			if strings.HasPrefix(el.Key(), "$") {
-				return nil, errorf(codeDollarPrefixedFieldName, "The dollar ($) prefixed field '%s' in '%s' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith.", el.Key(), el.Key())
+				return nil, codes.Errorf(codes.DollarPrefixedFieldName, "The dollar ($) prefixed field '%s' in '%s' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith.", el.Key(), el.Key())
 			}
 		}
 		s.replacement = d
@@ -99,36 +101,36 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 		op := el.Key()
 		if !knownModifiers[op] {
 			if op == "$bit" {
-				return nil, errorf(codeNotImplemented, "mongotest does not support the update operator $bit")
+				return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the update operator $bit")
 			}
 			if !strings.HasPrefix(op, "$") {
-				return nil, errorf(codeFailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", op)
+				return nil, codes.Errorf(codes.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", op)
 			}
-			return nil, errorf(codeFailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", op)
+			return nil, codes.Errorf(codes.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", op)
 		}
 		args, ok := el.Value().DocumentOK()
 		if !ok {
-			return nil, errorf(codeFailedToParse, "Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}", typeName(el.Value().Type), op, el.Value())
+			return nil, codes.Errorf(codes.FailedToParse, "Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}", bsonutil.TypeName(el.Value().Type), op, el.Value())
 		}
 		aels, _ := args.Elements()
 		for _, a := range aels {
 			path := strings.Split(a.Key(), ".")
 			for _, c := range path {
 				if c == "" {
-					return nil, errorf(codeEmptyFieldName, "The update path '%s' contains an empty field name, which is not allowed.", a.Key())
+					return nil, codes.Errorf(codes.EmptyFieldName, "The update path '%s' contains an empty field name, which is not allowed.", a.Key())
 				}
 			}
 			m := modOp{op: op, path: path, arg: a.Value()}
 			if op == "$rename" {
 				to, ok := a.Value().StringValueOK()
 				if !ok {
-					return nil, errorf(codeBadValue, "The 'to' field for $rename must be a string: %s: %s", a.Key(), a.Value())
+					return nil, codes.Errorf(codes.BadValue, "The 'to' field for $rename must be a string: %s: %s", a.Key(), a.Value())
 				}
 				if to == a.Key() {
-					return nil, errorf(codeBadValue, "The source and target field for $rename must differ: %s: %q", a.Key(), to)
+					return nil, codes.Errorf(codes.BadValue, "The source and target field for $rename must differ: %s: %q", a.Key(), to)
 				}
 				if strings.Contains(to, "$") || strings.Contains(a.Key(), "$") {
-					return nil, errorf(codeBadValue, "The source and target field for $rename must not contain positional operators")
+					return nil, codes.Errorf(codes.BadValue, "The source and target field for $rename must not contain positional operators")
 				}
 				m.to = strings.Split(to, ".")
 			}
@@ -143,7 +145,7 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 			if strings.HasPrefix(c, "$[") && c != "$[]" {
 				id := c[2 : len(c)-1]
 				if _, ok := s.arrayFilters[id]; !ok {
-					return nil, errorf(codeBadValue, "No array filter found for identifier '%s' in path '%s'", id, strings.Join(m.path, "."))
+					return nil, codes.Errorf(codes.BadValue, "No array filter found for identifier '%s' in path '%s'", id, strings.Join(m.path, "."))
 				}
 			}
 		}
@@ -154,17 +156,7 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 	return s, nil
 }
 
-const (
-	codeDollarPrefixedFieldName = 52
-	codeEmptyFieldName          = 56
-	codePathNotViable           = 28
-)
 
-func init() {
-	codeNames[codeDollarPrefixedFieldName] = "DollarPrefixedFieldName"
-	codeNames[codeEmptyFieldName] = "EmptyFieldName"
-	codeNames[codePathNotViable] = "PathNotViable"
-}
 
 func lessPath(a, b []string) bool {
 	for i := 0; i < len(a) && i < len(b); i++ {
@@ -202,7 +194,7 @@ func checkConflicts(mods []modOp) error {
 				if len(b) > len(a) {
 					long, short = b, a
 				}
-				return errorf(codeConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", strings.Join(long, "."), strings.Join(short, "."))
+				return codes.Errorf(codes.ConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'", strings.Join(long, "."), strings.Join(short, "."))
 			}
 		}
 	}
@@ -259,7 +251,7 @@ func (ctx *updateCtx) expand(doc *mdoc, path []string) ([][]string, error) {
 			if ctx.inserting && c != "$" {
 				return nil, nil
 			}
-			return nil, errorf(codeBadValue, "The path '%s' must exist in the document in order to apply array updates.", strings.Join(path[:i], "."))
+			return nil, codes.Errorf(codes.BadValue, "The path '%s' must exist in the document in order to apply array updates.", strings.Join(path[:i], "."))
 		}
 		var idxs []int
 		switch {
@@ -277,7 +269,7 @@ func (ctx *updateCtx) expand(doc *mdoc, path []string) ([][]string, error) {
 			id := c[2 : len(c)-1]
 			fd := ctx.filterDoc[id]
 			if fd == nil {
-				return nil, errorf(codeBadValue, "No array filter found for identifier '%s' in path '%s'", id, strings.Join(path, "."))
+				return nil, codes.Errorf(codes.BadValue, "No array filter found for identifier '%s' in path '%s'", id, strings.Join(path, "."))
 			}
 			m, err := compileFilter(fd)
 			if err != nil {
@@ -290,11 +282,11 @@ func (ctx *updateCtx) expand(doc *mdoc, path []string) ([][]string, error) {
 				}
 			}
 		default:
-			return nil, errorf(codeBadValue, "Unrecognized positional operator %s in path '%s'", c, strings.Join(path, "."))
+			return nil, codes.Errorf(codes.BadValue, "Unrecognized positional operator %s in path '%s'", c, strings.Join(path, "."))
 		}
 		var out [][]string
 		for _, k := range idxs {
-			p := append(append(append([]string(nil), path[:i]...), arrayKey(k)), path[i+1:]...)
+			p := append(append(append([]string(nil), path[:i]...), bsonutil.ArrayKey(k)), path[i+1:]...)
 			rest, err := ctx.expand(doc, p)
 			if err != nil {
 				return nil, err
@@ -326,7 +318,7 @@ func (ctx *updateCtx) positional(doc *mdoc, prefix []string, arr *marr) (int, er
 			}
 		}
 	}
-	return 0, errorf(codeBadValue, "The positional operator did not find the match needed from the query.")
+	return 0, codes.Errorf(codes.BadValue, "The positional operator did not find the match needed from the query.")
 }
 
 // slot resolves path in doc: the container of its last component and the
@@ -355,7 +347,7 @@ func slot(doc *mdoc, path []string, create bool) (parent any, comps []pathComp, 
 			k, isIdx := arrayIndex(c)
 			if !isIdx {
 				if create {
-					return nil, nil, 0, errorf(codePathNotViable, "Cannot create field '%s' in element {%s: %s}", c, path[i-1], valueOfM(x))
+					return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", c, path[i-1], valueOfM(x))
 				}
 				return nil, nil, 0, nil
 			}
@@ -375,7 +367,7 @@ func slot(doc *mdoc, path []string, create bool) (parent any, comps []pathComp, 
 			}
 		default:
 			if create {
-				return nil, nil, 0, errorf(codePathNotViable, "Cannot create field '%s' in element {%s: %s}", c, path[i-1], valueOfM(cur))
+				return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", c, path[i-1], valueOfM(cur))
 			}
 			return nil, nil, 0, nil
 		}
@@ -392,14 +384,14 @@ func slot(doc *mdoc, path []string, create bool) (parent any, comps []pathComp, 
 		k, isIdx := arrayIndex(last)
 		if !isIdx {
 			if create {
-				return nil, nil, 0, errorf(codePathNotViable, "Cannot create field '%s' in element {%s: %s}", last, pathOr(path), valueOfM(x))
+				return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", last, pathOr(path), valueOfM(x))
 			}
 			return nil, nil, 0, nil
 		}
 		comps = append(comps, pathComp{idx: k, isIdx: true})
 	default:
 		if create {
-			return nil, nil, 0, errorf(codePathNotViable, "Cannot create field '%s' in element {%s: %s}", last, pathOr(path), valueOfM(cur))
+			return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", last, pathOr(path), valueOfM(cur))
 		}
 		return nil, nil, 0, nil
 	}
@@ -478,7 +470,7 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		}
 		pd, ok := parent.(*mdoc)
 		if !ok {
-			return errorf(codeBadValue, "The source field cannot be an array element, '%s' in doc with %s", pathStr, valueOfM(parent))
+			return codes.Errorf(codes.BadValue, "The source field cannot be an array element, '%s' in doc with %s", pathStr, valueOfM(parent))
 		}
 		v, ok := pd.get(comps[len(comps)-1].name)
 		if !ok {
@@ -489,7 +481,7 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 			return err
 		}
 		if _, isArr := tparent.(*marr); isArr {
-			return errorf(codeBadValue, "The destination field cannot be an array element, '%s'", strings.Join(m.to, "."))
+			return codes.Errorf(codes.BadValue, "The destination field cannot be an array element, '%s'", strings.Join(m.to, "."))
 		}
 		pd.del(comps[len(comps)-1].name)
 		ctx.log = append(ctx.log, modLog{removed: true, path: comps})
@@ -515,12 +507,12 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		}
 		set(toM(m.arg))
 	case "$inc", "$mul":
-		if _, ok := numberOf(m.arg); !ok && m.arg.Type != bsoncore.TypeDecimal128 {
+		if _, ok := bsonutil.NumberOf(m.arg); !ok && m.arg.Type != bsoncore.TypeDecimal128 {
 			verb := "increment"
 			if m.op == "$mul" {
 				verb = "multiply"
 			}
-			return errorf(codeTypeMismatch, "Cannot %s with non-numeric argument: {%s: %s}", verb, pathStr, m.arg)
+			return codes.Errorf(codes.TypeMismatch, "Cannot %s with non-numeric argument: {%s: %s}", verb, pathStr, m.arg)
 		}
 		if !exists {
 			if m.op == "$mul" {
@@ -531,8 +523,8 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 			return nil
 		}
 		cv, ok := cur.(bsoncore.Value)
-		if !ok || typeBracket(cv.Type) != 10 {
-			return errorf(codeTypeMismatch, "Cannot apply %s to a value of non-numeric type. {_id: %s} has the field '%s' of non-numeric type %s", m.op, idOfM(doc), last, typeNameM(cur))
+		if !ok || bsonutil.TypeBracket(cv.Type) != 10 {
+			return codes.Errorf(codes.TypeMismatch, "Cannot apply %s to a value of non-numeric type. {_id: %s} has the field '%s' of non-numeric type %s", m.op, idOfM(doc), last, typeNameM(cur))
 		}
 		nv, err := arith(cv, m.arg, m.op == "$mul")
 		if err != nil {
@@ -544,7 +536,7 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		set(nv)
 	case "$min", "$max":
 		if exists {
-			c := compareValues(m.arg, valueOfM(cur))
+			c := bsonutil.CompareValues(m.arg, valueOfM(cur))
 			if m.op == "$min" && c >= 0 || m.op == "$max" && c <= 0 {
 				return nil
 			}
@@ -555,11 +547,11 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		if d, ok := m.arg.DocumentOK(); ok {
 			t, ok := d.Lookup("$type").StringValueOK()
 			if !ok || (t != "date" && t != "timestamp") {
-				return errorf(codeBadValue, "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate: {field : {$type: 'date'}}}")
+				return codes.Errorf(codes.BadValue, "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate: {field : {$type: 'date'}}}")
 			}
 			typ = t
 		} else if m.arg.Type != bsoncore.TypeBoolean {
-			return errorf(codeBadValue, "%s is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).", typeName(m.arg.Type))
+			return codes.Errorf(codes.BadValue, "%s is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).", bsonutil.TypeName(m.arg.Type))
 		}
 		if typ == "timestamp" {
 			set(bsoncore.Value{Type: bsoncore.TypeTimestamp, Data: bsoncore.AppendTimestamp(nil, ctx.ts.T, ctx.ts.I)})
@@ -574,14 +566,14 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		}
 		arr, ok := cur.(*marr)
 		if !ok {
-			return errorf(codeBadValue, "Cannot apply %s to a non-array value", m.op)
+			return codes.Errorf(codes.BadValue, "Cannot apply %s to a non-array value", m.op)
 		}
 		var keep []any
 		switch m.op {
 		case "$pop":
-			n, ok := numberOf(m.arg)
+			n, ok := bsonutil.NumberOf(m.arg)
 			if !ok || (n != 1 && n != -1) {
-				return errorf(codeFailedToParse, "$pop expects 1 or -1, found: %s", m.arg)
+				return codes.Errorf(codes.FailedToParse, "$pop expects 1 or -1, found: %s", m.arg)
 			}
 			if len(arr.elems) == 0 {
 				return nil
@@ -604,14 +596,14 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		case "$pullAll":
 			all, ok := m.arg.ArrayOK()
 			if !ok {
-				return errorf(codeBadValue, "$pullAll requires an array argument but was given a %s", typeName(m.arg.Type))
+				return codes.Errorf(codes.BadValue, "$pullAll requires an array argument but was given a %s", bsonutil.TypeName(m.arg.Type))
 			}
 			vals, _ := all.Values()
 			for _, e := range arr.elems {
 				ev := valueOfM(e)
 				drop := false
 				for _, v := range vals {
-					if valuesEqual(ev, v) {
+					if bsonutil.ValuesEqual(ev, v) {
 						drop = true
 						break
 					}
@@ -626,7 +618,7 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		}
 		set(&marr{elems: append([]any(nil), keep...)})
 	default:
-		return errorf(codeFailedToParse, "Unknown modifier: %s", m.op)
+		return codes.Errorf(codes.FailedToParse, "Unknown modifier: %s", m.op)
 	}
 	return nil
 }
@@ -657,7 +649,7 @@ func pullMatcher(arg bsoncore.Value) (func(bsoncore.Value) bool, error) {
 			return ok && m.matches(ed)
 		}, nil
 	}
-	return func(v bsoncore.Value) bool { return valuesEqual(v, arg) }, nil
+	return func(v bsoncore.Value) bool { return bsonutil.ValuesEqual(v, arg) }, nil
 }
 
 // push applies $push and $addToSet, with $each, $position, $slice and
@@ -668,7 +660,7 @@ func (ctx *updateCtx) push(doc *mdoc, m modOp, parent any, comps []pathComp, cre
 	if exists {
 		a, ok := cur.(*marr)
 		if !ok {
-			return errorf(codeBadValue, "The field '%s' must be an array but is of type %s in document {_id: %s}", joinComps(comps), typeNameM(cur), idOfM(doc))
+			return codes.Errorf(codes.BadValue, "The field '%s' must be an array but is of type %s in document {_id: %s}", joinComps(comps), typeNameM(cur), idOfM(doc))
 		}
 		arr = a
 	}
@@ -679,7 +671,7 @@ func (ctx *updateCtx) push(doc *mdoc, m modOp, parent any, comps []pathComp, cre
 		if each := d.Lookup("$each"); each.Type != 0 {
 			ea, ok := each.ArrayOK()
 			if !ok {
-				return errorf(codeBadValue, "The argument to $each in %s must be an array but it was of type: %s", m.op, typeName(each.Type))
+				return codes.Errorf(codes.BadValue, "The argument to $each in %s must be an array but it was of type: %s", m.op, bsonutil.TypeName(each.Type))
 			}
 			items, _ = ea.Values()
 			elems, _ := d.Elements()
@@ -688,29 +680,29 @@ func (ctx *updateCtx) push(doc *mdoc, m modOp, parent any, comps []pathComp, cre
 				case "$each":
 				case "$position":
 					if m.op != "$push" {
-						return errorf(codeBadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
+						return codes.Errorf(codes.BadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
 					}
-					n, ok := asInt64(el.Value())
+					n, ok := bsonutil.AsInt64(el.Value())
 					if !ok {
-						return errorf(codeBadValue, "The value for $position must be an integer value, not of type: %s", typeName(el.Value().Type))
+						return codes.Errorf(codes.BadValue, "The value for $position must be an integer value, not of type: %s", bsonutil.TypeName(el.Value().Type))
 					}
 					position = int(n)
 				case "$slice":
 					if m.op != "$push" {
-						return errorf(codeBadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
+						return codes.Errorf(codes.BadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
 					}
-					n, ok := asInt64(el.Value())
+					n, ok := bsonutil.AsInt64(el.Value())
 					if !ok {
-						return errorf(codeBadValue, "The value for $slice must be an integer value but was given type: %s", typeName(el.Value().Type))
+						return codes.Errorf(codes.BadValue, "The value for $slice must be an integer value but was given type: %s", bsonutil.TypeName(el.Value().Type))
 					}
 					slice, hasSlice = int(n), true
 				case "$sort":
 					if m.op != "$push" {
-						return errorf(codeBadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
+						return codes.Errorf(codes.BadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
 					}
 					sortSpec = el.Value()
 				default:
-					return errorf(codeBadValue, "Unrecognized clause in %s: %s", m.op, el.Key())
+					return codes.Errorf(codes.BadValue, "Unrecognized clause in %s: %s", m.op, el.Key())
 				}
 			}
 		}
@@ -725,13 +717,13 @@ func (ctx *updateCtx) push(doc *mdoc, m modOp, parent any, comps []pathComp, cre
 		if m.op == "$addToSet" {
 			dup := false
 			for _, e := range elems {
-				if valuesEqual(valueOfM(e), it) {
+				if bsonutil.ValuesEqual(valueOfM(e), it) {
 					dup = true
 					break
 				}
 			}
 			for _, e := range added {
-				if valuesEqual(valueOfM(e), it) {
+				if bsonutil.ValuesEqual(valueOfM(e), it) {
 					dup = true
 					break
 				}
@@ -804,12 +796,12 @@ func sortElems(elems []any, spec bsoncore.Value) error {
 		})
 		return nil
 	}
-	n, ok := asInt64(spec)
+	n, ok := bsonutil.AsInt64(spec)
 	if !ok || (n != 1 && n != -1) {
-		return errorf(codeBadValue, "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields")
+		return codes.Errorf(codes.BadValue, "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields")
 	}
 	sort.SliceStable(elems, func(i, j int) bool {
-		c := compareValues(valueOfM(elems[i]), valueOfM(elems[j]))
+		c := bsonutil.CompareValues(valueOfM(elems[i]), valueOfM(elems[j]))
 		if n < 0 {
 			c = -c
 		}
@@ -837,8 +829,8 @@ func zeroLike(v bsoncore.Value) bsoncore.Value {
 // result that type, and an int64 overflow is an error.
 func arith(a, b bsoncore.Value, mul bool) (bsoncore.Value, error) {
 	if a.Type == bsoncore.TypeDecimal128 || b.Type == bsoncore.TypeDecimal128 {
-		fa, nanA := bigOf(a)
-		fb, nanB := bigOf(b)
+		fa, nanA := bsonutil.BigOf(a)
+		fb, nanB := bsonutil.BigOf(b)
 		if nanA || nanB {
 			return decimalValue("NaN")
 		}
@@ -851,16 +843,16 @@ func arith(a, b bsoncore.Value, mul bool) (bsoncore.Value, error) {
 		return decimalValue(r.Text('g', 34))
 	}
 	if a.Type == bsoncore.TypeDouble || b.Type == bsoncore.TypeDouble {
-		fa, _ := numberOf(a)
-		fb, _ := numberOf(b)
+		fa, _ := bsonutil.NumberOf(a)
+		fb, _ := bsonutil.NumberOf(b)
 		r := fa + fb
 		if mul {
 			r = fa * fb
 		}
 		return bsoncore.Value{Type: bsoncore.TypeDouble, Data: bsoncore.AppendDouble(nil, r)}, nil
 	}
-	ia, _ := intOf(a)
-	ib, _ := intOf(b)
+	ia, _ := bsonutil.IntOf(a)
+	ib, _ := bsonutil.IntOf(b)
 	ra := new(big.Int).SetInt64(ia)
 	if mul {
 		ra.Mul(ra, big.NewInt(ib))
@@ -868,7 +860,7 @@ func arith(a, b bsoncore.Value, mul bool) (bsoncore.Value, error) {
 		ra.Add(ra, big.NewInt(ib))
 	}
 	if !ra.IsInt64() {
-		return bsoncore.Value{}, errorf(codeBadValue, "Failed to apply update: integer overflow computing %d and %d", ia, ib)
+		return bsoncore.Value{}, codes.Errorf(codes.BadValue, "Failed to apply update: integer overflow computing %d and %d", ia, ib)
 	}
 	r := ra.Int64()
 	if a.Type == bsoncore.TypeInt32 && b.Type == bsoncore.TypeInt32 && r >= math.MinInt32 && r <= math.MaxInt32 {
@@ -880,7 +872,7 @@ func arith(a, b bsoncore.Value, mul bool) (bsoncore.Value, error) {
 func decimalValue(s string) (bsoncore.Value, error) {
 	d, err := bson.ParseDecimal128(s)
 	if err != nil {
-		return bsoncore.Value{}, errorf(codeBadValue, "decimal arithmetic: %v", err)
+		return bsoncore.Value{}, codes.Errorf(codes.BadValue, "decimal arithmetic: %v", err)
 	}
 	h, l := d.GetBytes()
 	return bsoncore.Value{Type: bsoncore.TypeDecimal128, Data: bsoncore.AppendDecimal128(nil, h, l)}, nil

@@ -1,6 +1,8 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"bytes"
 	"time"
 
@@ -33,8 +35,8 @@ func (s *updateSpec) apply(old bsoncore.Document, ctx *updateCtx) (updateOutcome
 	case s.replacement != nil:
 		op = opReplace
 		if id, err := s.replacement.LookupErr("_id"); err == nil {
-			if !valuesEqual(id, oldID) || id.Type != oldID.Type {
-				return updateOutcome{}, errorf(codeImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", id)
+			if !bsonutil.ValuesEqual(id, oldID) || id.Type != oldID.Type {
+				return updateOutcome{}, codes.Errorf(codes.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", id)
 			}
 			nd = s.replacement
 		} else {
@@ -67,8 +69,8 @@ func (s *updateSpec) apply(old bsoncore.Document, ctx *updateCtx) (updateOutcome
 		}
 		desc = describeMods(ctx, docToM(old), m)
 	}
-	if len(nd) > maxBSONObjectSize {
-		return updateOutcome{}, errorf(codeBSONObjectTooLarge, "Resulting document after update is larger than %d", maxBSONObjectSize)
+	if len(nd) > bsonutil.MaxObjectSize {
+		return updateOutcome{}, codes.Errorf(codes.BSONObjectTooLarge, "Resulting document after update is larger than %d", bsonutil.MaxObjectSize)
 	}
 	if bytes.Equal(nd, old) {
 		return updateOutcome{newDoc: old}, nil
@@ -79,10 +81,10 @@ func (s *updateSpec) apply(old bsoncore.Document, ctx *updateCtx) (updateOutcome
 func checkIDKept(oldID bsoncore.Value, nd bsoncore.Document) error {
 	id, err := nd.LookupErr("_id")
 	if err != nil {
-		return errorf(codeImmutableField, "After applying the update, the (immutable) field '_id' was found to have been removed")
+		return codes.Errorf(codes.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been removed")
 	}
 	if id.Type != oldID.Type || !bytes.Equal(id.Data, oldID.Data) {
-		return errorf(codeImmutableField, "Performing an update on the path '_id' would modify the immutable field '_id'")
+		return codes.Errorf(codes.ImmutableField, "Performing an update on the path '_id' would modify the immutable field '_id'")
 	}
 	return nil
 }
@@ -217,9 +219,9 @@ func (e *engine) insertUpsertLocked(db, coll string, d bsoncore.Document) error 
 	if err != nil {
 		return err
 	}
-	k, _ := docKey(d)
+	k, _ := bsonutil.DocKey(d)
 	if _, dup := c.get(k); dup {
-		return errorf(codeDuplicateKey, "E11000 duplicate key error collection: %s index: _id_ dup key: { _id: %s }", c.ns(), d.Lookup("_id"))
+		return codes.Errorf(codes.DuplicateKey, "E11000 duplicate key error collection: %s index: _id_ dup key: { _id: %s }", c.ns(), d.Lookup("_id"))
 	}
 	if ce := c.uniqueConflict(k, d); ce != nil {
 		return ce
@@ -257,7 +259,7 @@ func handleUpdate(s *Server, r *request) (bsoncore.Document, error) {
 	for i, st := range stmts {
 		res, err := e.updateStmtLocked(r.db, coll, st)
 		if err != nil {
-			werrs = append(werrs, writeError{i, asCommandError(err)})
+			werrs = append(werrs, writeError{i, codes.As(err)})
 			if ordered {
 				break
 			}
@@ -286,16 +288,16 @@ func (e *engine) updateStmtLocked(db, coll string, st bsoncore.Document) (update
 	elems, _ := st.Elements()
 	for _, el := range elems {
 		if !updateStmtFields[el.Key()] {
-			return res, errorf(codeLocation40415, "BSON field 'update.updates.%s' is an unknown field.", el.Key())
+			return res, codes.Errorf(codes.Location40415, "BSON field 'update.updates.%s' is an unknown field.", el.Key())
 		}
 	}
 	q, ok := st.Lookup("q").DocumentOK()
 	if !ok {
-		return res, errorf(codeFailedToParse, "BSON field 'update.updates.q' is missing but a required field")
+		return res, codes.Errorf(codes.FailedToParse, "BSON field 'update.updates.q' is missing but a required field")
 	}
 	u := st.Lookup("u")
 	if u.Type == 0 {
-		return res, errorf(codeFailedToParse, "BSON field 'update.updates.u' is missing but a required field")
+		return res, codes.Errorf(codes.FailedToParse, "BSON field 'update.updates.u' is missing but a required field")
 	}
 	upsert, _ := st.Lookup("upsert").BooleanOK()
 	multi, _ := st.Lookup("multi").BooleanOK()
@@ -305,19 +307,19 @@ func (e *engine) updateStmtLocked(db, coll string, st bsoncore.Document) (update
 		}
 	}
 	if st.Lookup("c").Type != 0 {
-		return res, errorf(codeNotImplemented, "mongotest does not support update with let variables (c)")
+		return res, codes.Errorf(codes.NotImplemented, "mongotest does not support update with let variables (c)")
 	}
 	spec, err := compileUpdate(u, st.Lookup("arrayFilters"))
 	if err != nil {
 		return res, err
 	}
 	if multi && spec.replacement != nil {
-		return res, errorf(codeFailedToParse, "multi update is not supported for replacement-style update")
+		return res, codes.Errorf(codes.FailedToParse, "multi update is not supported for replacement-style update")
 	}
 	var keys []sortKey
 	if sd, ok := st.Lookup("sort").DocumentOK(); ok {
 		if multi {
-			return res, errorf(codeFailedToParse, "Cannot specify sort with multi=true")
+			return res, codes.Errorf(codes.FailedToParse, "Cannot specify sort with multi=true")
 		}
 		if keys, err = parseSort(sd); err != nil {
 			return res, err
@@ -345,7 +347,7 @@ func (e *engine) updateStmtLocked(db, coll string, st bsoncore.Document) (update
 		if out.op == "" {
 			continue
 		}
-		k, _ := docKey(old)
+		k, _ := bsonutil.DocKey(old)
 		if err := e.writeUpdateLocked(c, k, old, out); err != nil {
 			return res, err
 		}

@@ -1,6 +1,7 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"strconv"
 	"strings"
 
@@ -84,9 +85,9 @@ func (u *updateDesc) build() (desc, disamb bsoncore.Document) {
 		aidx, dout = bsoncore.AppendArrayElementStart(dout, key)
 		for i, c := range p {
 			if c.isIdx {
-				dout = bsoncore.AppendInt32Element(dout, arrayKey(i), int32(c.idx))
+				dout = bsoncore.AppendInt32Element(dout, bsonutil.ArrayKey(i), int32(c.idx))
 			} else {
-				dout = bsoncore.AppendStringElement(dout, arrayKey(i), c.name)
+				dout = bsoncore.AppendStringElement(dout, bsonutil.ArrayKey(i), c.name)
 			}
 		}
 		dout, _ = bsoncore.AppendArrayEnd(dout, aidx)
@@ -99,14 +100,14 @@ func (u *updateDesc) build() (desc, disamb bsoncore.Document) {
 	out, _ = bsoncore.AppendDocumentEnd(out, uidx)
 	ridx, out := bsoncore.AppendArrayElementStart(out, "removedFields")
 	for i, p := range u.removed {
-		out = bsoncore.AppendStringElement(out, arrayKey(i), joinComps(p))
+		out = bsoncore.AppendStringElement(out, bsonutil.ArrayKey(i), joinComps(p))
 		addDisamb(p)
 	}
 	out, _ = bsoncore.AppendArrayEnd(out, ridx)
 	tidx, out := bsoncore.AppendArrayElementStart(out, "truncatedArrays")
 	for i, t := range u.truncated {
 		var eidx int32
-		eidx, out = bsoncore.AppendDocumentElementStart(out, arrayKey(i))
+		eidx, out = bsoncore.AppendDocumentElementStart(out, bsonutil.ArrayKey(i))
 		out = bsoncore.AppendStringElement(out, "field", joinComps(t.path))
 		out = bsoncore.AppendInt32Element(out, "newSize", int32(t.size))
 		out, _ = bsoncore.AppendDocumentEnd(out, eidx)

@@ -1,6 +1,7 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
@@ -21,7 +22,7 @@ func compileUpdatePipeline(arr bsoncore.Array) ([]stage, error) {
 	out := make([]stage, 0, len(specs))
 	for _, sp := range specs {
 		if !updateStages[sp.name] {
-			return nil, errorf(codeInvalidOptions, "%s is not allowed to be used within an update (mongotest supports $set, $addFields, $unset, $project, $replaceRoot and $replaceWith)", sp.name)
+			return nil, codes.Errorf(codes.InvalidOptions, "%s is not allowed to be used within an update (mongotest supports $set, $addFields, $unset, $project, $replaceRoot and $replaceWith)", sp.name)
 		}
 		st, err := compileDocStage(sp.name, sp.arg)
 		if err != nil {

@@ -1,6 +1,9 @@
 package mongotest
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -28,17 +31,17 @@ func FuzzParseMessage(f *testing.F) {
 	f.Add(make([]byte, 16))
 	f.Add([]byte{21, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xdd, 7, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		if got, err := readFrame(bytes.NewReader(frame), nil); err == nil && !bytes.Equal(got, frame[:len(got)]) {
+		if got, err := wire.ReadFrame(bytes.NewReader(frame), nil); err == nil && !bytes.Equal(got, frame[:len(got)]) {
 			t.Fatalf("readFrame returned bytes it was not given")
 		}
-		m, err := parseMessage(frame)
+		m, err := wire.Parse(frame)
 		if err != nil {
 			return
 		}
-		if m == nil || m.cmd == nil {
+		if m == nil || m.Cmd == nil {
 			t.Fatal("parseMessage: no error and no command")
 		}
-		if err := validateDoc(m.cmd); err != nil {
+		if err := bsonutil.Validate(m.Cmd); err != nil {
 			t.Fatalf("parseMessage accepted an invalid command: %v", err)
 		}
 	})
@@ -55,7 +58,7 @@ func FuzzDispatch(f *testing.F) {
 	}
 	f.Cleanup(srv.Close)
 	f.Fuzz(func(t *testing.T, cmd []byte) {
-		if validateDoc(cmd) != nil {
+		if bsonutil.Validate(cmd) != nil {
 			return
 		}
 		// Every wait (getMore, streaming hello, blockConnection) ends when
@@ -64,7 +67,7 @@ func FuzzDispatch(f *testing.F) {
 		defer cancel()
 		c := &conn{s: srv, id: 1, ctx: ctx, cancel: cancel}
 		start := time.Now()
-		res := srv.dispatch(c, &message{opcode: wiremessage.OpMsg, cmd: cmd})
+		res := srv.dispatch(c, &wire.Message{OpCode: wiremessage.OpMsg, Cmd: cmd})
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("dispatch took %v", d)
 		}
@@ -74,13 +77,13 @@ func FuzzDispatch(f *testing.F) {
 		if res.doc == nil {
 			t.Fatal("no reply and the connection kept open")
 		}
-		if err := validateDoc(res.doc); err != nil {
+		if err := bsonutil.Validate(res.doc); err != nil {
 			t.Fatalf("invalid reply: %v", err)
 		}
 		if _, err := res.doc.LookupErr("ok"); err != nil {
 			t.Fatalf("reply without ok: %s", res.doc)
 		}
-		if code, ok := res.doc.Lookup("code").Int32OK(); ok && code == codeInternalError {
+		if code, ok := res.doc.Lookup("code").Int32OK(); ok && code == codes.InternalError {
 			t.Fatalf("internal error: %s", res.doc)
 		}
 	})
@@ -109,12 +112,12 @@ func TestRecordFuzzSeeds(t *testing.T) {
 
 	seen := map[string]bool{}
 	for _, fr := range frames {
-		m, err := parseMessage(fr)
+		m, err := wire.Parse(fr)
 		if err != nil {
 			t.Fatalf("the driver sent a frame mongotest rejects: %v", err)
 		}
 		writeSeed(t, "FuzzParseMessage", fr, seen)
-		writeSeed(t, "FuzzDispatch", m.cmd, seen)
+		writeSeed(t, "FuzzDispatch", m.Cmd, seen)
 	}
 	t.Logf("recorded %d frames", len(frames))
 }

@@ -1,4 +1,4 @@
-package mongotest
+package bsonutil
 
 import (
 	"bytes"
@@ -10,11 +10,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
-// typeBracket returns the canonical sort rank of a BSON type, as MongoDB
+// TypeBracket returns the canonical sort rank of a BSON type, as MongoDB
 // orders values of different types: MinKey < null < numbers < strings <
 // documents < arrays < binary < ObjectId < bool < date < timestamp < regex
 // < … < MaxKey. Types of one bracket compare by value.
-func typeBracket(t bsoncore.Type) int {
+func TypeBracket(t bsoncore.Type) int {
 	switch t {
 	case bsoncore.TypeMinKey:
 		return -1
@@ -54,11 +54,11 @@ func typeBracket(t bsoncore.Type) int {
 	return 100
 }
 
-// compareValues orders two values as MongoDB sorts and compares them:
+// CompareValues orders two values as MongoDB sorts and compares them:
 // first by type bracket, then by value (numbers of every type by numeric
 // value, strings by bytes, documents and arrays element by element).
-func compareValues(a, b bsoncore.Value) int {
-	ba, bb := typeBracket(a.Type), typeBracket(b.Type)
+func CompareValues(a, b bsoncore.Value) int {
+	ba, bb := TypeBracket(a.Type), TypeBracket(b.Type)
 	if ba != bb {
 		return cmp.Compare(ba, bb)
 	}
@@ -68,8 +68,8 @@ func compareValues(a, b bsoncore.Value) int {
 	case 10:
 		return compareNumbers(a, b)
 	case 15:
-		sa, _ := stringOf(a)
-		sb, _ := stringOf(b)
+		sa, _ := StringOf(a)
+		sb, _ := StringOf(b)
 		return cmp.Compare(sa, sb)
 	case 20, 25:
 		da, _ := asDocBytes(a)
@@ -113,13 +113,13 @@ func compareValues(a, b bsoncore.Value) int {
 	return bytes.Compare(a.Data, b.Data)
 }
 
-// valuesEqual compares two values as a query does: numbers by value,
+// ValuesEqual compares two values as a query does: numbers by value,
 // documents field by field in order.
-func valuesEqual(a, b bsoncore.Value) bool {
-	return compareValues(a, b) == 0
+func ValuesEqual(a, b bsoncore.Value) bool {
+	return CompareValues(a, b) == 0
 }
 
-func stringOf(v bsoncore.Value) (string, bool) {
+func StringOf(v bsoncore.Value) (string, bool) {
 	if s, ok := v.StringValueOK(); ok {
 		return s, true
 	}
@@ -146,13 +146,13 @@ func compareDocs(a, b bsoncore.Document) int {
 	eb, _ := b.Elements()
 	for i := 0; i < len(ea) && i < len(eb); i++ {
 		va, vb := ea[i].Value(), eb[i].Value()
-		if c := cmp.Compare(typeBracket(va.Type), typeBracket(vb.Type)); c != 0 {
+		if c := cmp.Compare(TypeBracket(va.Type), TypeBracket(vb.Type)); c != 0 {
 			return c
 		}
 		if c := cmp.Compare(ea[i].Key(), eb[i].Key()); c != 0 {
 			return c
 		}
-		if c := compareValues(va, vb); c != 0 {
+		if c := CompareValues(va, vb); c != 0 {
 			return c
 		}
 	}
@@ -165,13 +165,13 @@ func compareNumbers(a, b bsoncore.Value) int {
 	if a.Type == bsoncore.TypeDecimal128 || b.Type == bsoncore.TypeDecimal128 {
 		return compareBig(a, b)
 	}
-	ia, aInt := intOf(a)
-	ib, bInt := intOf(b)
+	ia, aInt := IntOf(a)
+	ib, bInt := IntOf(b)
 	if aInt && bInt {
 		return cmp.Compare(ia, ib)
 	}
-	fa, _ := numberOf(a)
-	fb, _ := numberOf(b)
+	fa, _ := NumberOf(a)
+	fb, _ := NumberOf(b)
 	na, nb := math.IsNaN(fa), math.IsNaN(fb)
 	switch {
 	case na && nb:
@@ -194,7 +194,7 @@ func compareNumbers(a, b bsoncore.Value) int {
 	return 0
 }
 
-func intOf(v bsoncore.Value) (int64, bool) {
+func IntOf(v bsoncore.Value) (int64, bool) {
 	switch v.Type {
 	case bsoncore.TypeInt32:
 		return int64(v.Int32()), true
@@ -207,8 +207,8 @@ func intOf(v bsoncore.Value) (int64, bool) {
 // compareBig compares two numbers exactly through big.Float; NaN sorts
 // lowest and infinities at the ends.
 func compareBig(a, b bsoncore.Value) int {
-	fa, nanA := bigOf(a)
-	fb, nanB := bigOf(b)
+	fa, nanA := BigOf(a)
+	fb, nanB := BigOf(b)
 	switch {
 	case nanA && nanB:
 		return 0
@@ -220,10 +220,10 @@ func compareBig(a, b bsoncore.Value) int {
 	return fa.Cmp(fb)
 }
 
-func bigOf(v bsoncore.Value) (*big.Float, bool) {
+func BigOf(v bsoncore.Value) (*big.Float, bool) {
 	switch v.Type {
 	case bsoncore.TypeInt32, bsoncore.TypeInt64:
-		i, _ := intOf(v)
+		i, _ := IntOf(v)
 		return new(big.Float).SetInt64(i), false
 	case bsoncore.TypeDouble:
 		f := v.Double()
