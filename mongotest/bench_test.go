@@ -1,10 +1,10 @@
 package mongotest
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/wire"
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"context"
 	"fmt"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"net"
 	"runtime"
 	"testing"

@@ -1,11 +1,12 @@
 package mongotest
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/query"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -26,8 +27,8 @@ type streamSpec struct {
 	fullDocument string // default, updateLookup, whenAvailable, required
 	fullBefore   string // off, whenAvailable, required
 	showExpanded bool
-	stages       []stage // stages after $changeStream, split stage excluded
-	split        bool    // $changeStreamSplitLargeEvent is the last stage
+	stages       []query.Stage // stages after $changeStream, split stage excluded
+	split        bool          // $changeStreamSplitLargeEvent is the last stage
 }
 
 // streamState is a change-stream cursor's position in the change log.
@@ -120,7 +121,7 @@ func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
 	if !ok {
 		return nil, codes.Errorf(codes.TypeMismatch, "Each element of the 'pipeline' array must be an object")
 	}
-	name, _ := commandName(first)
+	name, _ := bsonutil.FirstKey(first)
 	if name != "$changeStream" {
 		return nil, codes.Errorf(codes.NotImplemented, "mongotest supports only $changeStream aggregations, not a pipeline starting with %s", name)
 	}
@@ -240,7 +241,7 @@ func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
 		if !ok {
 			return nil, codes.Errorf(codes.TypeMismatch, "Each element of the 'pipeline' array must be an object")
 		}
-		sname, _ := commandName(sd)
+		sname, _ := bsonutil.FirstKey(sd)
 		if sname == "$changeStreamSplitLargeEvent" {
 			if i != len(stages)-2 {
 				return nil, codes.Errorf(codes.Location7182802, "$changeStreamSplitLargeEvent can only appear at the end of the pipeline")
@@ -248,7 +249,7 @@ func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
 			spec.split = true
 			continue
 		}
-		st, err := compileStage(sd)
+		st, err := query.CompileStage(sd)
 		if err != nil {
 			return nil, err
 		}
@@ -305,7 +306,6 @@ func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
 	}
 	return r.finishReply(out)
 }
-
 
 func historyLost(t bson.Timestamp) error {
 	return &codes.Error{
@@ -712,7 +712,7 @@ func splitEvent(doc bsoncore.Document, t bson.Timestamp) ([]fragment, error) {
 // runStages applies the stages after $changeStream. A nil result means the
 // event was filtered out. A stage that changes _id is fatal, as on a real
 // server.
-func runStages(stages []stage, ev bsoncore.Document) (bsoncore.Document, error) {
+func runStages(stages []query.Stage, ev bsoncore.Document) (bsoncore.Document, error) {
 	if len(stages) == 0 {
 		return ev, nil
 	}
@@ -720,7 +720,7 @@ func runStages(stages []stage, ev bsoncore.Document) (bsoncore.Document, error) 
 	out := ev
 	for _, st := range stages {
 		var err error
-		out, err = st.apply(out)
+		out, err = st.Apply(out)
 		if err != nil {
 			return nil, err
 		}

@@ -1,11 +1,11 @@
 package mongotest
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/wire"
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"errors"
 	"fmt"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"strings"
 	"sync"
 	"time"
@@ -49,7 +49,7 @@ func register(h handlerFunc, names ...string) {
 
 // dispatch runs one request, applying failpoints, and builds the reply.
 func (s *Server) dispatch(c *conn, msg *wire.Message) result {
-	name, ok := commandName(msg.Cmd)
+	name, ok := bsonutil.FirstKey(msg.Cmd)
 	if !ok {
 		return s.errorResult(codes.Errorf(codes.FailedToParse, "empty command document"))
 	}
@@ -110,17 +110,6 @@ func (s *Server) dispatch(c *conn, msg *wire.Message) result {
 
 // errConnClosed tells dispatch that the connection went away mid-command.
 var errConnClosed = errors.New("mongotest: connection closed")
-
-func commandName(cmd bsoncore.Document) (string, bool) {
-	if len(cmd) <= 5 {
-		return "", false
-	}
-	e, err := cmd.IndexErr(0)
-	if err != nil {
-		return "", false
-	}
-	return e.Key(), true
-}
 
 // Replies built in place (batches of events) are rendered once, straight
 // into the bytes the connection writes. The buffer is reused: a connection

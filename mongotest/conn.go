@@ -1,10 +1,11 @@
 package mongotest
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/wire"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"context"
 	"errors"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -176,12 +177,12 @@ func (c *conn) handle(msg *wire.Message) bool {
 // reply and a log line instead of crashing the test binary.
 func (c *conn) run(msg *wire.Message) (res result) {
 	if msg.Legacy {
-		if name, _ := commandName(msg.Cmd); !isHelloName(name) {
+		if name, _ := bsonutil.FirstKey(msg.Cmd); !isHelloName(name) {
 			return c.s.errorResult(codes.Errorf(codes.UnsupportedOpQueryCommand, "Unsupported OP_QUERY command: %s. The client driver may require an upgrade. For more details see https://dochub.mongodb.org/core/legacy-opcode-removal", name))
 		}
 	}
 	if c.s.log.Enabled(c.ctx, slog.LevelDebug) {
-		name, _ := commandName(msg.Cmd)
+		name, _ := bsonutil.FirstKey(msg.Cmd)
 		db, _ := msg.Cmd.Lookup("$db").StringValueOK()
 		start := time.Now()
 		defer func() {

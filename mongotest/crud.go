@@ -3,6 +3,7 @@ package mongotest
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -89,7 +90,6 @@ func (e *engine) dataCollLocked(db, name string) (*collection, error) {
 }
 
 const codeCommandNotSupportedOnView = 166
-
 
 // ensureCollLocked returns db.name, creating it (and logging the create
 // event) when it does not exist.
@@ -228,7 +228,7 @@ func handleDelete(s *Server, r *request) (bsoncore.Document, error) {
 			return nil, codes.Errorf(codes.FailedToParse, "BSON field 'delete.deletes.q' is missing but a required field")
 		}
 		limit, _ := bsonutil.AsInt64(st.Lookup("limit"))
-		m, err := compileFilter(q)
+		m, err := query.CompileFilter(q)
 		if err != nil {
 			werrs = append(werrs, writeError{i, codes.As(err)})
 			if r.ordered() {
@@ -241,7 +241,7 @@ func handleDelete(s *Server, r *request) (bsoncore.Document, error) {
 		}
 		var keys []string
 		c.each(func(k string, d bsoncore.Document) bool {
-			if m.matches(d) {
+			if m.Matches(d) {
 				keys = append(keys, k)
 				return limit != 1
 			}
@@ -266,7 +266,6 @@ func (e *engine) deleteDocLocked(c *collection, k string, d bsoncore.Document) {
 	}
 	e.appendEntryLocked(en)
 }
-
 
 // findGetMore returns the next documents of a find cursor.
 func (e *engine) findGetMore(c *cursor, batchSize int) (bsoncore.Document, error) {

@@ -1,8 +1,9 @@
 package mongotest
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"bytes"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"sort"
 	"strings"
 
@@ -122,14 +123,14 @@ func handleDropDatabase(s *Server, r *request) (bsoncore.Document, error) {
 }
 
 func handleListCollections(s *Server, r *request) (bsoncore.Document, error) {
-	var m matcher = andMatcher(nil)
+	var m query.Matcher = query.MatchAll(nil)
 	if v := r.arg("filter"); v.Type != 0 {
 		fd, ok := v.DocumentOK()
 		if !ok {
 			return nil, codes.Errorf(codes.TypeMismatch, "listCollections filter must be an object")
 		}
 		var err error
-		if m, err = compileFilter(fd); err != nil {
+		if m, err = query.CompileFilter(fd); err != nil {
 			return nil, err
 		}
 	}
@@ -176,7 +177,7 @@ func handleListCollections(s *Server, r *request) (bsoncore.Document, error) {
 			if err != nil {
 				return nil, err
 			}
-			if m.matches(doc) {
+			if m.Matches(doc) {
 				docs = append(docs, doc)
 			}
 		}
@@ -342,39 +343,39 @@ func handleCollMod(s *Server, r *request) (bsoncore.Document, error) {
 		if err != nil {
 			return nil, err
 		}
-		spec := docToM(c.indexes[ix].spec)
-		oldOpts := &mdoc{}
-		newDesc := &mdoc{keys: []string{"name"}, vals: []any{bsoncore.Value{Type: bsoncore.TypeString, Data: bsoncore.AppendString(nil, c.indexes[ix].name)}}}
+		spec := query.DocToMutable(c.indexes[ix].spec)
+		oldOpts := &query.MutableDoc{}
+		newDesc := query.MutableDocOf("name", bsoncore.Value{Type: bsoncore.TypeString, Data: bsoncore.AppendString(nil, c.indexes[ix].name)})
 		ielems, _ := index.Elements()
 		for _, el := range ielems {
 			switch k := el.Key(); k {
 			case "name", "keyPattern":
 			case "hidden", "expireAfterSeconds", "prepareUnique", "unique":
-				old, had := spec.get(k)
+				old, had := spec.Get(k)
 				if had {
-					oldOpts.set(k, old)
+					oldOpts.Set(k, old)
 				} else if k == "hidden" {
-					oldOpts.set(k, bsoncore.Value{Type: bsoncore.TypeBoolean, Data: []byte{0}})
+					oldOpts.Set(k, bsoncore.Value{Type: bsoncore.TypeBoolean, Data: []byte{0}})
 				}
 				if had {
-					reply = append(reply, bson.E{Key: k + "_old", Value: bson.RawValue{Type: bson.Type(valueOfM(old).Type), Value: valueOfM(old).Data}})
+					reply = append(reply, bson.E{Key: k + "_old", Value: bson.RawValue{Type: bson.Type(query.ValueOfM(old).Type), Value: query.ValueOfM(old).Data}})
 				} else if k == "hidden" {
 					reply = append(reply, bson.E{Key: k + "_old", Value: false})
 				}
 				reply = append(reply, bson.E{Key: k + "_new", Value: bson.RawValue{Type: bson.Type(el.Value().Type), Value: el.Value().Data}})
-				if k == "hidden" && !truthy(el.Value()) {
-					spec.del(k)
+				if k == "hidden" && !query.Truthy(el.Value()) {
+					spec.Del(k)
 				} else {
-					spec.set(k, el.Value())
+					spec.Set(k, el.Value())
 				}
-				newDesc.set(k, el.Value())
+				newDesc.Set(k, el.Value())
 			default:
 				return nil, codes.Errorf(codes.InvalidOptions, "unknown index option to collMod: %s", k)
 			}
 		}
-		c.indexes[ix].spec = spec.bytes()
-		desc.AppendDocument("index", newDesc.bytes())
-		state.AppendDocument("indexOptions", oldOpts.bytes())
+		c.indexes[ix].spec = spec.Bytes()
+		desc.AppendDocument("index", newDesc.Bytes())
+		state.AppendDocument("indexOptions", oldOpts.Bytes())
 	}
 	e.appendEntryLocked(&entry{
 		op: opModify, db: c.db, coll: c.name, uuid: c.uuid, expanded: true,

@@ -3,6 +3,7 @@ package mongotest
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"sort"
 	"strings"
 
@@ -43,13 +44,7 @@ func handleDistinct(s *Server, r *request) (bsoncore.Document, error) {
 	var vals []bsoncore.Value
 	if err == nil {
 		for _, d := range selectDocsLocked(c, m, nil, 0, 0) {
-			for _, cv := range pathValues(d, path) {
-				// An array counts by its elements, not as itself.
-				if cv.v.Type == 0 || cv.v.Type == bsoncore.TypeArray && !cv.arrElem {
-					continue
-				}
-				vals = append(vals, cv.v)
-			}
+			vals = append(vals, query.DistinctValues(d, path)...)
 		}
 	}
 	e.mu.Unlock()

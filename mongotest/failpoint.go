@@ -253,4 +253,3 @@ var writeCommands = map[string]bool{
 	"insert": true, "update": true, "delete": true, "findAndModify": true,
 	"commitTransaction": true, "abortTransaction": true,
 }
-

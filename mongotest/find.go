@@ -3,6 +3,7 @@ package mongotest
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"sort"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -36,12 +37,12 @@ func (r *request) optDoc(key string) (bsoncore.Document, error) {
 
 // filterArg compiles the optional query filter argument key; everything
 // matches when it is absent.
-func (r *request) filterArg(key string) (matcher, error) {
+func (r *request) filterArg(key string) (query.Matcher, error) {
 	q, err := r.optDoc(key)
 	if err != nil || q == nil {
-		return andMatcher(nil), err
+		return query.MatchAll(nil), err
 	}
-	return compileFilter(q)
+	return query.CompileFilter(q)
 }
 
 // checkCollationArg checks the optional collation argument.
@@ -50,38 +51,26 @@ func (r *request) checkCollationArg() error {
 	if err != nil {
 		return err
 	}
-	return checkCollation(cd)
-}
-
-// checkCollation accepts only the simple collation, which is what
-// mongotest compares with.
-func checkCollation(d bsoncore.Document) error {
-	if len(d) <= 5 {
-		return nil
-	}
-	if loc, _ := d.Lookup("locale").StringValueOK(); loc == "simple" {
-		return nil
-	}
-	return codes.Errorf(codes.NotImplemented, "mongotest does not support collations other than {locale: \"simple\"}")
+	return query.CheckCollation(cd)
 }
 
 // selectDocsLocked returns the documents of c that match m, sorted by keys
 // when given (stable: insertion order otherwise), after skip, at most
 // limit (0: all).
-func selectDocsLocked(c *collection, m matcher, keys []sortKey, skip, limit int64) []bsoncore.Document {
+func selectDocsLocked(c *collection, m query.Matcher, keys []query.SortKey, skip, limit int64) []bsoncore.Document {
 	if c == nil {
 		return nil
 	}
 	var docs []bsoncore.Document
 	early := len(keys) == 0
 	c.each(func(_ string, d bsoncore.Document) bool {
-		if m.matches(d) {
+		if m.Matches(d) {
 			docs = append(docs, d)
 		}
 		return !early || limit == 0 || int64(len(docs)) < skip+limit
 	})
 	if len(keys) > 0 {
-		sort.SliceStable(docs, func(i, j int) bool { return compareBySort(docs[i], docs[j], keys) < 0 })
+		sort.SliceStable(docs, func(i, j int) bool { return query.CompareBySort(docs[i], docs[j], keys) < 0 })
 	}
 	if skip > 0 {
 		if skip >= int64(len(docs)) {
@@ -99,9 +88,9 @@ func selectDocsLocked(c *collection, m matcher, keys []sortKey, skip, limit int6
 // sort and the projection.
 type querySpec struct {
 	filter bsoncore.Document // the filter as sent; empty when absent
-	m      matcher
-	keys   []sortKey
-	proj   *projectStage // nil: whole documents
+	m      query.Matcher
+	keys   []query.SortKey
+	proj   *query.Projection // nil: whole documents
 }
 
 // parseQuery reads the filter (argument filterKey), sort, projection
@@ -113,22 +102,22 @@ func (r *request) parseQuery(filterKey, projKey string) (querySpec, error) {
 		return q, err
 	}
 	if q.filter == nil {
-		q.filter = emptyDoc
+		q.filter = query.EmptyDoc
 	}
-	if q.m, err = compileFilter(q.filter); err != nil {
+	if q.m, err = query.CompileFilter(q.filter); err != nil {
 		return q, err
 	}
 	if sd, err := r.optDoc("sort"); err != nil {
 		return q, err
 	} else if sd != nil {
-		if q.keys, err = parseSort(sd); err != nil {
+		if q.keys, err = query.ParseSort(sd); err != nil {
 			return q, err
 		}
 	}
 	if pd, err := r.optDoc(projKey); err != nil {
 		return q, err
 	} else if len(pd) > 5 {
-		if q.proj, err = compileFindProjection(pd); err != nil {
+		if q.proj, err = query.CompileFindProjection(pd); err != nil {
 			return q, err
 		}
 	}
@@ -144,7 +133,7 @@ func (q querySpec) project(docs []bsoncore.Document) ([]bsoncore.Document, error
 	out := make([]bsoncore.Document, len(docs))
 	for i, d := range docs {
 		var err error
-		if out[i], err = q.proj.apply(d); err != nil {
+		if out[i], err = q.proj.Apply(d); err != nil {
 			return nil, err
 		}
 	}

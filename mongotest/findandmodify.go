@@ -3,6 +3,7 @@ package mongotest
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -36,11 +37,11 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 			return nil, codes.Errorf(codes.Location40415, "BSON field 'findAndModify.%s' is an unknown field.", el.Key())
 		}
 	}
-	query, err := r.parseQuery("query", "fields")
+	qs, err := r.parseQuery("query", "fields")
 	if err != nil {
 		return nil, err
 	}
-	q, m := query.filter, query.m
+	q, m := qs.filter, qs.m
 	remove, _ := r.arg("remove").BooleanOK()
 	returnNew, _ := r.arg("new").BooleanOK()
 	upsert, _ := r.arg("upsert").BooleanOK()
@@ -55,9 +56,9 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 	case remove && upsert:
 		return nil, codes.Errorf(codes.FailedToParse, "Cannot specify both upsert=true and remove=true")
 	}
-	var spec *updateSpec
+	var spec *query.Update
 	if !remove {
-		if spec, err = compileUpdate(u, r.arg("arrayFilters")); err != nil {
+		if spec, err = query.CompileUpdate(u, r.arg("arrayFilters")); err != nil {
 			return nil, err
 		}
 	}
@@ -69,14 +70,14 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	docs := selectDocsLocked(c, m, query.keys, 0, 1)
+	docs := selectDocsLocked(c, m, qs.keys, 0, 1)
 	// reply answers with the projected document d as value (nil: null).
 	reply := func(leo bson.D, d bsoncore.Document) (bsoncore.Document, error) {
 		var v any
 		if d != nil {
-			if query.proj != nil {
+			if qs.proj != nil {
 				var err error
-				if d, err = query.proj.apply(d); err != nil {
+				if d, err = qs.proj.Apply(d); err != nil {
 					return nil, err
 				}
 			}
@@ -92,7 +93,7 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 			}
 			return reply(leo, nil)
 		}
-		d, err := spec.upsertDoc(q, e.newUpdateCtxLocked(spec, m, nil))
+		d, err := spec.UpsertDoc(q, query.NewUpdateContext(spec, m, nil, e.clock))
 		if err != nil {
 			return nil, err
 		}
@@ -119,18 +120,18 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 		e.deleteDocLocked(c, k, old)
 		return reply(bson.D{{Key: "n", Value: int32(1)}}, old)
 	}
-	out, err := spec.apply(old, e.newUpdateCtxLocked(spec, m, old))
+	out, err := spec.Apply(old, query.NewUpdateContext(spec, m, old, e.clock))
 	if err != nil {
 		return nil, err
 	}
-	if out.op != "" {
+	if out.Op != "" {
 		if err := e.writeUpdateLocked(c, k, old, out); err != nil {
 			return nil, err
 		}
 	}
 	leo := bson.D{{Key: "n", Value: int32(1)}, {Key: "updatedExisting", Value: true}}
 	if returnNew {
-		return reply(leo, out.newDoc)
+		return reply(leo, out.NewDoc)
 	}
 	return reply(leo, old)
 }

@@ -1,9 +1,9 @@
 package mongotest
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"strings"
 	"time"
 
@@ -75,7 +75,6 @@ func (s *Server) hello(r *request) result {
 	}
 	return next()
 }
-
 
 // maxHelloWait caps how long a streaming hello waits before answering. A
 // real server waits up to the client's maxAwaitTimeMS (the heartbeat
@@ -199,4 +198,3 @@ func handleHostInfo(s *Server, r *request) (bsoncore.Document, error) {
 func handleGetCmdLineOpts(s *Server, r *request) (bsoncore.Document, error) {
 	return marshal(bson.D{{Key: "argv", Value: bson.A{"mongotest"}}, {Key: "parsed", Value: bson.D{}}})
 }
-

@@ -1,9 +1,9 @@
 package mongotest
 
 import (
+	"bytes"
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
-	"bytes"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -15,8 +15,6 @@ func init() {
 	register(handleDropIndexes, "dropIndexes", "deleteIndexes")
 	register(handleListIndexes, "listIndexes")
 }
-
-
 
 // indexOptionFields are the fields an index specification may carry
 // besides key and name. mongotest records them and enforces unique (with

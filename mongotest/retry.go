@@ -22,7 +22,6 @@ const (
 	maxRetrySessions = 1000
 )
 
-
 // retryTable is the record of retryable writes by session (lsid.id).
 type retryTable struct {
 	mu       sync.Mutex

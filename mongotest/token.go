@@ -1,9 +1,9 @@
 package mongotest
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"encoding/binary"
 	"encoding/hex"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"

@@ -1,8 +1,8 @@
 package mongotest
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"fmt"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"

@@ -1,9 +1,10 @@
 package mongotest
 
 import (
+	"encoding/binary"
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
-	"encoding/binary"
+	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -15,7 +16,7 @@ type uniqueIndex struct {
 	fields  [][]string // the key's dotted paths, split
 	names   []string   // the key's field names, for the error message
 	sparse  bool
-	partial matcher // partialFilterExpression; nil when none
+	partial query.Matcher // partialFilterExpression; nil when none
 }
 
 // uniqueIndexOf returns the unique index of spec, or ok false when the index
@@ -36,7 +37,7 @@ func uniqueIndexOf(spec indexSpec) (ux uniqueIndex, ok bool, err error) {
 	}
 	ux.sparse, _ = spec.spec.Lookup("sparse").BooleanOK()
 	if pf, ok := spec.spec.Lookup("partialFilterExpression").DocumentOK(); ok {
-		if ux.partial, err = compileFilter(pf); err != nil {
+		if ux.partial, err = query.CompileFilter(pf); err != nil {
 			return ux, false, err
 		}
 	}
@@ -48,7 +49,7 @@ func uniqueIndexOf(spec indexSpec) (ux uniqueIndex, ok bool, err error) {
 // missing field indexes as null. An array is indexed as one value, not per
 // element: mongotest does not build multikey unique indexes.
 func (ux uniqueIndex) keyOf(d bsoncore.Document) (string, bool) {
-	if ux.partial != nil && !ux.partial.matches(d) {
+	if ux.partial != nil && !ux.partial.Matches(d) {
 		return "", false
 	}
 	var b []byte

@@ -1,14 +1,14 @@
 package mongotest
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/wire"
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"flag"
 	"fmt"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"os"
 	"path/filepath"
 	"sync"

@@ -180,3 +180,16 @@ var TypeAliases = map[string]int{
 
 // MaxObjectSize is the largest document a server accepts or returns (16 MiB).
 const MaxObjectSize = 16 * 1024 * 1024
+
+// FirstKey returns the first key of a document: the name of a command
+// or of a pipeline stage. It reports false for an empty document.
+func FirstKey(cmd bsoncore.Document) (string, bool) {
+	if len(cmd) <= 5 {
+		return "", false
+	}
+	e, err := cmd.IndexErr(0)
+	if err != nil {
+		return "", false
+	}
+	return e.Key(), true
+}

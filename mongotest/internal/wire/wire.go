@@ -17,9 +17,9 @@ import (
 
 // Size limits advertised in hello and enforced on incoming frames.
 const (
-	MaxMessageSize = 48_000_000
-	MaxWriteBatchSize   = 100_000
-	HeaderLen           = 16
+	MaxMessageSize    = 48_000_000
+	MaxWriteBatchSize = 100_000
+	HeaderLen         = 16
 	// ExhaustAllowed is the OP_MSG flag bit with which a client lets a
 	// streaming hello answer with moreToCome.
 	ExhaustAllowed wiremessage.MsgFlag = 1 << 16

@@ -1,8 +1,8 @@
-package mongotest
+package query
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"bytes"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -11,7 +11,7 @@ import (
 // values are *mdoc, *marr or a leaf bsoncore.Value. Stored documents stay
 // immutable BSON; an update parses one into an mdoc, changes it and
 // encodes a new document.
-type mdoc struct {
+type MutableDoc struct {
 	keys []string
 	vals []any
 }
@@ -26,7 +26,7 @@ func toM(v bsoncore.Value) any {
 	switch v.Type {
 	case bsoncore.TypeEmbeddedDocument:
 		d, _ := v.DocumentOK()
-		return docToM(d)
+		return DocToMutable(d)
 	case bsoncore.TypeArray:
 		a, _ := v.ArrayOK()
 		vals, _ := a.Values()
@@ -39,9 +39,9 @@ func toM(v bsoncore.Value) any {
 	return v
 }
 
-func docToM(d bsoncore.Document) *mdoc {
+func DocToMutable(d bsoncore.Document) *MutableDoc {
 	elems, _ := d.Elements()
-	out := &mdoc{keys: make([]string, len(elems)), vals: make([]any, len(elems))}
+	out := &MutableDoc{keys: make([]string, len(elems)), vals: make([]any, len(elems))}
 	for i, el := range elems {
 		out.keys[i] = el.Key()
 		out.vals[i] = toM(el.Value())
@@ -50,7 +50,7 @@ func docToM(d bsoncore.Document) *mdoc {
 }
 
 // index returns the position of key k, or -1.
-func (d *mdoc) index(k string) int {
+func (d *MutableDoc) index(k string) int {
 	for i, key := range d.keys {
 		if key == k {
 			return i
@@ -59,15 +59,15 @@ func (d *mdoc) index(k string) int {
 	return -1
 }
 
-func (d *mdoc) get(k string) (any, bool) {
+func (d *MutableDoc) Get(k string) (any, bool) {
 	if i := d.index(k); i >= 0 {
 		return d.vals[i], true
 	}
 	return nil, false
 }
 
-// set replaces k in place or appends it.
-func (d *mdoc) set(k string, v any) {
+// Set replaces k in place or appends it.
+func (d *MutableDoc) Set(k string, v any) {
 	if i := d.index(k); i >= 0 {
 		d.vals[i] = v
 		return
@@ -76,7 +76,7 @@ func (d *mdoc) set(k string, v any) {
 	d.vals = append(d.vals, v)
 }
 
-func (d *mdoc) del(k string) bool {
+func (d *MutableDoc) Del(k string) bool {
 	i := d.index(k)
 	if i < 0 {
 		return false
@@ -88,7 +88,7 @@ func (d *mdoc) del(k string) bool {
 
 func appendM(dst []byte, key string, v any) []byte {
 	switch x := v.(type) {
-	case *mdoc:
+	case *MutableDoc:
 		idx, out := bsoncore.AppendDocumentElementStart(dst, key)
 		for i, k := range x.keys {
 			out = appendM(out, k, x.vals[i])
@@ -108,8 +108,8 @@ func appendM(dst []byte, key string, v any) []byte {
 	return bsoncore.AppendNullElement(dst, key)
 }
 
-// bytes encodes the document.
-func (d *mdoc) bytes() bsoncore.Document {
+// Bytes encodes the document.
+func (d *MutableDoc) Bytes() bsoncore.Document {
 	idx, out := bsoncore.AppendDocumentStart(nil)
 	for i, k := range d.keys {
 		out = appendM(out, k, d.vals[i])
@@ -118,11 +118,11 @@ func (d *mdoc) bytes() bsoncore.Document {
 	return out
 }
 
-// valueOfM encodes a mutable value as a BSON value, for comparisons.
-func valueOfM(v any) bsoncore.Value {
+// ValueOfM encodes a mutable value as a BSON value, for comparisons.
+func ValueOfM(v any) bsoncore.Value {
 	switch x := v.(type) {
-	case *mdoc:
-		return bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: x.bytes()}
+	case *MutableDoc:
+		return bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: x.Bytes()}
 	case *marr:
 		idx, out := bsoncore.AppendArrayStart(nil)
 		for i, e := range x.elems {
@@ -138,14 +138,14 @@ func valueOfM(v any) bsoncore.Value {
 
 // sameM tells whether two values are the same BSON bytes.
 func sameM(a, b any) bool {
-	va, vb := valueOfM(a), valueOfM(b)
+	va, vb := ValueOfM(a), ValueOfM(b)
 	return va.Type == vb.Type && bytes.Equal(va.Data, vb.Data)
 }
 
 // typeNameM returns the BSON type name of a value, as error messages say it.
 func typeNameM(v any) string {
 	switch v.(type) {
-	case *mdoc:
+	case *MutableDoc:
 		return "object"
 	case *marr:
 		return "array"
@@ -160,8 +160,8 @@ func typeNameM(v any) string {
 func lookupM(v any, path []string) (any, bool) {
 	for _, c := range path {
 		switch x := v.(type) {
-		case *mdoc:
-			child, ok := x.get(c)
+		case *MutableDoc:
+			child, ok := x.Get(c)
 			if !ok {
 				return nil, false
 			}
@@ -177,4 +177,9 @@ func lookupM(v any, path []string) (any, bool) {
 		}
 	}
 	return v, true
+}
+
+// MutableDocOf returns a document holding the one field key: v.
+func MutableDocOf(key string, v bsoncore.Value) *MutableDoc {
+	return &MutableDoc{keys: []string{key}, vals: []any{v}}
 }

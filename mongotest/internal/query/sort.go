@@ -1,4 +1,4 @@
-package mongotest
+package query
 
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
@@ -8,32 +8,32 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
-// sortKey is one field of a sort specification.
-type sortKey struct {
+// SortKey is one field of a sort specification.
+type SortKey struct {
 	path []string
 	dir  int
 }
 
 const codeLocation15974 = 15974
 
-// parseSort parses {field: 1|-1, …}.
-func parseSort(d bsoncore.Document) ([]sortKey, error) {
+// ParseSort parses {field: 1|-1, …}.
+func ParseSort(d bsoncore.Document) ([]SortKey, error) {
 	elems, err := d.Elements()
 	if err != nil {
 		return nil, codes.Errorf(codes.FailedToParse, "sort: %v", err)
 	}
-	keys := make([]sortKey, 0, len(elems))
+	keys := make([]SortKey, 0, len(elems))
 	for _, el := range elems {
 		v := el.Value()
 		if sd, ok := v.DocumentOK(); ok {
-			first, _ := commandName(sd)
+			first, _ := bsonutil.FirstKey(sd)
 			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support sorting by %s on '%s'", first, el.Key())
 		}
 		n, ok := bsonutil.NumberOf(v)
 		if !ok || (n != 1 && n != -1) {
 			return nil, codes.Errorf(codeLocation15974, "Illegal key in $sort specification: %s: %s", el.Key(), v)
 		}
-		keys = append(keys, sortKey{path: strings.Split(el.Key(), "."), dir: int(n)})
+		keys = append(keys, SortKey{path: strings.Split(el.Key(), "."), dir: int(n)})
 	}
 	return keys, nil
 }
@@ -41,11 +41,11 @@ func parseSort(d bsoncore.Document) ([]sortKey, error) {
 // sortValue is a document's key for one sort field: for an array the
 // smallest element ascending and the largest descending, null when
 // missing.
-func sortValue(d bsoncore.Document, k sortKey) bsoncore.Value {
+func sortValue(d bsoncore.Document, k SortKey) bsoncore.Value {
 	if d == nil {
 		return bsoncore.Value{Type: bsoncore.TypeNull}
 	}
-	cs := pathValues(d, k.path)
+	cs := PathValues(d, k.path)
 	var best bsoncore.Value
 	have := false
 	for _, c := range cs {
@@ -71,8 +71,8 @@ func sortValue(d bsoncore.Document, k sortKey) bsoncore.Value {
 	return best
 }
 
-// compareBySort orders two documents by a sort specification.
-func compareBySort(a, b bsoncore.Document, keys []sortKey) int {
+// CompareBySort orders two documents by a sort specification.
+func CompareBySort(a, b bsoncore.Document, keys []SortKey) int {
 	for _, k := range keys {
 		if c := bsonutil.CompareValues(sortValue(a, k), sortValue(b, k)); c != 0 {
 			return c * k.dir

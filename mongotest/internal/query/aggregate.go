@@ -1,4 +1,4 @@
-package mongotest
+package query
 
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
@@ -33,111 +33,19 @@ var unsupportedStages = map[string]bool{
 	"$scoreFusion": true, "$score": true,
 }
 
-// collStage is one stage of a collection aggregation: it turns the
+// CollStage is one stage of a collection aggregation: it turns the
 // documents the previous stage produced into its own output.
-type collStage interface {
-	run(docs []bsoncore.Document) ([]bsoncore.Document, error)
+type CollStage interface {
+	Run(docs []bsoncore.Document) ([]bsoncore.Document, error)
 }
 
-// routesToCollectionAggregate tells handleAggregate whether r is a
-// collection aggregation: a pipeline that is empty or whose first stage is
-// not $changeStream. A malformed pipeline stays with handleAggregate,
-// which reports it.
-func routesToCollectionAggregate(r *request) bool {
-	arr, ok := r.arg("pipeline").ArrayOK()
-	if !ok {
-		return false
-	}
-	vals, err := arr.Values()
-	if err != nil {
-		return false
-	}
-	if len(vals) == 0 {
-		return true
-	}
-	first, ok := vals[0].DocumentOK()
-	if !ok {
-		return false
-	}
-	name, _ := commandName(first)
-	return name != "$changeStream"
-}
-
-// handleCollectionAggregate runs a pipeline over a collection's documents
-// and returns the result through a cursor, as find does.
-func handleCollectionAggregate(s *Server, r *request) (bsoncore.Document, error) {
-	target := r.arg(r.name)
-	coll, ok := target.StringValueOK()
-	if !ok {
-		if isNumberOne(target) {
-			return nil, codes.Errorf(codes.NotImplemented, "mongotest supports only $changeStream in a database aggregation ({aggregate: 1})")
-		}
-		return nil, codes.Errorf(codes.FailedToParse, "aggregate field must be a collection name or 1")
-	}
-	if err := validCollName(r.db, coll); err != nil {
-		return nil, err
-	}
-	for _, key := range []string{"explain", "let"} {
-		if r.arg(key).Type != 0 {
-			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support aggregate with %s", key)
-		}
-	}
-	if err := r.checkCollationArg(); err != nil {
-		return nil, err
-	}
-	batchSize, err := aggregateBatchSize(r)
-	if err != nil {
-		return nil, err
-	}
-	stages, err := compileCollPipeline(r.arg("pipeline").Array())
-	if err != nil {
-		return nil, err
-	}
-	e := s.db
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, err := e.dataCollLocked(r.db, coll)
-	if err != nil {
-		return nil, err
-	}
-	docs := selectDocsLocked(c, andMatcher(nil), nil, 0, 0)
-	for _, st := range stages {
-		if docs, err = st.run(docs); err != nil {
-			return nil, err
-		}
-	}
-	return e.openDocCursorLocked(r, coll, docs, batchSize, false), nil
-}
-
-// aggregateBatchSize reads cursor.batchSize (default 101); the cursor
-// option itself is required.
-func aggregateBatchSize(r *request) (int64, error) {
-	cv := r.arg("cursor")
-	if cv.Type == 0 {
-		return 0, codes.Errorf(codes.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
-	}
-	cd, ok := cv.DocumentOK()
-	if !ok {
-		return 0, codes.Errorf(codes.TypeMismatch, "cursor field must be an object")
-	}
-	bv := cd.Lookup("batchSize")
-	if bv.Type == 0 {
-		return 101, nil
-	}
-	n, ok := bsonutil.AsInt64(bv)
-	if !ok || n < 0 {
-		return 0, codes.Errorf(codes.BadValue, "cursor.batchSize must be a non-negative number")
-	}
-	return n, nil
-}
-
-// compileCollPipeline compiles the stages of a collection aggregation.
-func compileCollPipeline(arr bsoncore.Array) ([]collStage, error) {
+// CompileCollPipeline compiles the stages of a collection aggregation.
+func CompileCollPipeline(arr bsoncore.Array) ([]CollStage, error) {
 	specs, err := splitPipeline(arr)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]collStage, 0, len(specs))
+	out := make([]CollStage, 0, len(specs))
 	for _, sp := range specs {
 		st, err := compileCollStage(sp.name, sp.arg)
 		if err != nil {
@@ -148,7 +56,7 @@ func compileCollPipeline(arr bsoncore.Array) ([]collStage, error) {
 	return out, nil
 }
 
-func compileCollStage(name string, arg bsoncore.Value) (collStage, error) {
+func compileCollStage(name string, arg bsoncore.Value) (CollStage, error) {
 	switch name {
 	case "$sort":
 		sd, ok := arg.DocumentOK()
@@ -158,7 +66,7 @@ func compileCollStage(name string, arg bsoncore.Value) (collStage, error) {
 		if len(sd) <= 5 {
 			return nil, codes.Errorf(codes.Location15976, "$sort stage must have at least one sort key")
 		}
-		keys, err := parseSort(sd)
+		keys, err := ParseSort(sd)
 		if err != nil {
 			return nil, err
 		}
@@ -215,12 +123,12 @@ func stageCount(name string, arg bsoncore.Value, code int32) (int64, error) {
 }
 
 // docStage runs a one-document-at-a-time stage of pipeline.go.
-type docStage struct{ st stage }
+type docStage struct{ st Stage }
 
-func (s docStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+func (s docStage) Run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
 	out := make([]bsoncore.Document, 0, len(docs))
 	for _, d := range docs {
-		r, err := s.st.apply(d)
+		r, err := s.st.Apply(d)
 		if err != nil {
 			return nil, err
 		}
@@ -231,17 +139,17 @@ func (s docStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
 	return out, nil
 }
 
-type sortStage []sortKey
+type sortStage []SortKey
 
-func (s sortStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+func (s sortStage) Run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
 	out := append([]bsoncore.Document(nil), docs...)
-	sort.SliceStable(out, func(i, j int) bool { return compareBySort(out[i], out[j], s) < 0 })
+	sort.SliceStable(out, func(i, j int) bool { return CompareBySort(out[i], out[j], s) < 0 })
 	return out, nil
 }
 
 type skipStage int64
 
-func (s skipStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+func (s skipStage) Run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
 	if int64(s) >= int64(len(docs)) {
 		return nil, nil
 	}
@@ -250,7 +158,7 @@ func (s skipStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
 
 type limitStage int64
 
-func (s limitStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+func (s limitStage) Run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
 	if int64(s) < int64(len(docs)) {
 		return docs[:s], nil
 	}
@@ -260,7 +168,7 @@ func (s limitStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
 // countStage is $count: one document {field: n}, none for no input.
 type countStage string
 
-func compileCount(arg bsoncore.Value) (collStage, error) {
+func compileCount(arg bsoncore.Value) (CollStage, error) {
 	name, ok := arg.StringValueOK()
 	switch {
 	case !ok:
@@ -275,7 +183,7 @@ func compileCount(arg bsoncore.Value) (collStage, error) {
 	return countStage(name), nil
 }
 
-func (s countStage) run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
+func (s countStage) Run(docs []bsoncore.Document) ([]bsoncore.Document, error) {
 	if len(docs) == 0 {
 		return nil, nil
 	}

@@ -1,4 +1,4 @@
-package mongotest
+package query
 
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
@@ -11,21 +11,21 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
-// matcher is a compiled query filter.
-type matcher interface {
-	matches(doc bsoncore.Document) bool
+// Matcher is a compiled query filter.
+type Matcher interface {
+	Matches(doc bsoncore.Document) bool
 }
 
-// compileFilter compiles a query filter document: field conditions with
+// CompileFilter compiles a query filter document: field conditions with
 // dotted paths and array semantics, the comparison, element, array and
 // logical operators. An operator mongotest does not know is an error
 // naming it, never a silently wrong answer.
-func compileFilter(f bsoncore.Document) (matcher, error) {
+func CompileFilter(f bsoncore.Document) (Matcher, error) {
 	elems, err := f.Elements()
 	if err != nil {
 		return nil, codes.Errorf(codes.FailedToParse, "filter: %v", err)
 	}
-	and := make(andMatcher, 0, len(elems))
+	and := make(MatchAll, 0, len(elems))
 	for _, el := range elems {
 		m, err := compileFilterElem(el.Key(), el.Value())
 		if err != nil {
@@ -51,7 +51,7 @@ var unsupportedFieldOps = map[string]bool{
 	"$bitsAllSet": true, "$bitsAllClear": true, "$bitsAnySet": true, "$bitsAnyClear": true,
 }
 
-func compileFilterElem(k string, v bsoncore.Value) (matcher, error) {
+func compileFilterElem(k string, v bsoncore.Value) (Matcher, error) {
 	switch k {
 	case "$and", "$or", "$nor":
 		subs, err := compileFilterList(k, v)
@@ -60,7 +60,7 @@ func compileFilterElem(k string, v bsoncore.Value) (matcher, error) {
 		}
 		switch k {
 		case "$and":
-			return andMatcher(subs), nil
+			return MatchAll(subs), nil
 		case "$or":
 			return orMatcher(subs), nil
 		}
@@ -84,22 +84,22 @@ func compileFilterElem(k string, v bsoncore.Value) (matcher, error) {
 	return fieldMatcher{path: strings.Split(k, "."), p: p}, nil
 }
 
-func compileFilterList(op string, v bsoncore.Value) ([]matcher, error) {
+func compileFilterList(Op string, v bsoncore.Value) ([]Matcher, error) {
 	arr, ok := v.ArrayOK()
 	if !ok {
-		return nil, codes.Errorf(codes.BadValue, "%s must be an array", op)
+		return nil, codes.Errorf(codes.BadValue, "%s must be an array", Op)
 	}
 	vals, _ := arr.Values()
 	if len(vals) == 0 {
-		return nil, codes.Errorf(codes.BadValue, "%s/$or/$nor must be a nonempty array", op)
+		return nil, codes.Errorf(codes.BadValue, "%s/$or/$nor must be a nonempty array", Op)
 	}
-	subs := make([]matcher, 0, len(vals))
+	subs := make([]Matcher, 0, len(vals))
 	for _, sv := range vals {
 		sd, ok := sv.DocumentOK()
 		if !ok {
-			return nil, codes.Errorf(codes.BadValue, "%s argument's entries must be objects", op)
+			return nil, codes.Errorf(codes.BadValue, "%s argument's entries must be objects", Op)
 		}
-		m, err := compileFilter(sd)
+		m, err := CompileFilter(sd)
 		if err != nil {
 			return nil, err
 		}
@@ -108,31 +108,31 @@ func compileFilterList(op string, v bsoncore.Value) ([]matcher, error) {
 	return subs, nil
 }
 
-type andMatcher []matcher
+type MatchAll []Matcher
 
-func (a andMatcher) matches(doc bsoncore.Document) bool {
+func (a MatchAll) Matches(doc bsoncore.Document) bool {
 	for _, m := range a {
-		if !m.matches(doc) {
+		if !m.Matches(doc) {
 			return false
 		}
 	}
 	return true
 }
 
-type orMatcher []matcher
+type orMatcher []Matcher
 
-func (o orMatcher) matches(doc bsoncore.Document) bool {
+func (o orMatcher) Matches(doc bsoncore.Document) bool {
 	for _, m := range o {
-		if m.matches(doc) {
+		if m.Matches(doc) {
 			return true
 		}
 	}
 	return false
 }
 
-type notMatcher struct{ m matcher }
+type notMatcher struct{ m Matcher }
 
-func (n notMatcher) matches(doc bsoncore.Document) bool { return !n.m.matches(doc) }
+func (n notMatcher) Matches(doc bsoncore.Document) bool { return !n.m.Matches(doc) }
 
 // cand is one value a path reaches in a document. A missing value has
 // Type 0. arrElem marks an element reached by expanding an array at the
@@ -150,15 +150,15 @@ type fieldMatcher struct {
 	p    pred
 }
 
-func (m fieldMatcher) matches(doc bsoncore.Document) bool {
-	return m.p(pathValues(doc, m.path))
+func (m fieldMatcher) Matches(doc bsoncore.Document) bool {
+	return m.p(PathValues(doc, m.path))
 }
 
-// pathValues returns the values path reaches in doc, MongoDB style: a path
+// PathValues returns the values path reaches in doc, MongoDB style: a path
 // through an array reaches into each document element, a numeric component
 // indexes the array, and an array at the end yields itself and each of
 // its elements. An unreachable path yields one missing value.
-func pathValues(doc bsoncore.Document, path []string) []cand {
+func PathValues(doc bsoncore.Document, path []string) []cand {
 	var out []cand
 	walkPath(bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: doc}, path, &out)
 	return out
@@ -226,7 +226,7 @@ func arrayIndex(s string) (int, bool) {
 func compileFieldCond(v bsoncore.Value) (pred, error) {
 	d, ok := v.DocumentOK()
 	if ok {
-		if first, _ := commandName(d); strings.HasPrefix(first, "$") {
+		if first, _ := bsonutil.FirstKey(d); strings.HasPrefix(first, "$") {
 			return compileOps(d)
 		}
 	}
@@ -261,15 +261,15 @@ func compileOps(d bsoncore.Document) (pred, error) {
 		return nil, codes.Errorf(codes.BadValue, "$options needs a $regex")
 	}
 	for _, el := range elems {
-		op, arg := el.Key(), el.Value()
+		Op, arg := el.Key(), el.Value()
 		var p pred
-		switch op {
+		switch Op {
 		case "$options":
 			continue
 		case "$regex":
 			p, err = regexOpPred(arg, regexOpts)
 		default:
-			p, err = compileOp(op, arg)
+			p, err = compileOp(Op, arg)
 		}
 		if err != nil {
 			return nil, err
@@ -289,26 +289,26 @@ func compileOps(d bsoncore.Document) (pred, error) {
 	}, nil
 }
 
-func compileOp(op string, arg bsoncore.Value) (pred, error) {
-	switch op {
+func compileOp(Op string, arg bsoncore.Value) (pred, error) {
+	switch Op {
 	case "$eq":
 		return eqPred(arg), nil
 	case "$ne":
 		p := eqPred(arg)
 		return func(cs []cand) bool { return !p(cs) }, nil
 	case "$gt", "$gte", "$lt", "$lte":
-		return cmpPred(op, arg), nil
+		return cmpPred(Op, arg), nil
 	case "$in", "$nin":
-		p, err := inPred(op, arg)
+		p, err := inPred(Op, arg)
 		if err != nil {
 			return nil, err
 		}
-		if op == "$nin" {
+		if Op == "$nin" {
 			return func(cs []cand) bool { return !p(cs) }, nil
 		}
 		return p, nil
 	case "$exists":
-		want := truthy(arg)
+		want := Truthy(arg)
 		return func(cs []cand) bool {
 			for _, c := range cs {
 				if c.v.Type != 0 {
@@ -356,7 +356,7 @@ func compileOp(op string, arg bsoncore.Value) (pred, error) {
 			if len(d) <= 5 {
 				return nil, codes.Errorf(codes.BadValue, "$not cannot be empty")
 			}
-			if first, _ := commandName(d); !strings.HasPrefix(first, "$") {
+			if first, _ := bsonutil.FirstKey(d); !strings.HasPrefix(first, "$") {
 				return nil, codes.Errorf(codes.BadValue, "$not needs a regex or a document of operators")
 			}
 			inner, err = compileOps(d)
@@ -370,13 +370,13 @@ func compileOp(op string, arg bsoncore.Value) (pred, error) {
 	case "$mod":
 		return modPred(arg)
 	}
-	if unsupportedFieldOps[op] {
-		return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the query operator %s", op)
+	if unsupportedFieldOps[Op] {
+		return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the query operator %s", Op)
 	}
-	return nil, codes.Errorf(codes.BadValue, "unknown operator: %s", op)
+	return nil, codes.Errorf(codes.BadValue, "unknown operator: %s", Op)
 }
 
-func truthy(v bsoncore.Value) bool {
+func Truthy(v bsoncore.Value) bool {
 	switch v.Type {
 	case bsoncore.TypeBoolean:
 		return v.Boolean()
@@ -413,10 +413,10 @@ func eqPred(arg bsoncore.Value) pred {
 
 // cmpPred matches when any value of arg's type bracket compares as op
 // says. MinKey and MaxKey arguments compare across brackets.
-func cmpPred(op string, arg bsoncore.Value) pred {
+func cmpPred(Op string, arg bsoncore.Value) pred {
 	ab := bsonutil.TypeBracket(arg.Type)
 	cross := arg.Type == bsoncore.TypeMinKey || arg.Type == bsoncore.TypeMaxKey
-	orEqual := op == "$gte" || op == "$lte"
+	orEqual := Op == "$gte" || Op == "$lte"
 	return func(cs []cand) bool {
 		for _, c := range cs {
 			if c.v.Type == 0 {
@@ -429,7 +429,7 @@ func cmpPred(op string, arg bsoncore.Value) pred {
 				continue
 			}
 			r := bsonutil.CompareValues(c.v, arg)
-			switch op {
+			switch Op {
 			case "$gt":
 				if r > 0 {
 					return true
@@ -452,17 +452,17 @@ func cmpPred(op string, arg bsoncore.Value) pred {
 	}
 }
 
-func inPred(op string, arg bsoncore.Value) (pred, error) {
+func inPred(Op string, arg bsoncore.Value) (pred, error) {
 	arr, ok := arg.ArrayOK()
 	if !ok {
-		return nil, codes.Errorf(codes.BadValue, "%s needs an array", op)
+		return nil, codes.Errorf(codes.BadValue, "%s needs an array", Op)
 	}
 	vals, _ := arr.Values()
 	preds := make([]pred, 0, len(vals))
 	for _, v := range vals {
 		if d, ok := v.DocumentOK(); ok {
-			if first, _ := commandName(d); strings.HasPrefix(first, "$") {
-				return nil, codes.Errorf(codes.BadValue, "cannot nest $ under %s", op)
+			if first, _ := bsonutil.FirstKey(d); strings.HasPrefix(first, "$") {
+				return nil, codes.Errorf(codes.BadValue, "cannot nest $ under %s", Op)
 			}
 		}
 		if v.Type == bsoncore.TypeRegex {
@@ -539,7 +539,7 @@ func allPred(arg bsoncore.Value) (pred, error) {
 	preds := make([]pred, 0, len(vals))
 	for _, v := range vals {
 		if d, ok := v.DocumentOK(); ok {
-			if first, _ := commandName(d); first == "$elemMatch" {
+			if first, _ := bsonutil.FirstKey(d); first == "$elemMatch" {
 				p, err := elemMatchPred(d.Lookup("$elemMatch"))
 				if err != nil {
 					return nil, err
@@ -582,7 +582,7 @@ func elemMatchPred(arg bsoncore.Value) (pred, error) {
 		return nil, codes.Errorf(codes.BadValue, "$elemMatch needs an Object")
 	}
 	var onElem func(e bsoncore.Value) bool
-	first, _ := commandName(d)
+	first, _ := bsonutil.FirstKey(d)
 	if strings.HasPrefix(first, "$") && first != "$and" && first != "$or" && first != "$nor" && first != "$expr" && first != "$comment" {
 		p, err := compileOps(d)
 		if err != nil {
@@ -599,13 +599,13 @@ func elemMatchPred(arg bsoncore.Value) (pred, error) {
 			return p(c)
 		}
 	} else {
-		m, err := compileFilter(d)
+		m, err := CompileFilter(d)
 		if err != nil {
 			return nil, err
 		}
 		onElem = func(e bsoncore.Value) bool {
 			ed, ok := e.DocumentOK()
-			return ok && m.matches(ed)
+			return ok && m.Matches(ed)
 		}
 	}
 	return func(cs []cand) bool {
@@ -717,4 +717,17 @@ func regexPred(pattern, opts string) (pred, error) {
 		}
 		return false
 	}, nil
+}
+
+// DistinctValues returns the values path reaches in doc that distinct
+// counts: an array by its elements, not as itself; a missing value not at all.
+func DistinctValues(doc bsoncore.Document, path []string) []bsoncore.Value {
+	var out []bsoncore.Value
+	for _, cv := range PathValues(doc, path) {
+		if cv.v.Type == 0 || cv.v.Type == bsoncore.TypeArray && !cv.arrElem {
+			continue
+		}
+		out = append(out, cv.v)
+	}
+	return out
 }

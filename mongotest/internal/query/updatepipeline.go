@@ -1,4 +1,4 @@
-package mongotest
+package query
 
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
@@ -14,12 +14,12 @@ var updateStages = map[string]bool{
 
 // compileUpdatePipeline compiles the u of a pipeline-style update, such as
 // [{$set: {...}}, {$unset: "x"}].
-func compileUpdatePipeline(arr bsoncore.Array) ([]stage, error) {
+func compileUpdatePipeline(arr bsoncore.Array) ([]Stage, error) {
 	specs, err := splitPipeline(arr)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]stage, 0, len(specs))
+	out := make([]Stage, 0, len(specs))
 	for _, sp := range specs {
 		if !updateStages[sp.name] {
 			return nil, codes.Errorf(codes.InvalidOptions, "%s is not allowed to be used within an update (mongotest supports $set, $addFields, $unset, $project, $replaceRoot and $replaceWith)", sp.name)
@@ -35,9 +35,9 @@ func compileUpdatePipeline(arr bsoncore.Array) ([]stage, error) {
 
 // runUpdatePipeline applies the stages to doc and returns the new
 // document. None of the update stages drops a document.
-func runUpdatePipeline(stages []stage, doc bsoncore.Document) (bsoncore.Document, error) {
+func runUpdatePipeline(stages []Stage, doc bsoncore.Document) (bsoncore.Document, error) {
 	for _, st := range stages {
-		next, err := st.apply(doc)
+		next, err := st.Apply(doc)
 		if err != nil {
 			return nil, err
 		}

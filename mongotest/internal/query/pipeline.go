@@ -1,4 +1,4 @@
-package mongotest
+package query
 
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
@@ -8,17 +8,17 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
-// stage is one aggregation stage after $changeStream, applied to each event.
-type stage interface {
-	// apply returns the transformed event, or nil to drop it.
-	apply(ev bsoncore.Document) (bsoncore.Document, error)
+// Stage is one aggregation stage after $changeStream, applied to each event.
+type Stage interface {
+	// Apply returns the transformed event, or nil to drop it.
+	Apply(ev bsoncore.Document) (bsoncore.Document, error)
 }
 
 // Error codes a real server uses for bad stage specifications.
 
-// compileStage parses one stage after $changeStream, such as {$match: {...}}.
+// CompileStage parses one stage after $changeStream, such as {$match: {...}}.
 // The stage keeps a copy of what it needs, so sd may be reused afterwards.
-func compileStage(sd bsoncore.Document) (stage, error) {
+func CompileStage(sd bsoncore.Document) (Stage, error) {
 	name, arg, err := stageNameArg(sd)
 	if err != nil {
 		return nil, err
@@ -75,14 +75,14 @@ func splitPipeline(arr bsoncore.Array) ([]stageSpec, error) {
 // collection aggregations share: $match, $project, $addFields/$set,
 // $unset, $replaceRoot and $replaceWith. It returns nil, nil for any other
 // name, for the caller to report.
-func compileDocStage(name string, arg bsoncore.Value) (stage, error) {
+func compileDocStage(name string, arg bsoncore.Value) (Stage, error) {
 	switch name {
 	case "$match":
 		fd, ok := arg.DocumentOK()
 		if !ok {
 			return nil, codes.Errorf(codes.Location15959, "the match filter must be an expression in an object")
 		}
-		m, err := compileFilter(fd)
+		m, err := CompileFilter(fd)
 		if err != nil {
 			return nil, err
 		}
@@ -137,10 +137,10 @@ func compileDocStage(name string, arg bsoncore.Value) (stage, error) {
 	return nil, nil
 }
 
-type matchStage struct{ m matcher }
+type matchStage struct{ m Matcher }
 
-func (s matchStage) apply(ev bsoncore.Document) (bsoncore.Document, error) {
-	if s.m.matches(ev) {
+func (s matchStage) Apply(ev bsoncore.Document) (bsoncore.Document, error) {
+	if s.m.Matches(ev) {
 		return ev, nil
 	}
 	return nil, nil
@@ -186,7 +186,7 @@ type leafSetter func(f *projField) error
 // addPath walks (creating) the nodes of a dotted path and lets set fill the
 // leaf. A path that both ends at and passes through a field collides.
 // prefix starts error messages.
-func (n *projNode) addPath(prefix, path string, set leafSetter) error {
+func (n *projNode) addPath(prefix, path string, Set leafSetter) error {
 	parts := strings.Split(path, ".")
 	cur := n
 	for i, p := range parts {
@@ -205,7 +205,7 @@ func (n *projNode) addPath(prefix, path string, set leafSetter) error {
 			return codes.Errorf(codeLocation31250, "%sPath collision at %s", prefix, path)
 		}
 		if last {
-			return set(f)
+			return Set(f)
 		}
 		if f.child == nil {
 			f.child = &projNode{}
@@ -218,7 +218,7 @@ func (n *projNode) addPath(prefix, path string, set leafSetter) error {
 const codeLocation31250 = 31250 // path collision
 
 // projectStage is $project: an inclusion or an exclusion projection.
-type projectStage struct {
+type Projection struct {
 	root      *projNode
 	inclusion bool
 	// idExcluded is set by _id: 0 (or false).
@@ -228,8 +228,8 @@ type projectStage struct {
 // compileProject compiles a $project specification (or a find
 // projection); prefix starts its error messages, as the real server's
 // differ between the two.
-func compileProject(spec bsoncore.Document, prefix string) (*projectStage, error) {
-	p := &projectStage{root: &projNode{}}
+func compileProject(spec bsoncore.Document, prefix string) (*Projection, error) {
+	p := &Projection{root: &projNode{}}
 	// mode: 0 undecided, 1 inclusion, 2 exclusion.
 	mode := 0
 	var walk func(prefix string, d bsoncore.Document, top bool) error
@@ -245,7 +245,7 @@ func compileProject(spec bsoncore.Document, prefix string) (*projectStage, error
 			path := prefix + el.Key()
 			v := el.Value()
 			if sub, ok := v.DocumentOK(); ok {
-				if n, _ := commandName(sub); !strings.HasPrefix(n, "$") {
+				if n, _ := bsonutil.FirstKey(sub); !strings.HasPrefix(n, "$") {
 					if err := walk(path+".", sub, false); err != nil {
 						return err
 					}
@@ -323,7 +323,7 @@ func projectionFlag(v bsoncore.Value) (include, ok bool) {
 	return false, false
 }
 
-func (p *projectStage) apply(ev bsoncore.Document) (bsoncore.Document, error) {
+func (p *Projection) Apply(ev bsoncore.Document) (bsoncore.Document, error) {
 	if p.inclusion {
 		return projectInclude(p.root, ev, ev, true, p.idExcluded)
 	}
@@ -388,7 +388,7 @@ func projectInclude(n *projNode, d, root bsoncore.Document, top, idExcluded bool
 			}
 		case f.child != nil && !done[f.name] && f.child.hasExpr():
 			// Computed fields below a missing or scalar field create it.
-			sub, err := projectInclude(f.child, emptyDoc, root, false, false)
+			sub, err := projectInclude(f.child, EmptyDoc, root, false, false)
 			if err != nil {
 				return nil, err
 			}
@@ -426,7 +426,7 @@ func projectIncludeArray(n *projNode, a bsoncore.Array, root bsoncore.Document) 
 			i++
 		default:
 			if n.hasExpr() {
-				sub, err := projectInclude(n, emptyDoc, root, false, false)
+				sub, err := projectInclude(n, EmptyDoc, root, false, false)
 				if err != nil {
 					return nil, err
 				}
@@ -510,14 +510,14 @@ func projectExcludeArray(n *projNode, a bsoncore.Array) (bsoncore.Array, error) 
 	return out, nil
 }
 
-var emptyDoc = bsoncore.Document{5, 0, 0, 0, 0}
+var EmptyDoc = bsoncore.Document{5, 0, 0, 0, 0}
 
 // addFieldsStage is $addFields (alias $set): computed fields replace
 // existing ones in place or are appended; a nested object adds fields to
 // the embedded document rather than replacing it.
 type addFieldsStage struct{ root *projNode }
 
-func compileAddFields(name string, spec bsoncore.Document) (stage, error) {
+func compileAddFields(name string, spec bsoncore.Document) (Stage, error) {
 	root := &projNode{}
 	var walk func(prefix string, d bsoncore.Document) error
 	walk = func(prefix string, d bsoncore.Document) error {
@@ -529,7 +529,7 @@ func compileAddFields(name string, spec bsoncore.Document) (stage, error) {
 			path := prefix + el.Key()
 			v := el.Value()
 			if sub, ok := v.DocumentOK(); ok && len(sub) > 5 {
-				if n, _ := commandName(sub); !strings.HasPrefix(n, "$") {
+				if n, _ := bsonutil.FirstKey(sub); !strings.HasPrefix(n, "$") {
 					if err := walk(path+".", sub); err != nil {
 						return err
 					}
@@ -552,7 +552,7 @@ func compileAddFields(name string, spec bsoncore.Document) (stage, error) {
 	return addFieldsStage{root}, nil
 }
 
-func (s addFieldsStage) apply(ev bsoncore.Document) (bsoncore.Document, error) {
+func (s addFieldsStage) Apply(ev bsoncore.Document) (bsoncore.Document, error) {
 	return addFieldsDoc(s.root, ev, ev)
 }
 
@@ -623,7 +623,7 @@ func appendAddedField(out []byte, f *projField, cur bsoncore.Value, present bool
 				}
 				o = bsoncore.AppendDocumentElement(o, bsonutil.ArrayKey(i), sub)
 			} else {
-				sub, err := addFieldsDoc(f.child, emptyDoc, root)
+				sub, err := addFieldsDoc(f.child, EmptyDoc, root)
 				if err != nil {
 					return nil, err
 				}
@@ -633,7 +633,7 @@ func appendAddedField(out []byte, f *projField, cur bsoncore.Value, present bool
 		o, _ = bsoncore.AppendArrayEnd(o, aidx)
 		return o, nil
 	default:
-		sub, err := addFieldsDoc(f.child, emptyDoc, root)
+		sub, err := addFieldsDoc(f.child, EmptyDoc, root)
 		if err != nil {
 			return nil, err
 		}
@@ -643,7 +643,7 @@ func appendAddedField(out []byte, f *projField, cur bsoncore.Value, present bool
 
 // compileUnset parses $unset: a path or an array of paths, an exclusion
 // projection in disguise.
-func compileUnset(arg bsoncore.Value) (stage, error) {
+func compileUnset(arg bsoncore.Value) (Stage, error) {
 	var paths []string
 	switch arg.Type {
 	case bsoncore.TypeString:
@@ -666,7 +666,7 @@ func compileUnset(arg bsoncore.Value) (stage, error) {
 	default:
 		return nil, codes.Errorf(codes.Location31002, "$unset specification must be a string or an array")
 	}
-	p := &projectStage{root: &projNode{}}
+	p := &Projection{root: &projNode{}}
 	for _, path := range paths {
 		if path == "_id" {
 			p.idExcluded = true
@@ -684,7 +684,7 @@ const codeLocation31120 = 31120 // $unset array with a non-string
 // replaceRootStage is $replaceRoot {newRoot: expr} and $replaceWith expr.
 type replaceRootStage struct{ root aggExpr }
 
-func (s replaceRootStage) apply(ev bsoncore.Document) (bsoncore.Document, error) {
+func (s replaceRootStage) Apply(ev bsoncore.Document) (bsoncore.Document, error) {
 	v, ok, err := s.root.eval(ev)
 	if err != nil {
 		return nil, err
@@ -724,14 +724,14 @@ func compileAggExpr(v bsoncore.Value) (aggExpr, error) {
 			return nil, codes.Errorf(codes.FailedToParse, "expression: %v", err)
 		}
 		if len(elems) > 0 && strings.HasPrefix(elems[0].Key(), "$") {
-			op := elems[0].Key()
+			Op := elems[0].Key()
 			if len(elems) > 1 {
 				return nil, codes.Errorf(codes.Location15983, "an expression specification must contain exactly one field, the name of the expression. Found %d fields in %s", len(elems), d)
 			}
-			if op == "$literal" {
+			if Op == "$literal" {
 				return constExpr{elems[0].Value()}, nil
 			}
-			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE and $literal)", op)
+			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE and $literal)", Op)
 		}
 		obj := objExpr{}
 		for _, el := range elems {
@@ -766,7 +766,6 @@ func compileAggExpr(v bsoncore.Value) (aggExpr, error) {
 	}
 	return constExpr{v}, nil
 }
-
 
 func compileFieldRef(s string) (aggExpr, error) {
 	if strings.HasPrefix(s, "$$") {

@@ -1,4 +1,4 @@
-package mongotest
+package query
 
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
@@ -52,8 +52,8 @@ func ambiguous(cs []pathComp) bool {
 	return false
 }
 
-// updateDesc is an update event's updateDescription under construction.
-type updateDesc struct {
+// UpdateDesc is an update event's updateDescription under construction.
+type UpdateDesc struct {
 	updated   []descField
 	removed   [][]pathComp
 	truncated []truncation
@@ -69,9 +69,9 @@ type truncation struct {
 	size int
 }
 
-// build returns the updateDescription document and the
+// Build returns the updateDescription document and the
 // disambiguatedPaths document (empty when no path is ambiguous).
-func (u *updateDesc) build() (desc, disamb bsoncore.Document) {
+func (u *UpdateDesc) Build() (Desc, disamb bsoncore.Document) {
 	idx, out := bsoncore.AppendDocumentStart(nil)
 	didx, dout := bsoncore.AppendDocumentStart(nil)
 	seen := map[string]bool{}
@@ -129,15 +129,15 @@ func withComp(p []pathComp, c pathComp) []pathComp {
 // deciding that the delta is worth logging rather than the whole document.
 const sizeOfDeltaMetadata = 15
 
-// diffDocs derives the updateDescription of a pipeline-style update the
+// DiffDocs derives the updateDescription of a pipeline-style update the
 // way a real server does: it diffs the old and new documents (nested
 // documents and arrays recursively, a shrunk array as a truncation) and
 // gives up when the delta would not be smaller than the new document, in
 // which case the server logs a replacement (ok == false).
-func diffDocs(oldDoc, newDoc bsoncore.Document) (u *updateDesc, ok bool) {
-	u = &updateDesc{}
-	size, ok := diffDoc(u, nil, oldDoc, newDoc)
-	if !ok || size+sizeOfDeltaMetadata >= len(newDoc) {
+func DiffDocs(oldDoc, NewDoc bsoncore.Document) (u *UpdateDesc, ok bool) {
+	u = &UpdateDesc{}
+	size, ok := diffDoc(u, nil, oldDoc, NewDoc)
+	if !ok || size+sizeOfDeltaMetadata >= len(NewDoc) {
 		return nil, false
 	}
 	return u, true
@@ -147,7 +147,7 @@ func diffDocs(oldDoc, newDoc bsoncore.Document) (u *updateDesc, ok bool) {
 // returns an estimate of the BSON size of the delta a real server logs
 // ({d: {…}, u: {…}, i: {…}, s<field>: {…}}); ok is false when the delta
 // would not be smaller than post.
-func diffDoc(u *updateDesc, p []pathComp, pre, post bsoncore.Document) (int, bool) {
+func diffDoc(u *UpdateDesc, p []pathComp, pre, post bsoncore.Document) (int, bool) {
 	preEls, _ := pre.Elements()
 	postEls, _ := post.Elements()
 	inPost := make(map[string]bool, len(postEls))
@@ -159,12 +159,12 @@ func diffDoc(u *updateDesc, p []pathComp, pre, post bsoncore.Document) (int, boo
 		preByKey[el.Key()] = el
 	}
 	var (
-		local   updateDesc
+		local   UpdateDesc
 		dSize   int
 		uSize   int
 		iSize   int
 		subSize int
-		subs    []*updateDesc
+		subs    []*UpdateDesc
 	)
 	// Walk both documents in order: a field present at the same position
 	// in both is compared; others are deletions and insertions.
@@ -258,11 +258,11 @@ func containsInsert(ins []descField, p []pathComp) bool {
 // diffNested diffs two documents or two arrays at path p into a new
 // updateDesc; ok is false when the values are not both documents or both
 // arrays, or the diff is no smaller than the new value.
-func diffNested(p []pathComp, av, bv bsoncore.Value) (*updateDesc, int, bool) {
+func diffNested(p []pathComp, av, bv bsoncore.Value) (*UpdateDesc, int, bool) {
 	if av.Type != bv.Type {
 		return nil, 0, false
 	}
-	sub := &updateDesc{}
+	sub := &UpdateDesc{}
 	switch av.Type {
 	case bsoncore.TypeEmbeddedDocument:
 		n, ok := diffDoc(sub, p, av.Data, bv.Data)
@@ -274,11 +274,11 @@ func diffNested(p []pathComp, av, bv bsoncore.Value) (*updateDesc, int, bool) {
 	return nil, 0, false
 }
 
-func diffArray(u *updateDesc, p []pathComp, pre, post bsoncore.Document) (int, bool) {
+func diffArray(u *UpdateDesc, p []pathComp, pre, post bsoncore.Document) (int, bool) {
 	preVals, _ := bsoncore.Array(pre).Values()
 	postVals, _ := bsoncore.Array(post).Values()
-	var local updateDesc
-	var subs []*updateDesc
+	var local UpdateDesc
+	var subs []*UpdateDesc
 	size := 5 + 1 + 2 + 1 // {a: true}
 	for i := 0; i < len(postVals); i++ {
 		bv := postVals[i]

@@ -1,6 +1,7 @@
-package mongotest
+package query
 
 import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"strings"
 
@@ -12,12 +13,12 @@ import (
 // evaluate them and names them in a NotImplemented error.
 var findOnlyOperators = map[string]bool{"$slice": true, "$elemMatch": true, "$meta": true}
 
-// compileFindProjection compiles find's projection, or findAndModify's
+// CompileFindProjection compiles find's projection, or findAndModify's
 // fields. Since MongoDB 4.4 it is a $project specification (inclusions,
 // exclusions, nested fields and computed fields) plus the find-only
 // operators: the positional "a.$", $slice, $elemMatch and $meta, which
 // mongotest rejects by name.
-func compileFindProjection(d bsoncore.Document) (*projectStage, error) {
+func CompileFindProjection(d bsoncore.Document) (*Projection, error) {
 	if err := checkFindOnly(d); err != nil {
 		return nil, err
 	}
@@ -39,7 +40,7 @@ func checkFindOnly(d bsoncore.Document) error {
 		if !ok {
 			continue
 		}
-		first, _ := commandName(sub)
+		first, _ := bsonutil.FirstKey(sub)
 		if findOnlyOperators[first] {
 			return codes.Errorf(codes.NotImplemented, "mongotest does not support the projection operator %s (on field '%s')", first, k)
 		}

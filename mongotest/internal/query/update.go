@@ -1,9 +1,9 @@
-package mongotest
+package query
 
 import (
+	"bytes"
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
-	"bytes"
 	"math"
 	"math/big"
 	"sort"
@@ -16,16 +16,16 @@ import (
 
 // updateSpec is a compiled update: a replacement document, update
 // operators, or an aggregation pipeline.
-type updateSpec struct {
-	replacement  bsoncore.Document
+type Update struct {
+	Replacement  bsoncore.Document
 	mods         []modOp
-	pipeline     []stage
+	pipeline     []Stage
 	arrayFilters map[string]bsoncore.Document
 }
 
 // modOp is one operator applied to one path, such as {$inc: {"a.b": 1}}.
 type modOp struct {
-	op   string
+	Op   string
 	path []string
 	arg  bsoncore.Value
 	to   []string // $rename target
@@ -38,10 +38,10 @@ var knownModifiers = map[string]bool{
 	"$pullAll": true, "$currentDate": true, "$setOnInsert": true,
 }
 
-// compileUpdate parses the u of an update statement (or findAndModify's
+// CompileUpdate parses the u of an update statement (or findAndModify's
 // update) and its arrayFilters.
-func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, error) {
-	s := &updateSpec{}
+func CompileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*Update, error) {
+	s := &Update{}
 	if arrayFilters.Type != 0 {
 		arr, ok := arrayFilters.ArrayOK()
 		if !ok {
@@ -54,7 +54,7 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 			if !ok {
 				return nil, codes.Errorf(codes.TypeMismatch, "arrayFilters entries must be objects")
 			}
-			k, _ := commandName(d)
+			k, _ := bsonutil.FirstKey(d)
 			id, _, _ := strings.Cut(k, ".")
 			if id == "" {
 				return nil, codes.Errorf(codes.FailedToParse, "Cannot use an expression without a top-level field name in arrayFilters")
@@ -62,7 +62,7 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 			if _, dup := s.arrayFilters[id]; dup {
 				return nil, codes.Errorf(codes.FailedToParse, "Found multiple array filters with the same top-level field name %s", id)
 			}
-			if _, err := compileFilter(d); err != nil {
+			if _, err := CompileFilter(d); err != nil {
 				return nil, err
 			}
 			s.arrayFilters[id] = d
@@ -82,7 +82,7 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 		return nil, codes.Errorf(codes.FailedToParse, "Update argument must be either an object or an array")
 	}
 	d, _ := u.DocumentOK()
-	first, _ := commandName(d)
+	first, _ := bsonutil.FirstKey(d)
 	if !strings.HasPrefix(first, "$") {
 		elems, _ := d.Elements()
 		for _, el := range elems {
@@ -90,7 +90,7 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 				return nil, codes.Errorf(codes.DollarPrefixedFieldName, "The dollar ($) prefixed field '%s' in '%s' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith.", el.Key(), el.Key())
 			}
 		}
-		s.replacement = d
+		s.Replacement = d
 		return s, nil
 	}
 	if s.arrayFilters == nil {
@@ -98,19 +98,19 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 	}
 	elems, _ := d.Elements()
 	for _, el := range elems {
-		op := el.Key()
-		if !knownModifiers[op] {
-			if op == "$bit" {
+		Op := el.Key()
+		if !knownModifiers[Op] {
+			if Op == "$bit" {
 				return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the update operator $bit")
 			}
-			if !strings.HasPrefix(op, "$") {
-				return nil, codes.Errorf(codes.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", op)
+			if !strings.HasPrefix(Op, "$") {
+				return nil, codes.Errorf(codes.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", Op)
 			}
-			return nil, codes.Errorf(codes.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", op)
+			return nil, codes.Errorf(codes.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", Op)
 		}
 		args, ok := el.Value().DocumentOK()
 		if !ok {
-			return nil, codes.Errorf(codes.FailedToParse, "Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}", bsonutil.TypeName(el.Value().Type), op, el.Value())
+			return nil, codes.Errorf(codes.FailedToParse, "Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}", bsonutil.TypeName(el.Value().Type), Op, el.Value())
 		}
 		aels, _ := args.Elements()
 		for _, a := range aels {
@@ -120,8 +120,8 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 					return nil, codes.Errorf(codes.EmptyFieldName, "The update path '%s' contains an empty field name, which is not allowed.", a.Key())
 				}
 			}
-			m := modOp{op: op, path: path, arg: a.Value()}
-			if op == "$rename" {
+			m := modOp{Op: Op, path: path, arg: a.Value()}
+			if Op == "$rename" {
 				to, ok := a.Value().StringValueOK()
 				if !ok {
 					return nil, codes.Errorf(codes.BadValue, "The 'to' field for $rename must be a string: %s: %s", a.Key(), a.Value())
@@ -155,8 +155,6 @@ func compileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*updateSpec, 
 	sort.SliceStable(s.mods, func(i, j int) bool { return lessPath(s.mods[i].path, s.mods[j].path) })
 	return s, nil
 }
-
-
 
 func lessPath(a, b []string) bool {
 	for i := 0; i < len(a) && i < len(b); i++ {
@@ -202,12 +200,12 @@ func checkConflicts(mods []modOp) error {
 }
 
 // updateCtx carries what applying operators needs besides the document.
-type updateCtx struct {
+type UpdateContext struct {
 	now       time.Time
 	ts        bson.Timestamp
-	query     matcher           // for the positional $ operator
+	query     Matcher           // for the positional $ operator
 	original  bsoncore.Document // the document before the update
-	filters   map[string]matcher
+	filters   map[string]Matcher
 	filterDoc map[string]bsoncore.Document
 	inserting bool // an upsert is inserting: $setOnInsert applies
 	log       []modLog
@@ -220,9 +218,9 @@ type modLog struct {
 }
 
 // applyMods applies the operators to doc in place.
-func (s *updateSpec) applyMods(doc *mdoc, ctx *updateCtx) error {
+func (s *Update) applyMods(doc *MutableDoc, ctx *UpdateContext) error {
 	for _, m := range s.mods {
-		if m.op == "$setOnInsert" && !ctx.inserting {
+		if m.Op == "$setOnInsert" && !ctx.inserting {
 			continue
 		}
 		paths, err := ctx.expand(doc, m.path)
@@ -240,7 +238,7 @@ func (s *updateSpec) applyMods(doc *mdoc, ctx *updateCtx) error {
 
 // expand resolves the positional operators $, $[] and $[id] of a path
 // into the concrete paths they name in doc.
-func (ctx *updateCtx) expand(doc *mdoc, path []string) ([][]string, error) {
+func (ctx *UpdateContext) expand(doc *MutableDoc, path []string) ([][]string, error) {
 	for i, c := range path {
 		if !strings.HasPrefix(c, "$") {
 			continue
@@ -271,13 +269,13 @@ func (ctx *updateCtx) expand(doc *mdoc, path []string) ([][]string, error) {
 			if fd == nil {
 				return nil, codes.Errorf(codes.BadValue, "No array filter found for identifier '%s' in path '%s'", id, strings.Join(path, "."))
 			}
-			m, err := compileFilter(fd)
+			m, err := CompileFilter(fd)
 			if err != nil {
 				return nil, err
 			}
 			for k, e := range arr.elems {
-				probe := &mdoc{keys: []string{id}, vals: []any{e}}
-				if m.matches(probe.bytes()) {
+				probe := &MutableDoc{keys: []string{id}, vals: []any{e}}
+				if m.Matches(probe.Bytes()) {
 					idxs = append(idxs, k)
 				}
 			}
@@ -300,17 +298,17 @@ func (ctx *updateCtx) expand(doc *mdoc, path []string) ([][]string, error) {
 
 // positional finds the array element the query matched, as the $
 // operator needs: the first element that alone satisfies the query.
-func (ctx *updateCtx) positional(doc *mdoc, prefix []string, arr *marr) (int, error) {
+func (ctx *UpdateContext) positional(doc *MutableDoc, prefix []string, arr *marr) (int, error) {
 	if ctx.query != nil && ctx.original != nil {
-		orig := docToM(ctx.original)
+		orig := DocToMutable(ctx.original)
 		if parentV, ok := lookupM(orig, prefix[:len(prefix)-1]); ok {
-			if parent, ok := parentV.(*mdoc); ok {
+			if parent, ok := parentV.(*MutableDoc); ok {
 				last := prefix[len(prefix)-1]
-				saved, _ := parent.get(last)
+				saved, _ := parent.Get(last)
 				if oa, ok := saved.(*marr); ok {
 					for i, e := range oa.elems {
-						parent.set(last, &marr{elems: []any{e}})
-						if ctx.query.matches(orig.bytes()) {
+						parent.Set(last, &marr{elems: []any{e}})
+						if ctx.query.Matches(orig.Bytes()) {
 							return i, nil
 						}
 					}
@@ -325,19 +323,19 @@ func (ctx *updateCtx) positional(doc *mdoc, prefix []string, arr *marr) (int, er
 // components it passed (array positions marked). With create, missing
 // documents along the way are created; createdAt is then the number of
 // components that existed before.
-func slot(doc *mdoc, path []string, create bool) (parent any, comps []pathComp, createdAt int, err error) {
+func slot(doc *MutableDoc, path []string, create bool) (parent any, comps []pathComp, createdAt int, err error) {
 	createdAt = -1
 	var cur any = doc
 	for i, c := range path[:len(path)-1] {
 		var next any
 		var ok bool
 		switch x := cur.(type) {
-		case *mdoc:
+		case *MutableDoc:
 			comps = append(comps, pathComp{name: c})
-			next, ok = x.get(c)
+			next, ok = x.Get(c)
 			if !ok && create {
-				next = &mdoc{}
-				x.set(c, next)
+				next = &MutableDoc{}
+				x.Set(c, next)
 				ok = true
 				if createdAt < 0 {
 					createdAt = i
@@ -347,7 +345,7 @@ func slot(doc *mdoc, path []string, create bool) (parent any, comps []pathComp, 
 			k, isIdx := arrayIndex(c)
 			if !isIdx {
 				if create {
-					return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", c, path[i-1], valueOfM(x))
+					return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", c, path[i-1], ValueOfM(x))
 				}
 				return nil, nil, 0, nil
 			}
@@ -358,7 +356,7 @@ func slot(doc *mdoc, path []string, create bool) (parent any, comps []pathComp, 
 				for len(x.elems) < k {
 					x.elems = append(x.elems, bsoncore.Value{Type: bsoncore.TypeNull})
 				}
-				next = &mdoc{}
+				next = &MutableDoc{}
 				x.elems = append(x.elems, next)
 				ok = true
 				if createdAt < 0 {
@@ -367,7 +365,7 @@ func slot(doc *mdoc, path []string, create bool) (parent any, comps []pathComp, 
 			}
 		default:
 			if create {
-				return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", c, path[i-1], valueOfM(cur))
+				return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", c, path[i-1], ValueOfM(cur))
 			}
 			return nil, nil, 0, nil
 		}
@@ -378,20 +376,20 @@ func slot(doc *mdoc, path []string, create bool) (parent any, comps []pathComp, 
 	}
 	last := path[len(path)-1]
 	switch x := cur.(type) {
-	case *mdoc:
+	case *MutableDoc:
 		comps = append(comps, pathComp{name: last})
 	case *marr:
 		k, isIdx := arrayIndex(last)
 		if !isIdx {
 			if create {
-				return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", last, pathOr(path), valueOfM(x))
+				return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", last, pathOr(path), ValueOfM(x))
 			}
 			return nil, nil, 0, nil
 		}
 		comps = append(comps, pathComp{idx: k, isIdx: true})
 	default:
 		if create {
-			return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", last, pathOr(path), valueOfM(cur))
+			return nil, nil, 0, codes.Errorf(codes.PathNotViable, "Cannot create field '%s' in element {%s: %s}", last, pathOr(path), ValueOfM(cur))
 		}
 		return nil, nil, 0, nil
 	}
@@ -407,8 +405,8 @@ func pathOr(path []string) string {
 
 func getSlot(parent any, c pathComp) (any, bool) {
 	switch x := parent.(type) {
-	case *mdoc:
-		return x.get(c.name)
+	case *MutableDoc:
+		return x.Get(c.name)
 	case *marr:
 		if c.idx < len(x.elems) {
 			return x.elems[c.idx], true
@@ -419,8 +417,8 @@ func getSlot(parent any, c pathComp) (any, bool) {
 
 func setSlot(parent any, c pathComp, v any) {
 	switch x := parent.(type) {
-	case *mdoc:
-		x.set(c.name, v)
+	case *MutableDoc:
+		x.Set(c.name, v)
 	case *marr:
 		for len(x.elems) < c.idx {
 			x.elems = append(x.elems, bsoncore.Value{Type: bsoncore.TypeNull})
@@ -435,16 +433,16 @@ func setSlot(parent any, c pathComp, v any) {
 
 // logSet records that the value at comps changed; when the update created
 // documents on the way, the change is the first created field.
-func (ctx *updateCtx) logSet(comps []pathComp, createdAt int) {
+func (ctx *UpdateContext) logSet(comps []pathComp, createdAt int) {
 	if createdAt >= 0 {
 		comps = comps[:createdAt+1]
 	}
 	ctx.log = append(ctx.log, modLog{path: comps})
 }
 
-func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
+func (ctx *UpdateContext) applyOne(doc *MutableDoc, m modOp, path []string) error {
 	pathStr := strings.Join(path, ".")
-	switch m.op {
+	switch m.Op {
 	case "$unset":
 		parent, comps, _, err := slot(doc, path, false)
 		if err != nil || parent == nil {
@@ -452,8 +450,8 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		}
 		last := comps[len(comps)-1]
 		switch x := parent.(type) {
-		case *mdoc:
-			if x.del(last.name) {
+		case *MutableDoc:
+			if x.Del(last.name) {
 				ctx.log = append(ctx.log, modLog{removed: true, path: comps})
 			}
 		case *marr:
@@ -468,11 +466,11 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		if err != nil || parent == nil {
 			return err
 		}
-		pd, ok := parent.(*mdoc)
+		pd, ok := parent.(*MutableDoc)
 		if !ok {
-			return codes.Errorf(codes.BadValue, "The source field cannot be an array element, '%s' in doc with %s", pathStr, valueOfM(parent))
+			return codes.Errorf(codes.BadValue, "The source field cannot be an array element, '%s' in doc with %s", pathStr, ValueOfM(parent))
 		}
-		v, ok := pd.get(comps[len(comps)-1].name)
+		v, ok := pd.Get(comps[len(comps)-1].name)
 		if !ok {
 			return nil
 		}
@@ -483,7 +481,7 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		if _, isArr := tparent.(*marr); isArr {
 			return codes.Errorf(codes.BadValue, "The destination field cannot be an array element, '%s'", strings.Join(m.to, "."))
 		}
-		pd.del(comps[len(comps)-1].name)
+		pd.Del(comps[len(comps)-1].name)
 		ctx.log = append(ctx.log, modLog{removed: true, path: comps})
 		setSlot(tparent, tcomps[len(tcomps)-1], v)
 		ctx.logSet(tcomps, created)
@@ -496,52 +494,52 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 	}
 	last := comps[len(comps)-1]
 	cur, exists := getSlot(parent, last)
-	set := func(v any) {
+	Set := func(v any) {
 		setSlot(parent, last, v)
 		ctx.logSet(comps, created)
 	}
-	switch m.op {
+	switch m.Op {
 	case "$set", "$setOnInsert":
 		if exists && sameM(cur, toM(m.arg)) {
 			return nil
 		}
-		set(toM(m.arg))
+		Set(toM(m.arg))
 	case "$inc", "$mul":
 		if _, ok := bsonutil.NumberOf(m.arg); !ok && m.arg.Type != bsoncore.TypeDecimal128 {
 			verb := "increment"
-			if m.op == "$mul" {
+			if m.Op == "$mul" {
 				verb = "multiply"
 			}
 			return codes.Errorf(codes.TypeMismatch, "Cannot %s with non-numeric argument: {%s: %s}", verb, pathStr, m.arg)
 		}
 		if !exists {
-			if m.op == "$mul" {
-				set(zeroLike(m.arg))
+			if m.Op == "$mul" {
+				Set(zeroLike(m.arg))
 			} else {
-				set(m.arg)
+				Set(m.arg)
 			}
 			return nil
 		}
 		cv, ok := cur.(bsoncore.Value)
 		if !ok || bsonutil.TypeBracket(cv.Type) != 10 {
-			return codes.Errorf(codes.TypeMismatch, "Cannot apply %s to a value of non-numeric type. {_id: %s} has the field '%s' of non-numeric type %s", m.op, idOfM(doc), last, typeNameM(cur))
+			return codes.Errorf(codes.TypeMismatch, "Cannot apply %s to a value of non-numeric type. {_id: %s} has the field '%s' of non-numeric type %s", m.Op, idOfM(doc), last, typeNameM(cur))
 		}
-		nv, err := arith(cv, m.arg, m.op == "$mul")
+		nv, err := arith(cv, m.arg, m.Op == "$mul")
 		if err != nil {
 			return err
 		}
 		if cv.Type == nv.Type && bytes.Equal(cv.Data, nv.Data) {
 			return nil
 		}
-		set(nv)
+		Set(nv)
 	case "$min", "$max":
 		if exists {
-			c := bsonutil.CompareValues(m.arg, valueOfM(cur))
-			if m.op == "$min" && c >= 0 || m.op == "$max" && c <= 0 {
+			c := bsonutil.CompareValues(m.arg, ValueOfM(cur))
+			if m.Op == "$min" && c >= 0 || m.Op == "$max" && c <= 0 {
 				return nil
 			}
 		}
-		set(toM(m.arg))
+		Set(toM(m.arg))
 	case "$currentDate":
 		typ := "date"
 		if d, ok := m.arg.DocumentOK(); ok {
@@ -554,9 +552,9 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 			return codes.Errorf(codes.BadValue, "%s is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).", bsonutil.TypeName(m.arg.Type))
 		}
 		if typ == "timestamp" {
-			set(bsoncore.Value{Type: bsoncore.TypeTimestamp, Data: bsoncore.AppendTimestamp(nil, ctx.ts.T, ctx.ts.I)})
+			Set(bsoncore.Value{Type: bsoncore.TypeTimestamp, Data: bsoncore.AppendTimestamp(nil, ctx.ts.T, ctx.ts.I)})
 		} else {
-			set(bsoncore.Value{Type: bsoncore.TypeDateTime, Data: bsoncore.AppendDateTime(nil, ctx.now.UnixMilli())})
+			Set(bsoncore.Value{Type: bsoncore.TypeDateTime, Data: bsoncore.AppendDateTime(nil, ctx.now.UnixMilli())})
 		}
 	case "$push", "$addToSet":
 		return ctx.push(doc, m, parent, comps, created, cur, exists)
@@ -566,10 +564,10 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		}
 		arr, ok := cur.(*marr)
 		if !ok {
-			return codes.Errorf(codes.BadValue, "Cannot apply %s to a non-array value", m.op)
+			return codes.Errorf(codes.BadValue, "Cannot apply %s to a non-array value", m.Op)
 		}
 		var keep []any
-		switch m.op {
+		switch m.Op {
 		case "$pop":
 			n, ok := bsonutil.NumberOf(m.arg)
 			if !ok || (n != 1 && n != -1) {
@@ -589,7 +587,7 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 				return err
 			}
 			for _, e := range arr.elems {
-				if !match(valueOfM(e)) {
+				if !match(ValueOfM(e)) {
 					keep = append(keep, e)
 				}
 			}
@@ -600,7 +598,7 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 			}
 			vals, _ := all.Values()
 			for _, e := range arr.elems {
-				ev := valueOfM(e)
+				ev := ValueOfM(e)
 				drop := false
 				for _, v := range vals {
 					if bsonutil.ValuesEqual(ev, v) {
@@ -616,23 +614,23 @@ func (ctx *updateCtx) applyOne(doc *mdoc, m modOp, path []string) error {
 		if len(keep) == len(arr.elems) {
 			return nil
 		}
-		set(&marr{elems: append([]any(nil), keep...)})
+		Set(&marr{elems: append([]any(nil), keep...)})
 	default:
-		return codes.Errorf(codes.FailedToParse, "Unknown modifier: %s", m.op)
+		return codes.Errorf(codes.FailedToParse, "Unknown modifier: %s", m.Op)
 	}
 	return nil
 }
 
-func idOfM(doc *mdoc) bsoncore.Value {
-	v, _ := doc.get("_id")
-	return valueOfM(v)
+func idOfM(doc *MutableDoc) bsoncore.Value {
+	v, _ := doc.Get("_id")
+	return ValueOfM(v)
 }
 
 // pullMatcher compiles a $pull condition: a value (equality), operators on
 // the element ({$gte: 6}) or a filter on document elements ({a: 1}).
 func pullMatcher(arg bsoncore.Value) (func(bsoncore.Value) bool, error) {
 	if d, ok := arg.DocumentOK(); ok {
-		first, _ := commandName(d)
+		first, _ := bsonutil.FirstKey(d)
 		if strings.HasPrefix(first, "$") && first != "$and" && first != "$or" && first != "$nor" {
 			p, err := compileOps(d)
 			if err != nil {
@@ -640,13 +638,13 @@ func pullMatcher(arg bsoncore.Value) (func(bsoncore.Value) bool, error) {
 			}
 			return func(v bsoncore.Value) bool { return p([]cand{{v: v}}) }, nil
 		}
-		m, err := compileFilter(d)
+		m, err := CompileFilter(d)
 		if err != nil {
 			return nil, err
 		}
 		return func(v bsoncore.Value) bool {
 			ed, ok := v.DocumentOK()
-			return ok && m.matches(ed)
+			return ok && m.Matches(ed)
 		}, nil
 	}
 	return func(v bsoncore.Value) bool { return bsonutil.ValuesEqual(v, arg) }, nil
@@ -655,7 +653,7 @@ func pullMatcher(arg bsoncore.Value) (func(bsoncore.Value) bool, error) {
 // push applies $push and $addToSet, with $each, $position, $slice and
 // $sort for $push. Appends are logged element by element, other changes
 // as the whole array.
-func (ctx *updateCtx) push(doc *mdoc, m modOp, parent any, comps []pathComp, created int, cur any, exists bool) error {
+func (ctx *UpdateContext) push(doc *MutableDoc, m modOp, parent any, comps []pathComp, created int, cur any, exists bool) error {
 	var arr *marr
 	if exists {
 		a, ok := cur.(*marr)
@@ -671,7 +669,7 @@ func (ctx *updateCtx) push(doc *mdoc, m modOp, parent any, comps []pathComp, cre
 		if each := d.Lookup("$each"); each.Type != 0 {
 			ea, ok := each.ArrayOK()
 			if !ok {
-				return codes.Errorf(codes.BadValue, "The argument to $each in %s must be an array but it was of type: %s", m.op, bsonutil.TypeName(each.Type))
+				return codes.Errorf(codes.BadValue, "The argument to $each in %s must be an array but it was of type: %s", m.Op, bsonutil.TypeName(each.Type))
 			}
 			items, _ = ea.Values()
 			elems, _ := d.Elements()
@@ -679,7 +677,7 @@ func (ctx *updateCtx) push(doc *mdoc, m modOp, parent any, comps []pathComp, cre
 				switch el.Key() {
 				case "$each":
 				case "$position":
-					if m.op != "$push" {
+					if m.Op != "$push" {
 						return codes.Errorf(codes.BadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
 					}
 					n, ok := bsonutil.AsInt64(el.Value())
@@ -688,7 +686,7 @@ func (ctx *updateCtx) push(doc *mdoc, m modOp, parent any, comps []pathComp, cre
 					}
 					position = int(n)
 				case "$slice":
-					if m.op != "$push" {
+					if m.Op != "$push" {
 						return codes.Errorf(codes.BadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
 					}
 					n, ok := bsonutil.AsInt64(el.Value())
@@ -697,12 +695,12 @@ func (ctx *updateCtx) push(doc *mdoc, m modOp, parent any, comps []pathComp, cre
 					}
 					slice, hasSlice = int(n), true
 				case "$sort":
-					if m.op != "$push" {
+					if m.Op != "$push" {
 						return codes.Errorf(codes.BadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
 					}
 					sortSpec = el.Value()
 				default:
-					return codes.Errorf(codes.BadValue, "Unrecognized clause in %s: %s", m.op, el.Key())
+					return codes.Errorf(codes.BadValue, "Unrecognized clause in %s: %s", m.Op, el.Key())
 				}
 			}
 		}
@@ -714,16 +712,16 @@ func (ctx *updateCtx) push(doc *mdoc, m modOp, parent any, comps []pathComp, cre
 	elems := append([]any(nil), before...)
 	var added []any
 	for _, it := range items {
-		if m.op == "$addToSet" {
+		if m.Op == "$addToSet" {
 			dup := false
 			for _, e := range elems {
-				if bsonutil.ValuesEqual(valueOfM(e), it) {
+				if bsonutil.ValuesEqual(ValueOfM(e), it) {
 					dup = true
 					break
 				}
 			}
 			for _, e := range added {
-				if bsonutil.ValuesEqual(valueOfM(e), it) {
+				if bsonutil.ValuesEqual(ValueOfM(e), it) {
 					dup = true
 					break
 				}
@@ -778,21 +776,21 @@ func (ctx *updateCtx) push(doc *mdoc, m modOp, parent any, comps []pathComp, cre
 
 func sortElems(elems []any, spec bsoncore.Value) error {
 	if d, ok := spec.DocumentOK(); ok {
-		keys, err := parseSort(d)
+		keys, err := ParseSort(d)
 		if err != nil {
 			return err
 		}
 		sort.SliceStable(elems, func(i, j int) bool {
-			di, _ := elems[i].(*mdoc)
-			dj, _ := elems[j].(*mdoc)
+			di, _ := elems[i].(*MutableDoc)
+			dj, _ := elems[j].(*MutableDoc)
 			var bi, bj bsoncore.Document
 			if di != nil {
-				bi = di.bytes()
+				bi = di.Bytes()
 			}
 			if dj != nil {
-				bj = dj.bytes()
+				bj = dj.Bytes()
 			}
-			return compareBySort(bi, bj, keys) < 0
+			return CompareBySort(bi, bj, keys) < 0
 		})
 		return nil
 	}
@@ -801,7 +799,7 @@ func sortElems(elems []any, spec bsoncore.Value) error {
 		return codes.Errorf(codes.BadValue, "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields")
 	}
 	sort.SliceStable(elems, func(i, j int) bool {
-		c := bsonutil.CompareValues(valueOfM(elems[i]), valueOfM(elems[j]))
+		c := bsonutil.CompareValues(ValueOfM(elems[i]), ValueOfM(elems[j]))
 		if n < 0 {
 			c = -c
 		}
@@ -881,8 +879,8 @@ func decimalValue(s string) (bsoncore.Value, error) {
 // describeMods turns the operator log into an updateDescription: every
 // changed path with its new value, every removed path. A path under
 // another logged path, or whose value did not change, is left out.
-func describeMods(ctx *updateCtx, oldDoc, newDoc *mdoc) *updateDesc {
-	u := &updateDesc{}
+func describeMods(ctx *UpdateContext, oldDoc, NewDoc *MutableDoc) *UpdateDesc {
+	u := &UpdateDesc{}
 	type logged struct {
 		key string
 		l   modLog
@@ -913,7 +911,7 @@ func describeMods(ctx *updateCtx, oldDoc, newDoc *mdoc) *updateDesc {
 		for i, c := range s.l.path {
 			names[i] = c.String()
 		}
-		nv, inNew := lookupM(newDoc, names)
+		nv, inNew := lookupM(NewDoc, names)
 		if s.l.removed {
 			if !inNew {
 				u.removed = append(u.removed, s.l.path)
@@ -926,7 +924,7 @@ func describeMods(ctx *updateCtx, oldDoc, newDoc *mdoc) *updateDesc {
 		if ov, inOld := lookupM(oldDoc, names); inOld && sameM(ov, nv) {
 			continue
 		}
-		u.updated = append(u.updated, descField{s.l.path, valueOfM(nv)})
+		u.updated = append(u.updated, descField{s.l.path, ValueOfM(nv)})
 	}
 	return u
 }
