@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/handler"
 	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"net"
 	"runtime"
@@ -93,9 +94,9 @@ func fillLog(tb testing.TB, s *Server) bson.Timestamp {
 		cmd, _ = bsoncore.AppendArrayEnd(cmd, aidx)
 		cmd = bsoncore.AppendStringElement(cmd, "$db", "shop")
 		cmd, _ = bsoncore.AppendDocumentEnd(cmd, idx)
-		res := s.dispatch(c, &wire.Message{OpCode: wiremessage.OpMsg, Cmd: cmd})
-		if ok, _ := res.doc.Lookup("ok").DoubleOK(); ok != 1 {
-			tb.Fatalf("insert: %s", res.doc)
+		res := s.mux.Serve(&c.hc, &wire.Message{OpCode: wiremessage.OpMsg, Cmd: cmd})
+		if ok, _ := res.Doc.Lookup("ok").DoubleOK(); ok != 1 {
+			tb.Fatalf("insert: %s", res.Doc)
 		}
 	}
 	return start
@@ -103,7 +104,7 @@ func fillLog(tb testing.TB, s *Server) bson.Timestamp {
 
 func benchConn(s *Server) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &conn{s: s, id: 1, ctx: ctx, cancel: cancel}
+	return &conn{s: s, cancel: cancel, hc: handler.Conn{ID: 1, Ctx: ctx}}
 }
 
 // sinkConn is the client end as the server sees it: writes succeed and are

@@ -28,6 +28,7 @@ const (
 	MaxTimeMSExpired                = 50
 	DollarPrefixedFieldName         = 52
 	EmptyFieldName                  = 56
+	CommandNotSupportedOnView       = 166
 	CommandNotFound                 = 59
 	StaleShardVersion               = 63
 	ImmutableField                  = 66
@@ -69,6 +70,9 @@ const (
 
 // Codes a real server raises without a name (reported as "Location<code>").
 const (
+	Location31250   = 31250 // path collision
+	Location31120   = 31120 // $unset array with a non-string
+	Location15974   = 15974
 	Location15947   = 15947 // $group argument is not an object
 	Location15952   = 15952 // unknown group operator
 	Location15955   = 15955 // $group without _id
@@ -141,6 +145,7 @@ var names = map[int32]string{
 	MaxTimeMSExpired:                "MaxTimeMSExpired",
 	DollarPrefixedFieldName:         "DollarPrefixedFieldName",
 	EmptyFieldName:                  "EmptyFieldName",
+	CommandNotSupportedOnView:       "CommandNotSupportedOnView",
 	CommandNotFound:                 "CommandNotFound",
 	StaleShardVersion:               "StaleShardVersion",
 	ImmutableField:                  "ImmutableField",

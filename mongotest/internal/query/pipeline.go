@@ -202,7 +202,7 @@ func (n *projNode) addPath(prefix, path string, Set leafSetter) error {
 			f = &projField{name: p}
 			cur.fields = append(cur.fields, f)
 		} else if last || f.child == nil {
-			return codes.Errorf(codeLocation31250, "%sPath collision at %s", prefix, path)
+			return codes.Errorf(codes.Location31250, "%sPath collision at %s", prefix, path)
 		}
 		if last {
 			return Set(f)
@@ -214,8 +214,6 @@ func (n *projNode) addPath(prefix, path string, Set leafSetter) error {
 	}
 	return nil
 }
-
-const codeLocation31250 = 31250 // path collision
 
 // projectStage is $project: an inclusion or an exclusion projection.
 type Projection struct {
@@ -659,7 +657,7 @@ func compileUnset(arg bsoncore.Value) (Stage, error) {
 		for _, v := range vals {
 			s, ok := v.StringValueOK()
 			if !ok {
-				return nil, codes.Errorf(codeLocation31120, "$unset specification must be a string or an array containing only string values")
+				return nil, codes.Errorf(codes.Location31120, "$unset specification must be a string or an array containing only string values")
 			}
 			paths = append(paths, s)
 		}
@@ -678,8 +676,6 @@ func compileUnset(arg bsoncore.Value) (Stage, error) {
 	}
 	return p, nil
 }
-
-const codeLocation31120 = 31120 // $unset array with a non-string
 
 // replaceRootStage is $replaceRoot {newRoot: expr} and $replaceWith expr.
 type replaceRootStage struct{ root aggExpr }

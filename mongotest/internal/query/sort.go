@@ -14,8 +14,6 @@ type SortKey struct {
 	dir  int
 }
 
-const codeLocation15974 = 15974
-
 // ParseSort parses {field: 1|-1, …}.
 func ParseSort(d bsoncore.Document) ([]SortKey, error) {
 	elems, err := d.Elements()
@@ -31,7 +29,7 @@ func ParseSort(d bsoncore.Document) ([]SortKey, error) {
 		}
 		n, ok := bsonutil.NumberOf(v)
 		if !ok || (n != 1 && n != -1) {
-			return nil, codes.Errorf(codeLocation15974, "Illegal key in $sort specification: %s: %s", el.Key(), v)
+			return nil, codes.Errorf(codes.Location15974, "Illegal key in $sort specification: %s: %s", el.Key(), v)
 		}
 		keys = append(keys, SortKey{path: strings.Split(el.Key(), "."), dir: int(n)})
 	}

@@ -1,9 +1,9 @@
-package mongotest
+package engine
 
 import (
+	"context"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"sync"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -17,10 +17,9 @@ import (
 // retryable write per session, which is the same for the single-statement
 // and all-succeeded batches drivers retry.
 
-const (
-	// forgotten first. A driver's session pool stays far below it.
-	maxRetrySessions = 1000
-)
+// maxRetrySessions bounds the sessions remembered; the oldest is
+// forgotten first. A driver's session pool stays far below it.
+const maxRetrySessions = 1000
 
 // retryTable is the record of retryable writes by session (lsid.id).
 type retryTable struct {
@@ -36,48 +35,11 @@ type retrySession struct {
 	running   chan struct{}     // closed when a running write ends; nil when none runs
 }
 
-// retryableWrite wraps a write command's handler: a command with lsid and
-// txnNumber (outside a transaction) that the session already ran gets the
-// remembered reply instead of running again. It also applies the
-// AfterExecution failpoints.
-func retryableWrite(h handlerFunc) handlerFunc {
-	return func(s *Server, r *request) (bsoncore.Document, error) {
-		key, txn, ok := retryKey(r)
-		if !ok {
-			return afterExecution(s, r)(h(s, r))
-		}
-		t := &s.db.retries
-		sess, reply, err := t.begin(r, key, txn)
-		if err != nil || reply != nil {
-			return afterExecution(s, r)(reply, err)
-		}
-		body, err := h(s, r)
-		t.end(sess, body, err)
-		return afterExecution(s, r)(body, err)
-	}
-}
-
-// retryKey returns the session key and txnNumber of a retryable write, or
-// false when the command is not one (no session, no txnNumber, or part of
-// a transaction).
-func retryKey(r *request) (string, int64, bool) {
-	lsid, ok := r.arg("lsid").DocumentOK()
-	if !ok {
-		return "", 0, false
-	}
-	id := lsid.Lookup("id")
-	txn, ok := r.arg("txnNumber").Int64OK()
-	if !ok || id.Type == 0 || r.arg("autocommit").Type != 0 {
-		return "", 0, false
-	}
-	return string(id.Data), txn, true
-}
-
 // begin looks the statement up: it returns the remembered reply of a
 // write the session already ran, or marks the write as running and
 // returns its record. A write of the same txnNumber still running (a
 // retry racing the original) is waited for.
-func (t *retryTable) begin(r *request, key string, txn int64) (*retrySession, bsoncore.Document, error) {
+func (t *retryTable) begin(ctx context.Context, key string, txn int64) (*retrySession, bsoncore.Document, error) {
 	for {
 		t.mu.Lock()
 		sess := t.sessions[key]
@@ -98,8 +60,8 @@ func (t *retryTable) begin(r *request, key string, txn int64) (*retrySession, bs
 			select {
 			case <-wait:
 				continue
-			case <-r.c.ctx.Done():
-				return nil, nil, errConnClosed
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
 			}
 		}
 		sess.txnNumber, sess.reply, sess.running = txn, nil, make(chan struct{})
@@ -163,30 +125,26 @@ func (t *retryTable) endSessions(keys []string) {
 	}
 }
 
-// afterExecution returns a function that applies a failpoint configured
-// with AfterExecution to the outcome of a write: the reply is delayed,
-// replaced by an error, or lost with the connection.
-func afterExecution(s *Server, r *request) func(bsoncore.Document, error) (bsoncore.Document, error) {
-	return func(body bsoncore.Document, err error) (bsoncore.Document, error) {
-		act := s.fp.matchAfterExecution(r.c.appName, r.name)
-		if act == nil {
-			return body, err
-		}
-		if act.blockFor > 0 {
-			tm := time.NewTimer(act.blockFor)
-			select {
-			case <-tm.C:
-			case <-r.c.ctx.Done():
-				tm.Stop()
-				return nil, errConnClosed
-			}
-		}
-		if act.closeConn {
-			return nil, errConnClosed
-		}
-		if act.err != nil {
-			return nil, act.err
-		}
-		return body, err
-	}
+// Retry is a retryable write BeginRetry let run.
+type Retry struct{ sess *retrySession }
+
+// BeginRetry looks up the retryable write txn of the session key (its
+// lsid.id). When the session already ran it, it returns the remembered
+// reply; otherwise it marks the write as running, and the caller runs it
+// and calls EndRetry. A retry racing the original waits for it, until ctx
+// ends. An older txn than the session's latest fails with
+// TransactionTooOld.
+func (e *Engine) BeginRetry(ctx context.Context, key string, txn int64) (Retry, bsoncore.Document, error) {
+	sess, reply, err := e.retries.begin(ctx, key, txn)
+	return Retry{sess}, reply, err
 }
+
+// EndRetry records the outcome of a write BeginRetry let run: its reply
+// when it succeeded; a command that failed as a whole can run again.
+func (e *Engine) EndRetry(r Retry, reply bsoncore.Document, err error) {
+	e.retries.end(r.sess, reply, err)
+}
+
+// EndSessions forgets the retryable-write records of the sessions keys
+// names, as a real server does when a client ends its sessions.
+func (e *Engine) EndSessions(keys []string) { e.retries.endSessions(keys) }

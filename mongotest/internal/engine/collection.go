@@ -1,8 +1,6 @@
-package mongotest
+package engine
 
 import (
-	"time"
-
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
@@ -16,11 +14,10 @@ type collection struct {
 	// then record the images that fullDocument/fullDocumentBeforeChange
 	// "whenAvailable" and "required" read.
 	preAndPostImages bool
-	indexes          []indexSpec
+	indexes          []IndexSpec
 	// viewOn and viewPipeline describe a view; a view holds no documents.
 	viewOn       string
 	viewPipeline bsoncore.Document
-	created      time.Time
 
 	order []string // keys in insertion order; "" marks a deleted slot
 	byKey map[string]bsoncore.Document
@@ -28,32 +25,29 @@ type collection struct {
 	uniq  *uniqueKeys // keys of the unique indexes; nil until first needed
 }
 
-// indexSpec is an index as createIndexes received it.
-type indexSpec struct {
+// IndexSpec is an index as createIndexes received it, normalized.
+type IndexSpec struct {
 	name string
 	spec bsoncore.Document // the whole index document, including v/key/name
 }
 
 func newCollection(db, name string) *collection {
 	c := &collection{
-		db:      db,
-		name:    name,
-		uuid:    newUUID(),
-		byKey:   make(map[string]bsoncore.Document),
-		created: time.Now(),
+		db:    db,
+		name:  name,
+		uuid:  newUUID(),
+		byKey: make(map[string]bsoncore.Document),
 	}
 	id := bsoncore.NewDocumentBuilder().
 		AppendInt32("v", 2).
 		AppendDocument("key", bsoncore.NewDocumentBuilder().AppendInt32("_id", 1).Build()).
 		AppendString("name", "_id_").
 		Build()
-	c.indexes = []indexSpec{{name: "_id_", spec: id}}
+	c.indexes = []IndexSpec{{name: "_id_", spec: id}}
 	return c
 }
 
 func (c *collection) ns() string { return c.db + "." + c.name }
-
-func (c *collection) count() int { return len(c.byKey) }
 
 // get returns the document whose _id has key k.
 func (c *collection) get(k string) (bsoncore.Document, bool) {

@@ -1,4 +1,4 @@
-package mongotest
+package engine
 
 import (
 	"encoding/binary"
@@ -21,7 +21,7 @@ type uniqueIndex struct {
 
 // uniqueIndexOf returns the unique index of spec, or ok false when the index
 // is not unique (or is _id_, which the collection's keys enforce).
-func uniqueIndexOf(spec indexSpec) (ux uniqueIndex, ok bool, err error) {
+func uniqueIndexOf(spec IndexSpec) (ux uniqueIndex, ok bool, err error) {
 	if spec.name == "_id_" {
 		return ux, false, nil
 	}
@@ -175,7 +175,7 @@ func (c *collection) uniqueConflict(k string, d bsoncore.Document) *codes.Error 
 
 // uniqueViolation returns the error of building the unique index spec over
 // c's documents when two of them share a key, or nil.
-func (c *collection) uniqueViolation(spec indexSpec) error {
+func (c *collection) uniqueViolation(spec IndexSpec) error {
 	ux, ok, err := uniqueIndexOf(spec)
 	if err != nil || !ok {
 		return err

@@ -1,4 +1,4 @@
-package mongotest
+package engine
 
 import (
 	"fmt"
@@ -13,16 +13,16 @@ func TestTokenEncoding(t *testing.T) {
 	uuid := [16]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0xff}
 	tests := []struct {
 		name string
-		tok  token
+		tok  Token
 		want string
 	}{
-		{"event", token{time: bson.Timestamp{T: 0x65A1B2C3, I: 7}, fragment: wholeEvent, kind: kindEvent},
+		{"event", Token{time: bson.Timestamp{T: 0x65A1B2C3, I: 7}, fragment: wholeEvent, kind: kindEvent},
 			"8265A1B2C30000000701FFFF10"},
-		{"fragment", token{time: bson.Timestamp{T: 1, I: 0xFFFFFFFF}, fragment: 3, kind: kindEvent},
+		{"fragment", Token{time: bson.Timestamp{T: 1, I: 0xFFFFFFFF}, fragment: 3, kind: kindEvent},
 			"8200000001FFFFFFFF01000310"},
-		{"high-water mark", token{time: bson.Timestamp{T: 0xFFFFFFFF, I: 0}, fragment: wholeEvent, kind: kindHighWater},
+		{"high-water mark", Token{time: bson.Timestamp{T: 0xFFFFFFFF, I: 0}, fragment: wholeEvent, kind: kindHighWater},
 			"82FFFFFFFF0000000001FFFF30"},
-		{"with uuid", token{time: bson.Timestamp{T: 2, I: 3}, fragment: wholeEvent, kind: kindInvalidate, uuid: uuid, hasUUID: true},
+		{"with uuid", Token{time: bson.Timestamp{T: 2, I: 3}, fragment: wholeEvent, kind: kindInvalidate, uuid: uuid, hasUUID: true},
 			"82000000020000000301FFFF20DEADBEEF0102030405060708090A0BFF"},
 	}
 	for _, tt := range tests {
@@ -44,7 +44,7 @@ func TestTokenEncoding(t *testing.T) {
 			if got := wrapped.Lookup("_id").Document(); string(got) != string(d) {
 				t.Errorf("appendTo wrote %s, doc() is %s", got, d)
 			}
-			back, err := parseToken(wrapped.Lookup("_id"))
+			back, err := ParseToken(wrapped.Lookup("_id"))
 			if err != nil {
 				t.Fatalf("parseToken: %v", err)
 			}

@@ -1,4 +1,4 @@
-package mongotest
+package engine
 
 import (
 	"crypto/rand"
@@ -8,9 +8,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// engine holds the data, the change log and the cursors. One mutex guards
-// all of it: mongotest favours obviously-correct over concurrent.
-type engine struct {
+// Engine holds the data, the change log and the cursors. One mutex guards
+// all of it: mongotest favours obviously-correct over concurrent. Every
+// exported method takes the mutex itself; no caller ever holds it.
+type Engine struct {
 	mu    sync.Mutex
 	dbs   map[string]*database
 	clock bson.Timestamp
@@ -21,38 +22,54 @@ type engine struct {
 	// pool (it does so after a pool clear). A cursor ends when it is
 	// exhausted or invalidated, by killCursors (which the driver sends when
 	// a change stream is closed and before it resumes after an error), by
-	// Restart, or by Close. So OpenCursors counts the streams that some
+	// Restart, or by Shutdown. So OpenCursors counts the streams that some
 	// consumer has not closed, or that were left unused for longer than
 	// cursorTimeout (reaped lazily, when cursors are opened, used or
 	// counted).
 	cursors map[int64]*cursor
-	// cursorTimeout is Options.CursorTimeout; negative: never.
+	// cursorTimeout is how long a cursor may stay unused; negative: never.
 	cursorTimeout time.Duration
 	// now is the clock of cursor timeouts (a test may replace it).
 	now     func() time.Time
 	lastCID int64
-	// Lock order: e.mu before Server.mu when both are held (Restart).
-	closed bool
-	// done is closed by shutdown, waking every waiting getMore.
+	closed  bool
+	// done is closed by Shutdown, waking every waiting getMore.
 	done chan struct{}
 	// retries remembers the replies of retryable writes (retry.go). It
 	// has its own lock and, like the data, survives Restart.
 	retries retryTable
 }
 
-func newEngine(historyLimit int) *engine {
-	return &engine{
-		dbs:     make(map[string]*database),
-		clock:   bson.Timestamp{T: uint32(time.Now().Unix()), I: 1},
-		log:     newChangeLog(historyLimit),
-		cursors: make(map[int64]*cursor),
-		done:    make(chan struct{}),
-		now:     time.Now,
+// DefaultCursorTimeout is a real server's cursorTimeoutMillis.
+const DefaultCursorTimeout = 10 * time.Minute
+
+// New returns an empty engine whose change log keeps at most historyLimit
+// entries (0: all) and whose cursors time out after cursorTimeout unused
+// (0: DefaultCursorTimeout; negative: never).
+func New(historyLimit int, cursorTimeout time.Duration) *Engine {
+	if cursorTimeout == 0 {
+		cursorTimeout = DefaultCursorTimeout
+	}
+	return &Engine{
+		dbs:           make(map[string]*database),
+		clock:         bson.Timestamp{T: uint32(time.Now().Unix()), I: 1},
+		log:           newChangeLog(historyLimit),
+		cursors:       make(map[int64]*cursor),
+		cursorTimeout: cursorTimeout,
+		done:          make(chan struct{}),
+		now:           time.Now,
 	}
 }
 
-// clusterTime returns the time of the latest write.
-func (e *engine) clusterTime() bson.Timestamp {
+// SetNow replaces the clock that cursor timeouts are measured with.
+func (e *Engine) SetNow(now func() time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.now = now
+}
+
+// ClusterTime returns the time of the latest write.
+func (e *Engine) ClusterTime() bson.Timestamp {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.clock
@@ -61,7 +78,7 @@ func (e *engine) clusterTime() bson.Timestamp {
 // tickLocked advances the cluster clock and returns the new time. Times are
 // strictly increasing: the seconds follow the wall clock, the increment
 // counts writes within one second.
-func (e *engine) tickLocked() bson.Timestamp {
+func (e *Engine) tickLocked() bson.Timestamp {
 	now := uint32(time.Now().Unix())
 	if now > e.clock.T {
 		e.clock = bson.Timestamp{T: now, I: 1}
@@ -71,7 +88,9 @@ func (e *engine) tickLocked() bson.Timestamp {
 	return e.clock
 }
 
-func (e *engine) shutdown() {
+// Shutdown ends every cursor and wakes every waiting getMore, which then
+// fails with InterruptedAtShutdown.
+func (e *Engine) Shutdown() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.closed {
@@ -81,16 +100,23 @@ func (e *engine) shutdown() {
 	e.cursors = make(map[int64]*cursor)
 }
 
-// killAllCursorsLocked drops every open cursor, as a restart does.
-func (e *engine) killAllCursorsLocked() {
+// Restart kills every cursor, as a server restart does, and calls
+// dropConnections while no command can run: no command sees the cursors
+// gone and the connections still open. The data, the change log and the
+// retry table are kept.
+func (e *Engine) Restart(dropConnections func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for id, c := range e.cursors {
 		c.killed = true
 		delete(e.cursors, id)
 	}
 	e.log.wakeLocked()
+	dropConnections()
 }
 
-func (e *engine) truncateHistory() {
+// TruncateHistory drops every change-log entry written so far.
+func (e *Engine) TruncateHistory() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.log.truncateLocked(len(e.log.entries))
@@ -103,7 +129,7 @@ type database struct {
 }
 
 // dbLocked returns the database name, creating it when create is set.
-func (e *engine) dbLocked(name string, create bool) *database {
+func (e *Engine) dbLocked(name string, create bool) *database {
 	d := e.dbs[name]
 	if d == nil && create {
 		d = &database{name: name, colls: make(map[string]*collection)}
@@ -113,7 +139,7 @@ func (e *engine) dbLocked(name string, create bool) *database {
 }
 
 // collLocked returns db.name, or nil.
-func (e *engine) collLocked(db, name string) *collection {
+func (e *Engine) collLocked(db, name string) *collection {
 	d := e.dbs[db]
 	if d == nil {
 		return nil

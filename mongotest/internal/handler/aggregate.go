@@ -1,40 +1,48 @@
-package mongotest
-
-import "go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+package handler
 
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/engine"
 	"github.com/go-changestream/changestream/mongotest/internal/query"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
-// routesToCollectionAggregate tells handleAggregate whether r is a
-// collection aggregation: a pipeline that is empty or whose first stage is
-// not $changeStream. A malformed pipeline stays with handleAggregate,
-// which reports it.
-func routesToCollectionAggregate(r *request) bool {
-	arr, ok := r.arg("pipeline").ArrayOK()
+// handleAggregate routes an aggregate: a pipeline that starts with
+// $changeStream opens a change stream (changestream.go); any other one
+// runs over a collection's documents.
+func handleAggregate(e *engine.Engine, r *request) (bsoncore.Document, error) {
+	pipeline, ok := r.arg("pipeline").ArrayOK()
 	if !ok {
-		return false
+		return nil, codes.Errorf(codes.FailedToParse, "'pipeline' option must be specified as an array")
 	}
-	vals, err := arr.Values()
+	stages, err := pipeline.Values()
 	if err != nil {
-		return false
+		return nil, codes.Errorf(codes.FailedToParse, "pipeline: %v", err)
 	}
-	if len(vals) == 0 {
-		return true
+	if len(stages) > 0 {
+		first, ok := stages[0].DocumentOK()
+		if !ok {
+			return nil, codes.Errorf(codes.TypeMismatch, "Each element of the 'pipeline' array must be an object")
+		}
+		if name, _ := bsonutil.FirstKey(first); name == "$changeStream" {
+			spec, batchSize, err := parseChangeStream(r, first, stages[1:])
+			if err != nil {
+				return nil, err
+			}
+			out, err := e.OpenChangeStream(spec, r.startReply(), int(batchSize))
+			if err != nil {
+				return nil, err
+			}
+			return r.finishReply(out)
+		}
 	}
-	first, ok := vals[0].DocumentOK()
-	if !ok {
-		return false
-	}
-	name, _ := bsonutil.FirstKey(first)
-	return name != "$changeStream"
+	return handleCollectionAggregate(e, r)
 }
 
 // handleCollectionAggregate runs a pipeline over a collection's documents
 // and returns the result through a cursor, as find does.
-func handleCollectionAggregate(s *Server, r *request) (bsoncore.Document, error) {
+func handleCollectionAggregate(e *engine.Engine, r *request) (bsoncore.Document, error) {
 	target := r.arg(r.name)
 	coll, ok := target.StringValueOK()
 	if !ok {
@@ -43,7 +51,7 @@ func handleCollectionAggregate(s *Server, r *request) (bsoncore.Document, error)
 		}
 		return nil, codes.Errorf(codes.FailedToParse, "aggregate field must be a collection name or 1")
 	}
-	if err := validCollName(r.db, coll); err != nil {
+	if err := engine.ValidCollName(r.db, coll); err != nil {
 		return nil, err
 	}
 	for _, key := range []string{"explain", "let"} {
@@ -62,20 +70,11 @@ func handleCollectionAggregate(s *Server, r *request) (bsoncore.Document, error)
 	if err != nil {
 		return nil, err
 	}
-	e := s.db
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, err := e.dataCollLocked(r.db, coll)
+	docs, err := e.Aggregate(r.db, coll, stages)
 	if err != nil {
 		return nil, err
 	}
-	docs := selectDocsLocked(c, query.MatchAll(nil), nil, 0, 0)
-	for _, st := range stages {
-		if docs, err = st.Run(docs); err != nil {
-			return nil, err
-		}
-	}
-	return e.openDocCursorLocked(r, coll, docs, batchSize, false), nil
+	return e.OpenDocCursor(r.db, coll, docs, batchSize, false), nil
 }
 
 // aggregateBatchSize reads cursor.batchSize (default 101); the cursor

@@ -1,4 +1,4 @@
-package mongotest
+package engine
 
 import (
 	"time"
@@ -50,9 +50,6 @@ type entry struct {
 	nsType       string            // "collection", "view" or "timeseries" for create
 	stateBefore  bsoncore.Document // stateBeforeChange of a modify event
 
-	lsid      bsoncore.Document
-	txnNumber int64
-	hasTxn    bool
 }
 
 // changeLog is the ordered list of entries. Entries below index 0 were
@@ -140,7 +137,7 @@ func (l *changeLog) truncateLocked(n int) {
 }
 
 // appendEntryLocked stamps e with the next cluster time and logs it.
-func (e *engine) appendEntryLocked(en *entry) {
+func (e *Engine) appendEntryLocked(en *entry) {
 	en.time = e.tickLocked()
 	en.wall = time.Now()
 	e.log.appendLocked(en)

@@ -1,11 +1,13 @@
-package mongotest
+package handler
 
 import (
+	"sort"
+	"strings"
+
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/engine"
 	"github.com/go-changestream/changestream/mongotest/internal/query"
-	"sort"
-
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -20,68 +22,6 @@ var findIgnored = map[string]bool{
 	"$readPreference": true, "txnNumber": true, "apiVersion": true, "apiStrict": true,
 	"apiDeprecationErrors": true, "readPreference": true, "backpressure": true, "maxScan": true,
 	"startTransaction": true, "autocommit": true, "rawData": true,
-}
-
-// optDoc reads an optional document argument.
-func (r *request) optDoc(key string) (bsoncore.Document, error) {
-	v := r.arg(key)
-	if v.Type == 0 || v.Type == bsoncore.TypeNull {
-		return nil, nil
-	}
-	d, ok := v.DocumentOK()
-	if !ok {
-		return nil, codes.Errorf(codes.TypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type 'object'", r.name, key, bsonutil.TypeName(v.Type))
-	}
-	return d, nil
-}
-
-// filterArg compiles the optional query filter argument key; everything
-// matches when it is absent.
-func (r *request) filterArg(key string) (query.Matcher, error) {
-	q, err := r.optDoc(key)
-	if err != nil || q == nil {
-		return query.MatchAll(nil), err
-	}
-	return query.CompileFilter(q)
-}
-
-// checkCollationArg checks the optional collation argument.
-func (r *request) checkCollationArg() error {
-	cd, err := r.optDoc("collation")
-	if err != nil {
-		return err
-	}
-	return query.CheckCollation(cd)
-}
-
-// selectDocsLocked returns the documents of c that match m, sorted by keys
-// when given (stable: insertion order otherwise), after skip, at most
-// limit (0: all).
-func selectDocsLocked(c *collection, m query.Matcher, keys []query.SortKey, skip, limit int64) []bsoncore.Document {
-	if c == nil {
-		return nil
-	}
-	var docs []bsoncore.Document
-	early := len(keys) == 0
-	c.each(func(_ string, d bsoncore.Document) bool {
-		if m.Matches(d) {
-			docs = append(docs, d)
-		}
-		return !early || limit == 0 || int64(len(docs)) < skip+limit
-	})
-	if len(keys) > 0 {
-		sort.SliceStable(docs, func(i, j int) bool { return query.CompareBySort(docs[i], docs[j], keys) < 0 })
-	}
-	if skip > 0 {
-		if skip >= int64(len(docs)) {
-			return nil
-		}
-		docs = docs[skip:]
-	}
-	if limit > 0 && int64(len(docs)) > limit {
-		docs = docs[:limit]
-	}
-	return docs
 }
 
 // querySpec is what find and findAndModify read alike: the filter, the
@@ -140,12 +80,12 @@ func (q querySpec) project(docs []bsoncore.Document) ([]bsoncore.Document, error
 	return out, nil
 }
 
-func handleFind(s *Server, r *request) (bsoncore.Document, error) {
+func handleFind(e *engine.Engine, r *request) (bsoncore.Document, error) {
 	coll, err := r.collName()
 	if err != nil {
 		return nil, err
 	}
-	elems, _ := r.Cmd.Elements()
+	elems, _ := r.cmd.Elements()
 	for _, el := range elems {
 		if !findIgnored[el.Key()] {
 			switch el.Key() {
@@ -186,40 +126,18 @@ func handleFind(s *Server, r *request) (bsoncore.Document, error) {
 		}
 		*o.dst = n
 	}
-	e := s.db
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, err := e.dataCollLocked(r.db, coll)
+	found, err := e.Find(r.db, coll, q.m, q.keys, skip, limit)
 	if err != nil {
 		return nil, err
 	}
-	docs, err := q.project(selectDocsLocked(c, q.m, q.keys, skip, limit))
+	docs, err := q.project(found)
 	if err != nil {
 		return nil, err
 	}
-	return e.openDocCursorLocked(r, coll, docs, batchSize, single), nil
+	return e.OpenDocCursor(r.db, coll, docs, batchSize, single), nil
 }
 
-// openDocCursorLocked answers a find or an aggregate with docs: the first
-// batchSize of them (0: none) in the reply, the rest kept in a cursor for
-// getMore, unless single asks for one batch only.
-func (e *engine) openDocCursorLocked(r *request, coll string, docs []bsoncore.Document, batchSize int64, single bool) bsoncore.Document {
-	cur := &cursor{ns: r.db + "." + coll, db: r.db, coll: coll, connID: r.c.id}
-	first := docs
-	if batchSize > 0 && int64(len(docs)) > batchSize {
-		first, cur.docs = docs[:batchSize], docs[batchSize:]
-	} else if batchSize == 0 && !single {
-		first, cur.docs = nil, docs
-	}
-	if len(cur.docs) > 0 && !single {
-		e.registerCursorLocked(cur)
-	} else {
-		cur.docs = nil
-	}
-	return e.cursorReplyLocked(cur, "firstBatch", batch{events: first})
-}
-
-func handleCount(s *Server, r *request) (bsoncore.Document, error) {
+func handleCount(e *engine.Engine, r *request) (bsoncore.Document, error) {
 	coll, err := r.collName()
 	if err != nil {
 		return nil, err
@@ -236,13 +154,58 @@ func handleCount(s *Server, r *request) (bsoncore.Document, error) {
 	if skip < 0 {
 		return nil, codes.Errorf(codes.BadValue, "skip value is negative in count query")
 	}
-	e := s.db
-	e.mu.Lock()
-	c, err := e.dataCollLocked(r.db, coll)
-	n := len(selectDocsLocked(c, m, nil, skip, limit))
-	e.mu.Unlock()
+	docs, err := e.Find(r.db, coll, m, nil, skip, limit)
 	if err != nil {
 		return nil, err
 	}
+	n := len(docs)
 	return marshal(bson.D{{Key: "n", Value: int32(n)}})
+}
+
+// handleDistinct is {distinct: coll, key: "a.b", query?}: the distinct
+// values the key reaches in the matching documents, an array's elements
+// each counting as a value, in BSON order.
+func handleDistinct(e *engine.Engine, r *request) (bsoncore.Document, error) {
+	coll, err := r.collName()
+	if err != nil {
+		return nil, err
+	}
+	kv := r.arg("key")
+	key, ok := kv.StringValueOK()
+	if !ok {
+		return nil, codes.Errorf(codes.TypeMismatch, "BSON field 'distinct.key' is the wrong type '%s', expected type 'string'", bsonutil.TypeName(kv.Type))
+	}
+	if key == "" {
+		return nil, codes.Errorf(codes.Location40352, "FieldPath cannot be constructed with empty string")
+	}
+	m, err := r.filterArg("query")
+	if err != nil {
+		return nil, err
+	}
+	if err := r.checkCollationArg(); err != nil {
+		return nil, err
+	}
+	path := strings.Split(key, ".")
+	docs, err := e.Find(r.db, coll, m, nil, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	var vals []bsoncore.Value
+	for _, d := range docs {
+		vals = append(vals, query.DistinctValues(d, path)...)
+	}
+	sort.SliceStable(vals, func(i, j int) bool { return bsonutil.CompareValues(vals[i], vals[j]) < 0 })
+	idx, out := bsoncore.AppendDocumentStart(nil)
+	aidx, out := bsoncore.AppendArrayElementStart(out, "values")
+	n := 0
+	for i, v := range vals {
+		if i > 0 && bsonutil.CompareValues(vals[i-1], v) == 0 {
+			continue
+		}
+		out = bsoncore.AppendValueElement(out, bsonutil.ArrayKey(n), v)
+		n++
+	}
+	out, _ = bsoncore.AppendArrayEnd(out, aidx)
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out, nil
 }

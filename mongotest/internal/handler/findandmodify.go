@@ -1,16 +1,12 @@
-package mongotest
+package handler
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/engine"
 	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
-
-func init() {
-	register(retryableWrite(handleFindAndModify), "findAndModify", "findandmodify")
-}
 
 // findAndModifyFields are the fields findAndModify accepts besides the
 // generic arguments.
@@ -23,12 +19,12 @@ var findAndModifyFields = map[string]bool{
 	"startTransaction": true, "backpressure": true,
 }
 
-func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
+func handleFindAndModify(e *engine.Engine, r *request) (bsoncore.Document, error) {
 	coll, err := r.collName()
 	if err != nil {
 		return nil, err
 	}
-	elems, _ := r.Cmd.Elements()
+	elems, _ := r.cmd.Elements()
 	for _, el := range elems {
 		if !findAndModifyFields[el.Key()] {
 			if el.Key() == "let" {
@@ -63,14 +59,12 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 		}
 	}
 
-	e := s.db
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, err := e.dataCollLocked(r.db, coll)
+	res, err := e.FindAndModify(r.db, coll, engine.FindAndModifyStmt{
+		Query: q, Filter: m, Sort: qs.keys, Remove: remove, Upsert: upsert, Update: spec,
+	})
 	if err != nil {
 		return nil, err
 	}
-	docs := selectDocsLocked(c, m, qs.keys, 0, 1)
 	// reply answers with the projected document d as value (nil: null).
 	reply := func(leo bson.D, d bsoncore.Document) (bsoncore.Document, error) {
 		var v any
@@ -85,53 +79,30 @@ func handleFindAndModify(s *Server, r *request) (bsoncore.Document, error) {
 		}
 		return marshal(bson.D{{Key: "lastErrorObject", Value: leo}, {Key: "value", Value: v}})
 	}
-	if len(docs) == 0 {
-		if !upsert {
-			leo := bson.D{{Key: "n", Value: int32(0)}}
-			if !remove {
-				leo = append(leo, bson.E{Key: "updatedExisting", Value: false})
-			}
-			return reply(leo, nil)
+	switch {
+	case res.Old == nil && res.New == nil:
+		leo := bson.D{{Key: "n", Value: int32(0)}}
+		if !remove {
+			leo = append(leo, bson.E{Key: "updatedExisting", Value: false})
 		}
-		d, err := spec.UpsertDoc(q, query.NewUpdateContext(spec, m, nil, e.clock))
-		if err != nil {
-			return nil, err
-		}
-		if err := validCollName(r.db, coll); err != nil {
-			return nil, err
-		}
-		if err := e.insertUpsertLocked(r.db, coll, d); err != nil {
-			return nil, err
-		}
-		id := d.Lookup("_id")
+		return reply(leo, nil)
+	case res.Old == nil:
+		id := res.UpsertedID
 		leo := bson.D{
 			{Key: "n", Value: int32(1)},
 			{Key: "updatedExisting", Value: false},
 			{Key: "upserted", Value: bson.RawValue{Type: bson.Type(id.Type), Value: id.Data}},
 		}
 		if returnNew {
-			return reply(leo, d)
+			return reply(leo, res.New)
 		}
 		return reply(leo, nil)
-	}
-	old := docs[0]
-	k, _ := bsonutil.DocKey(old)
-	if remove {
-		e.deleteDocLocked(c, k, old)
-		return reply(bson.D{{Key: "n", Value: int32(1)}}, old)
-	}
-	out, err := spec.Apply(old, query.NewUpdateContext(spec, m, old, e.clock))
-	if err != nil {
-		return nil, err
-	}
-	if out.Op != "" {
-		if err := e.writeUpdateLocked(c, k, old, out); err != nil {
-			return nil, err
-		}
+	case remove:
+		return reply(bson.D{{Key: "n", Value: int32(1)}}, res.Old)
 	}
 	leo := bson.D{{Key: "n", Value: int32(1)}, {Key: "updatedExisting", Value: true}}
 	if returnNew {
-		return reply(leo, out.NewDoc)
+		return reply(leo, res.New)
 	}
-	return reply(leo, old)
+	return reply(leo, res.Old)
 }

@@ -1,17 +1,14 @@
-package mongotest
+package handler
 
 import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/failpoint"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
-
-func init() {
-	register(handleConfigureFailPoint, "configureFailPoint")
-}
 
 // handleConfigureFailPoint is a real server's test command
 //
@@ -22,7 +19,7 @@ func init() {
 //
 // run on admin. The reply's count is how often the previous configuration
 // fired.
-func handleConfigureFailPoint(s *Server, r *request) (bsoncore.Document, error) {
+func handleConfigureFailPoint(f *failpoint.Set, r *request) (bsoncore.Document, error) {
 	if r.db != "admin" {
 		return nil, codes.Errorf(codes.Unauthorized, "configureFailPoint may only be run against the admin database.")
 	}
@@ -30,7 +27,7 @@ func handleConfigureFailPoint(s *Server, r *request) (bsoncore.Document, error) 
 	if !ok {
 		return nil, codes.Errorf(codes.TypeMismatch, "configureFailPoint: the failpoint name must be a string")
 	}
-	var fp FailPoint
+	var fp failpoint.Spec
 	switch name {
 	case "failCommand":
 	case "failGetMoreAfterCursorCheckout":
@@ -43,7 +40,7 @@ func handleConfigureFailPoint(s *Server, r *request) (bsoncore.Document, error) 
 		return nil, err
 	}
 	if !on {
-		n := s.fp.off(fp.AfterCursorCheckout)
+		n := f.Off(fp.AfterCursorCheckout)
 		return marshal(bson.D{{Key: "count", Value: int32(n)}})
 	}
 	if v := r.arg("data"); v.Type != 0 {
@@ -58,13 +55,13 @@ func handleConfigureFailPoint(s *Server, r *request) (bsoncore.Document, error) 
 	if !fp.AfterCursorCheckout && fp.Commands == nil {
 		return nil, codes.Errorf(codes.InvalidOptions, "failCommand failpoint requires data.failCommands: the names of the commands to fail")
 	}
-	n := s.fp.off(fp.AfterCursorCheckout)
-	s.fp.set(fp)
+	n := f.Off(fp.AfterCursorCheckout)
+	f.Configure(fp)
 	return marshal(bson.D{{Key: "count", Value: int32(n)}})
 }
 
 // parseFailPointMode reads mode into fp; it returns false for "off".
-func parseFailPointMode(v bsoncore.Value, fp *FailPoint) (bool, error) {
+func parseFailPointMode(v bsoncore.Value, fp *failpoint.Spec) (bool, error) {
 	if str, ok := v.StringValueOK(); ok {
 		switch str {
 		case "alwaysOn":
@@ -98,7 +95,7 @@ func parseFailPointMode(v bsoncore.Value, fp *FailPoint) (bool, error) {
 }
 
 // parseFailPointData reads the data document of failCommand.
-func parseFailPointData(data bsoncore.Document, fp *FailPoint) error {
+func parseFailPointData(data bsoncore.Document, fp *failpoint.Spec) error {
 	elems, err := data.Elements()
 	if err != nil {
 		return codes.Errorf(codes.FailedToParse, "configureFailPoint data: %v", err)

@@ -1,4 +1,4 @@
-package mongotest
+package engine
 
 import (
 	"bytes"
@@ -12,28 +12,38 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
+// Scope is what a change stream watches.
+type Scope int
+
 // Change-stream scopes.
 const (
-	scopeCollection = iota
-	scopeDatabase
-	scopeCluster
+	ScopeCollection Scope = iota // one collection: {aggregate: "coll"}
+	ScopeDatabase                // one database: {aggregate: 1}
+	ScopeCluster                 // every database: allChangesForCluster on admin
 )
 
-// streamSpec is a parsed $changeStream aggregate: what a cursor watches and
-// how it renders events.
-type streamSpec struct {
-	scope        int
-	db, coll     string
-	fullDocument string // default, updateLookup, whenAvailable, required
-	fullBefore   string // off, whenAvailable, required
-	showExpanded bool
-	stages       []query.Stage // stages after $changeStream, split stage excluded
-	split        bool          // $changeStreamSplitLargeEvent is the last stage
+// StreamSpec is a parsed $changeStream aggregate: what a cursor watches,
+// how it renders events and where it starts.
+type StreamSpec struct {
+	Scope                    Scope
+	DB, Coll                 string
+	FullDocument             string // default, updateLookup, whenAvailable, required
+	FullDocumentBeforeChange string // off, whenAvailable, required
+	ShowExpanded             bool
+	Stages                   []query.Stage // stages after $changeStream, split stage excluded
+	Split                    bool          // $changeStreamSplitLargeEvent is the last stage
+
+	// Start is where the stream starts: "" (now), "resumeAfter" or
+	// "startAfter" (after Token), or "startAtOperationTime" (at
+	// StartAtOperationTime).
+	Start                string
+	Token                Token
+	StartAtOperationTime bson.Timestamp
 }
 
 // streamState is a change-stream cursor's position in the change log.
 type streamState struct {
-	spec streamSpec
+	spec StreamSpec
 	pos  uint64 // seq of the next entry to read
 	// skipFragments, when non-zero, resumes the split event at seq pos after
 	// that many fragments.
@@ -43,23 +53,14 @@ type streamState struct {
 	// invalidate is the entry whose invalidate event is still owed.
 	invalidate *entry
 	ended      bool
-	// lastEvent is the token of the last event returned, and lastTime the
-	// time of the newest entry read.
-	lastEvent    token
+	// lastEvent is the token of the last event returned.
+	lastEvent    Token
 	hasLastEvent bool
 }
 
 type fragment struct {
 	doc bsoncore.Document
-	tok token
-}
-
-// batch is one cursor reply's worth of documents, for cursors whose
-// replies cursorReplyLocked builds (find, listCollections, listIndexes).
-type batch struct {
-	events []bsoncore.Document
-	pbrt   token
-	ended  bool // the stream was invalidated: the cursor closes
+	tok Token
 }
 
 // batchWriter appends a change-stream batch's events, as the elements of
@@ -95,249 +96,13 @@ func (w *batchWriter) add(doc bsoncore.Document) bool {
 	return true
 }
 
-func init() {
-	register(handleAggregate, "aggregate")
-}
-
-func handleAggregate(s *Server, r *request) (bsoncore.Document, error) {
-	// Hook: a pipeline not starting with $changeStream is a collection
-	// aggregation (aggregate.go).
-	if routesToCollectionAggregate(r) {
-		return handleCollectionAggregate(s, r)
-	}
-	// End of hook.
-	pipeline, ok := r.arg("pipeline").ArrayOK()
-	if !ok {
-		return nil, codes.Errorf(codes.FailedToParse, "'pipeline' option must be specified as an array")
-	}
-	stages, err := pipeline.Values()
-	if err != nil {
-		return nil, codes.Errorf(codes.FailedToParse, "pipeline: %v", err)
-	}
-	if len(stages) == 0 {
-		return nil, codes.Errorf(codes.NotImplemented, "mongotest supports only $changeStream aggregations; the pipeline is empty")
-	}
-	first, ok := stages[0].DocumentOK()
-	if !ok {
-		return nil, codes.Errorf(codes.TypeMismatch, "Each element of the 'pipeline' array must be an object")
-	}
-	name, _ := bsonutil.FirstKey(first)
-	if name != "$changeStream" {
-		return nil, codes.Errorf(codes.NotImplemented, "mongotest supports only $changeStream aggregations, not a pipeline starting with %s", name)
-	}
-	batchSize := int64(101)
-	if cv := r.arg("cursor"); cv.Type != 0 {
-		cd, ok := cv.DocumentOK()
-		if !ok {
-			return nil, codes.Errorf(codes.TypeMismatch, "cursor field must be an object")
-		}
-		if bv := cd.Lookup("batchSize"); bv.Type != 0 {
-			n, ok := bsonutil.AsInt64(bv)
-			if !ok || n < 0 {
-				return nil, codes.Errorf(codes.BadValue, "cursor.batchSize must be a non-negative number")
-			}
-			batchSize = n
-		}
-	} else if r.arg("explain").Type == 0 {
-		return nil, codes.Errorf(codes.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
-	}
-
-	spec := streamSpec{db: r.db, fullDocument: "default", fullBefore: "off"}
-	csOpts, _ := first.Lookup("$changeStream").DocumentOK()
-	if csOpts == nil {
-		return nil, codes.Errorf(codes.FailedToParse, "the $changeStream stage specification must be an object")
-	}
-	target := r.arg(r.name)
-	allForCluster := false
-	if v := csOpts.Lookup("allChangesForCluster"); v.Type != 0 {
-		allForCluster, ok = v.BooleanOK()
-		if !ok {
-			return nil, codes.Errorf(codes.TypeMismatch, "BSON field '$changeStream.allChangesForCluster' is the wrong type '%s', expected type 'bool'", v.Type)
-		}
-	}
-	switch {
-	case target.Type == bsoncore.TypeString:
-		spec.scope = scopeCollection
-		spec.coll = target.StringValue()
-		if allForCluster {
-			return nil, codes.Errorf(codes.InvalidOptions, "A change stream with 'allChangesForCluster: true' must be run against the 'admin' database with {aggregate: 1}")
-		}
-	case isNumberOne(target):
-		if allForCluster {
-			if r.db != "admin" {
-				return nil, codes.Errorf(codes.InvalidOptions, "A change stream with 'allChangesForCluster: true' may only be opened on the 'admin' database")
-			}
-			spec.scope = scopeCluster
-		} else {
-			if r.db == "admin" {
-				return nil, codes.Errorf(codes.InvalidNamespace, "$changeStream may not be opened on the internal admin database")
-			}
-			spec.scope = scopeDatabase
-		}
-	default:
-		return nil, codes.Errorf(codes.FailedToParse, "aggregate field must be a collection name or 1")
-	}
-	if spec.scope != scopeCluster && isInternalDB(r.db) {
-		return nil, codes.Errorf(codes.InvalidNamespace, "$changeStream may not be opened on the internal %s database", r.db)
-	}
-
-	var resume struct {
-		tok   token
-		how   string // "", resumeAfter, startAfter, startAtOperationTime
-		start bson.Timestamp
-	}
-	elems, _ := csOpts.Elements()
-	for _, el := range elems {
-		k, v := el.Key(), el.Value()
-		switch k {
-		case "fullDocument":
-			str, ok := v.StringValueOK()
-			if !ok || !oneOf(str, "default", "updateLookup", "whenAvailable", "required") {
-				return nil, codes.Errorf(codes.BadValue, "'%s' is not a valid value for $changeStream.fullDocument: expected default, updateLookup, whenAvailable or required", v)
-			}
-			spec.fullDocument = str
-		case "fullDocumentBeforeChange":
-			str, ok := v.StringValueOK()
-			if !ok || !oneOf(str, "off", "whenAvailable", "required") {
-				return nil, codes.Errorf(codes.BadValue, "'%s' is not a valid value for $changeStream.fullDocumentBeforeChange: expected off, whenAvailable or required", v)
-			}
-			spec.fullBefore = str
-		case "showExpandedEvents":
-			b, ok := v.BooleanOK()
-			if !ok {
-				return nil, codes.Errorf(codes.TypeMismatch, "BSON field '$changeStream.showExpandedEvents' is the wrong type '%s', expected type 'bool'", v.Type)
-			}
-			spec.showExpanded = b
-		case "allChangesForCluster":
-		case "resumeAfter", "startAfter":
-			if resume.how != "" {
-				return nil, codes.Errorf(codes.Location40674, "Only one type of resume option is allowed, but multiple were found.")
-			}
-			t, err := parseToken(v)
-			if err != nil {
-				return nil, err
-			}
-			resume.tok, resume.how = t, k
-		case "startAtOperationTime":
-			if resume.how != "" {
-				return nil, codes.Errorf(codes.Location40674, "Only one type of resume option is allowed, but multiple were found.")
-			}
-			t, i, ok := v.TimestampOK()
-			if !ok {
-				return nil, codes.Errorf(codes.TypeMismatch, "BSON field '$changeStream.startAtOperationTime' is the wrong type '%s', expected type 'timestamp'", v.Type)
-			}
-			resume.start, resume.how = bson.Timestamp{T: t, I: i}, k
-		case "showSystemEvents", "showRawUpdateDescription":
-			if b, ok := v.BooleanOK(); !ok || b {
-				return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support $changeStream.%s", k)
-			}
-		default:
-			return nil, codes.Errorf(codes.Location40415, "BSON field '$changeStream.%s' is an unknown field.", k)
-		}
-	}
-
-	for i, sv := range stages[1:] {
-		sd, ok := sv.DocumentOK()
-		if !ok {
-			return nil, codes.Errorf(codes.TypeMismatch, "Each element of the 'pipeline' array must be an object")
-		}
-		sname, _ := bsonutil.FirstKey(sd)
-		if sname == "$changeStreamSplitLargeEvent" {
-			if i != len(stages)-2 {
-				return nil, codes.Errorf(codes.Location7182802, "$changeStreamSplitLargeEvent can only appear at the end of the pipeline")
-			}
-			spec.split = true
-			continue
-		}
-		st, err := query.CompileStage(sd)
-		if err != nil {
-			return nil, err
-		}
-		spec.stages = append(spec.stages, st)
-	}
-
-	e := s.db
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	st := &streamState{spec: spec}
-	switch resume.how {
-	case "":
-		st.pos = e.log.end()
-	case "startAtOperationTime":
-		if !tsLess(e.log.truncatedThrough, resume.start) && e.log.base > 0 {
-			return nil, historyLost(resume.start)
-		}
-		st.pos = e.log.firstAtOrAfter(resume.start)
-	default:
-		t := resume.tok
-		if t.kind == kindInvalidate && resume.how == "resumeAfter" {
-			return nil, codes.Errorf(codes.InvalidResumeToken, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification.")
-		}
-		if tsLess(t.time, e.log.truncatedThrough) {
-			return nil, historyLost(t.time)
-		}
-		if t.kind == kindEvent && t.fragment != wholeEvent {
-			// Resume inside a split event: the fragments after t.fragment.
-			st.pos = e.log.firstAtOrAfter(t.time)
-			if en := e.log.at(st.pos); en != nil && en.time == t.time {
-				st.skipFragments = int(t.fragment)
-			} else {
-				st.pos = e.log.firstAfter(t.time)
-			}
-		} else {
-			st.pos = e.log.firstAfter(t.time)
-		}
-	}
-
-	c := &cursor{db: r.db, coll: spec.coll, connID: r.c.id, stream: st}
-	switch spec.scope {
-	case scopeCollection:
-		c.ns = r.db + "." + spec.coll
-	default:
-		c.ns = r.db + ".$cmd.aggregate"
-		c.coll = "$cmd.aggregate"
-	}
-	e.registerCursorLocked(c)
-	// batchSize 0 asks for an empty first batch, as on a real server.
-	out, _, err := e.appendStreamReplyLocked(r.startReply(), c, "firstBatch", int(batchSize))
-	if err != nil {
-		e.closeCursorLocked(c)
-		return nil, err
-	}
-	return r.finishReply(out)
-}
-
-func historyLost(t bson.Timestamp) error {
-	return &codes.Error{
-		Code:    codes.ChangeStreamHistoryLost,
-		Message: fmt.Sprintf("Resume of change stream was not possible, as the resume point may no longer be in the oplog. (resume time {%d, %d})", t.T, t.I),
-		Labels:  []string{"NonResumableChangeStreamError"},
-	}
-}
-
-func isNumberOne(v bsoncore.Value) bool {
-	n, ok := bsonutil.AsInt64(v)
-	return ok && n == 1
-}
-
-func isInternalDB(db string) bool { return db == "admin" || db == "config" || db == "local" }
-
-func oneOf(s string, opts ...string) bool {
-	for _, o := range opts {
-		if s == o {
-			return true
-		}
-	}
-	return false
-}
-
 // readBatchLocked appends to w the events from the cursor's position,
 // without waiting, until w.limit events, the 16 MiB bound, the end of the
 // log or an invalidate. It returns the postBatchResumeToken and whether
 // the stream ended.
-func (e *engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt token, ended bool, err error) {
+func (e *Engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt Token, ended bool, err error) {
 	st := c.stream
-	added := func(tok token) { st.lastEvent, st.hasLastEvent = tok, true }
+	added := func(tok Token) { st.lastEvent, st.hasLastEvent = tok, true }
 	for !w.full() {
 		if len(st.pending) > 0 {
 			if !w.add(st.pending[0].doc) {
@@ -348,7 +113,7 @@ func (e *engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt token, ended b
 			continue
 		}
 		if st.invalidate != nil {
-			tok := token{time: st.invalidate.time, fragment: wholeEvent, kind: kindInvalidate}
+			tok := Token{time: st.invalidate.time, fragment: wholeEvent, kind: kindInvalidate}
 			if !w.add(renderInvalidate(st.invalidate, tok)) {
 				break
 			}
@@ -362,7 +127,7 @@ func (e *engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt token, ended b
 			// The cursor fell behind the retained history: a real server
 			// fails the getMore with CappedPositionLost, unlabelled; a
 			// resume from the old token then gets ChangeStreamHistoryLost.
-			return token{}, false, codes.Errorf(codes.CappedPositionLost, "Executor error during getMore :: caused by :: CollectionScan died due to position in capped collection being deleted. Last seen record id: RecordId(%d)", st.pos)
+			return Token{}, false, codes.Errorf(codes.CappedPositionLost, "Executor error during getMore :: caused by :: CollectionScan died due to position in capped collection being deleted. Last seen record id: RecordId(%d)", st.pos)
 		}
 		en := e.log.at(st.pos)
 		if en == nil {
@@ -372,10 +137,10 @@ func (e *engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt token, ended b
 			st.pos++
 			continue
 		}
-		tok := token{time: en.time, fragment: wholeEvent, kind: kindEvent}
+		tok := Token{time: en.time, fragment: wholeEvent, kind: kindEvent}
 		var doc bsoncore.Document
 		mark := len(w.out)
-		direct := len(st.spec.stages) == 0
+		direct := len(st.spec.Stages) == 0
 		if direct {
 			// Render straight into the batch; undone below if it does
 			// not belong there.
@@ -383,17 +148,17 @@ func (e *engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt token, ended b
 			start := len(w.out)
 			w.out, err = e.appendEventLocked(w.out, st, en, tok)
 			if err != nil {
-				return token{}, false, err
+				return Token{}, false, err
 			}
 			doc = w.out[start:]
 		} else {
 			w.scratch, err = e.appendEventLocked(w.scratch[:0], st, en, tok)
 			if err != nil {
-				return token{}, false, err
+				return Token{}, false, err
 			}
 			if doc = w.scratch; len(doc) > 0 {
-				if doc, err = runStages(st.spec.stages, doc); err != nil {
-					return token{}, false, err
+				if doc, err = runStages(st.spec.Stages, doc); err != nil {
+					return Token{}, false, err
 				}
 			}
 		}
@@ -401,12 +166,12 @@ func (e *engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt token, ended b
 			// Nothing to show for this entry.
 			w.out = w.out[:mark]
 		} else if len(doc) > bsonutil.MaxObjectSize {
-			if !st.spec.split {
-				return token{}, false, codes.Errorf(codes.BSONObjectTooLarge, "Executor error during getMore :: caused by :: BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(doc), len(doc), tok.doc())
+			if !st.spec.Split {
+				return Token{}, false, codes.Errorf(codes.BSONObjectTooLarge, "Executor error during getMore :: caused by :: BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(doc), len(doc), tok.doc())
 			}
 			frags, err := splitEvent(doc, en.time) // copies what it keeps
 			if err != nil {
-				return token{}, false, err
+				return Token{}, false, err
 			}
 			w.out = w.out[:mark]
 			skip := min(st.skipFragments, len(frags))
@@ -443,7 +208,7 @@ func (e *engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt token, ended b
 // out, with up to limit events (negative: no count limit). An ended
 // stream reports cursor id 0 and is removed. It returns how many events
 // the batch holds.
-func (e *engine) appendStreamReplyLocked(out []byte, c *cursor, batchKey string, limit int) ([]byte, int, error) {
+func (e *Engine) appendStreamReplyLocked(out []byte, c *cursor, batchKey string, limit int) ([]byte, int, error) {
 	cidx, out := bsoncore.AppendDocumentElementStart(out, "cursor")
 	idAt := len(out) + len("\x12id\x00")
 	out = bsoncore.AppendInt64Element(out, "id", c.id)
@@ -467,7 +232,7 @@ func (e *engine) appendStreamReplyLocked(out []byte, c *cursor, batchKey string,
 // postBatchTokenLocked is the token a client resumes from after this batch:
 // the last event's token when the batch stopped at it, otherwise a
 // high-water mark at the newest entry read.
-func (e *engine) postBatchTokenLocked(st *streamState, stoppedAtEvent bool) token {
+func (e *Engine) postBatchTokenLocked(st *streamState, stoppedAtEvent bool) Token {
 	if st.ended || len(st.pending) > 0 || stoppedAtEvent || st.invalidate != nil {
 		return st.lastEvent
 	}
@@ -481,28 +246,28 @@ func (e *engine) postBatchTokenLocked(st *streamState, stoppedAtEvent bool) toke
 	if st.hasLastEvent && !tsLess(st.lastEvent.time, hw) {
 		return st.lastEvent
 	}
-	return token{time: hw, fragment: wholeEvent, kind: kindHighWater}
+	return Token{time: hw, fragment: wholeEvent, kind: kindHighWater}
 }
 
 // visibleLocked tells whether an entry belongs to the stream's scope.
-func (e *engine) visibleLocked(st *streamState, en *entry) bool {
+func (e *Engine) visibleLocked(st *streamState, en *entry) bool {
 	sp := &st.spec
-	if en.expanded && !sp.showExpanded {
+	if en.expanded && !sp.ShowExpanded {
 		return false
 	}
-	switch sp.scope {
-	case scopeCollection:
+	switch sp.Scope {
+	case ScopeCollection:
 		if en.op == opDropDatabase {
-			return en.db == sp.db
+			return en.db == sp.DB
 		}
-		if en.op == opRename && en.toDB == sp.db && en.toColl == sp.coll {
+		if en.op == opRename && en.toDB == sp.DB && en.toColl == sp.Coll {
 			return true // a rename onto the watched collection
 		}
-		return en.db == sp.db && en.coll == sp.coll
-	case scopeDatabase:
-		return en.db == sp.db && !isSystemColl(en.coll)
+		return en.db == sp.DB && en.coll == sp.Coll
+	case ScopeDatabase:
+		return en.db == sp.DB && !isSystemColl(en.coll)
 	default:
-		return !isInternalDB(en.db) && !isSystemColl(en.coll)
+		return !IsInternalDB(en.db) && !isSystemColl(en.coll)
 	}
 }
 
@@ -510,14 +275,14 @@ func isSystemColl(name string) bool { return len(name) > 7 && name[:7] == "syste
 
 // noteInvalidateLocked records that en ends the stream: a drop or rename
 // of the watched collection, or dropDatabase of the watched database.
-func (e *engine) noteInvalidateLocked(st *streamState, en *entry) {
+func (e *Engine) noteInvalidateLocked(st *streamState, en *entry) {
 	sp := &st.spec
-	switch sp.scope {
-	case scopeCollection:
+	switch sp.Scope {
+	case ScopeCollection:
 		if en.op == opDrop || en.op == opRename || en.op == opDropDatabase {
 			st.invalidate = en
 		}
-	case scopeDatabase:
+	case ScopeDatabase:
 		if en.op == opDropDatabase {
 			st.invalidate = en
 		}
@@ -528,9 +293,9 @@ func (e *engine) noteInvalidateLocked(st *streamState, en *entry) {
 // when the stream shows nothing for it (a dropDatabase seen by a
 // collection stream only invalidates it). On error dst may hold part of
 // the event.
-func (e *engine) appendEventLocked(dst []byte, st *streamState, en *entry, tok token) ([]byte, error) {
+func (e *Engine) appendEventLocked(dst []byte, st *streamState, en *entry, tok Token) ([]byte, error) {
 	sp := &st.spec
-	if sp.scope == scopeCollection && en.op == opDropDatabase {
+	if sp.Scope == ScopeCollection && en.op == opDropDatabase {
 		return dst, nil
 	}
 	idx, out := bsoncore.AppendDocumentStart(dst)
@@ -538,7 +303,7 @@ func (e *engine) appendEventLocked(dst []byte, st *streamState, en *entry, tok t
 	out = bsoncore.AppendStringElement(out, "operationType", en.op)
 	out = bsoncore.AppendTimestampElement(out, "clusterTime", en.time.T, en.time.I)
 	out = bsoncore.AppendDateTimeElement(out, "wallTime", en.wall.UnixMilli())
-	if sp.showExpanded && en.op != opDropDatabase {
+	if sp.ShowExpanded && en.op != opDropDatabase {
 		out = bsoncore.AppendBinaryElement(out, "collectionUUID", 4, en.uuid[:])
 	}
 	switch en.op {
@@ -567,20 +332,20 @@ func (e *engine) appendEventLocked(dst []byte, st *streamState, en *entry, tok t
 		out, _ = bsoncore.AppendDocumentEnd(o, tidx)
 	}
 	if en.op == opUpdate {
-		out = appendUpdateDesc(out, en, sp.showExpanded)
+		out = appendUpdateDesc(out, en, sp.ShowExpanded)
 	}
-	if sp.showExpanded && en.opDesc != nil {
+	if sp.ShowExpanded && en.opDesc != nil {
 		out = bsoncore.AppendDocumentElement(out, "operationDescription", en.opDesc)
 	}
-	if sp.showExpanded && en.stateBefore != nil {
+	if sp.ShowExpanded && en.stateBefore != nil {
 		out = bsoncore.AppendDocumentElement(out, "stateBeforeChange", en.stateBefore)
 	}
-	if sp.showExpanded && en.nsType != "" {
+	if sp.ShowExpanded && en.nsType != "" {
 		out = bsoncore.AppendStringElement(out, "nsType", en.nsType)
 	}
 	switch en.op {
 	case opUpdate, opReplace, opDelete:
-		switch sp.fullBefore {
+		switch sp.FullDocumentBeforeChange {
 		case "whenAvailable":
 			if en.imagesKept && en.preImage != nil {
 				out = bsoncore.AppendDocumentElement(out, "fullDocumentBeforeChange", en.preImage)
@@ -598,8 +363,8 @@ func (e *engine) appendEventLocked(dst []byte, st *streamState, en *entry, tok t
 	return out, nil
 }
 
-func (e *engine) appendUpdateFullDocLocked(out []byte, sp *streamSpec, en *entry) ([]byte, error) {
-	switch sp.fullDocument {
+func (e *Engine) appendUpdateFullDocLocked(out []byte, sp *StreamSpec, en *entry) ([]byte, error) {
+	switch sp.FullDocument {
 	case "updateLookup":
 		if c := e.collLocked(en.db, en.coll); c != nil && c.uuid == en.uuid {
 			if k, ok := bsonutil.DocKey(en.docKey); ok {
@@ -646,7 +411,7 @@ func appendUpdateDesc(out []byte, en *entry, expanded bool) []byte {
 	return out
 }
 
-func renderInvalidate(en *entry, tok token) bsoncore.Document {
+func renderInvalidate(en *entry, tok Token) bsoncore.Document {
 	idx, out := bsoncore.AppendDocumentStart(nil)
 	out = tok.appendTo(out, "_id")
 	out = bsoncore.AppendStringElement(out, "operationType", opInvalidate)
@@ -688,7 +453,7 @@ func splitEvent(doc bsoncore.Document, t bson.Timestamp) ([]fragment, error) {
 	}
 	frags := make([]fragment, len(groups))
 	for i, g := range groups {
-		tok := token{time: t, fragment: uint16(i + 1), kind: kindEvent}
+		tok := Token{time: t, fragment: uint16(i + 1), kind: kindEvent}
 		if i == len(groups)-1 {
 			// The last fragment carries the whole event's token, so resuming
 			// from it continues with the next event.
@@ -712,13 +477,13 @@ func splitEvent(doc bsoncore.Document, t bson.Timestamp) ([]fragment, error) {
 // runStages applies the stages after $changeStream. A nil result means the
 // event was filtered out. A stage that changes _id is fatal, as on a real
 // server.
-func runStages(stages []query.Stage, ev bsoncore.Document) (bsoncore.Document, error) {
-	if len(stages) == 0 {
+func runStages(Stages []query.Stage, ev bsoncore.Document) (bsoncore.Document, error) {
+	if len(Stages) == 0 {
 		return ev, nil
 	}
 	id := ev.Lookup("_id")
 	out := ev
-	for _, st := range stages {
+	for _, st := range Stages {
 		var err error
 		out, err = st.Apply(out)
 		if err != nil {
@@ -737,3 +502,71 @@ func runStages(stages []query.Stage, ev bsoncore.Document) (bsoncore.Document, e
 	}
 	return out, nil
 }
+
+// OpenChangeStream opens a change-stream cursor for spec and appends the
+// fields of the aggregate's reply, {cursor: {id, ns, firstBatch,
+// postBatchResumeToken}}, to out, an opened reply document, with up to
+// batchSize events (0: an empty first batch, as on a real server). A
+// resume point older than the retained history fails with
+// ChangeStreamHistoryLost.
+func (e *Engine) OpenChangeStream(spec StreamSpec, out []byte, batchSize int) ([]byte, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := &streamState{spec: spec}
+	switch spec.Start {
+	case "":
+		st.pos = e.log.end()
+	case "startAtOperationTime":
+		start := spec.StartAtOperationTime
+		if !tsLess(e.log.truncatedThrough, start) && e.log.base > 0 {
+			return nil, historyLost(start)
+		}
+		st.pos = e.log.firstAtOrAfter(start)
+	default:
+		t := spec.Token
+		if t.kind == kindInvalidate && spec.Start == "resumeAfter" {
+			return nil, codes.Errorf(codes.InvalidResumeToken, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification.")
+		}
+		if tsLess(t.time, e.log.truncatedThrough) {
+			return nil, historyLost(t.time)
+		}
+		if t.kind == kindEvent && t.fragment != wholeEvent {
+			// Resume inside a split event: the fragments after t.fragment.
+			st.pos = e.log.firstAtOrAfter(t.time)
+			if en := e.log.at(st.pos); en != nil && en.time == t.time {
+				st.skipFragments = int(t.fragment)
+			} else {
+				st.pos = e.log.firstAfter(t.time)
+			}
+		} else {
+			st.pos = e.log.firstAfter(t.time)
+		}
+	}
+	c := &cursor{db: spec.DB, coll: spec.Coll, stream: st}
+	switch spec.Scope {
+	case ScopeCollection:
+		c.ns = spec.DB + "." + spec.Coll
+	default:
+		c.ns = spec.DB + ".$cmd.aggregate"
+		c.coll = "$cmd.aggregate"
+	}
+	e.registerCursorLocked(c)
+	out, _, err := e.appendStreamReplyLocked(out, c, "firstBatch", batchSize)
+	if err != nil {
+		e.closeCursorLocked(c)
+		return nil, err
+	}
+	return out, nil
+}
+
+func historyLost(t bson.Timestamp) error {
+	return &codes.Error{
+		Code:    codes.ChangeStreamHistoryLost,
+		Message: fmt.Sprintf("Resume of change stream was not possible, as the resume point may no longer be in the oplog. (resume time {%d, %d})", t.T, t.I),
+		Labels:  []string{"NonResumableChangeStreamError"},
+	}
+}
+
+// IsInternalDB reports whether db is admin, config or local, which only a
+// cluster-wide change stream may see.
+func IsInternalDB(db string) bool { return db == "admin" || db == "config" || db == "local" }

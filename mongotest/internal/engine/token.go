@@ -1,4 +1,4 @@
-package mongotest
+package engine
 
 import (
 	"encoding/binary"
@@ -18,7 +18,7 @@ import (
 // fragment is the 1-based fragment number of a split event, or 0xFFFF for a
 // whole event; kind orders the tokens that share a time: an event, then its
 // invalidate, then a high-water mark.
-type token struct {
+type Token struct {
 	time     bson.Timestamp
 	fragment uint16
 	kind     byte
@@ -35,7 +35,7 @@ const (
 )
 
 // appendRaw appends the token's bytes, before hex encoding.
-func (t token) appendRaw(b []byte) []byte {
+func (t Token) appendRaw(b []byte) []byte {
 	b = append(b, 0x82)
 	b = binary.BigEndian.AppendUint32(b, t.time.T)
 	b = binary.BigEndian.AppendUint32(b, t.time.I)
@@ -51,7 +51,7 @@ func (t token) appendRaw(b []byte) []byte {
 // maxTokenBytes is the length of the longest token before hex encoding.
 const maxTokenBytes = 29
 
-func (t token) data() string {
+func (t Token) data() string {
 	var raw [maxTokenBytes]byte
 	return string(appendHexUpper(nil, t.appendRaw(raw[:0])))
 }
@@ -68,7 +68,7 @@ func appendHexUpper(dst, b []byte) []byte {
 
 // appendDataElement appends the _data string element without allocating:
 // tokens are written once per event served.
-func (t token) appendDataElement(dst []byte) []byte {
+func (t Token) appendDataElement(dst []byte) []byte {
 	var raw [maxTokenBytes]byte
 	b := t.appendRaw(raw[:0])
 	dst = bsoncore.AppendHeader(dst, bsoncore.TypeString, "_data")
@@ -78,14 +78,14 @@ func (t token) appendDataElement(dst []byte) []byte {
 }
 
 // appendTo appends the token document {_data: …} as element key.
-func (t token) appendTo(dst []byte, key string) []byte {
+func (t Token) appendTo(dst []byte, key string) []byte {
 	idx, dst := bsoncore.AppendDocumentElementStart(dst, key)
 	dst = t.appendDataElement(dst)
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst
 }
 
-func (t token) doc() bsoncore.Document {
+func (t Token) doc() bsoncore.Document {
 	idx, dst := bsoncore.AppendDocumentStart(nil)
 	dst = t.appendDataElement(dst)
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
@@ -94,20 +94,20 @@ func (t token) doc() bsoncore.Document {
 
 // parseToken reads a resume token document. Errors are the ones a real
 // server gives for a malformed token.
-func parseToken(v bsoncore.Value) (token, error) {
+func ParseToken(v bsoncore.Value) (Token, error) {
 	d, ok := v.DocumentOK()
 	if !ok {
-		return token{}, codes.Errorf(codes.TypeMismatch, "resume token must be an object, not %s", v.Type)
+		return Token{}, codes.Errorf(codes.TypeMismatch, "resume token must be an object, not %s", v.Type)
 	}
 	s, ok := d.Lookup("_data").StringValueOK()
 	if !ok {
-		return token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data of missing or of wrong type. Expected string, got %s", d.Lookup("_data").Type)
+		return Token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data of missing or of wrong type. Expected string, got %s", d.Lookup("_data").Type)
 	}
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) < 13 || b[0] != 0x82 || b[9] != tokenVersion {
-		return token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data is not a resume token issued by this server: %q", s)
+		return Token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data is not a resume token issued by this server: %q", s)
 	}
-	t := token{
+	t := Token{
 		time:     bson.Timestamp{T: binary.BigEndian.Uint32(b[1:5]), I: binary.BigEndian.Uint32(b[5:9])},
 		fragment: binary.BigEndian.Uint16(b[10:12]),
 		kind:     b[12],
@@ -115,7 +115,7 @@ func parseToken(v bsoncore.Value) (token, error) {
 	switch t.kind {
 	case kindEvent, kindInvalidate, kindHighWater:
 	default:
-		return token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: unknown token type %#x", t.kind)
+		return Token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: unknown token type %#x", t.kind)
 	}
 	switch len(b) {
 	case 13:
@@ -123,7 +123,7 @@ func parseToken(v bsoncore.Value) (token, error) {
 		copy(t.uuid[:], b[13:])
 		t.hasUUID = true
 	default:
-		return token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data has %d bytes", len(b))
+		return Token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data has %d bytes", len(b))
 	}
 	return t, nil
 }
