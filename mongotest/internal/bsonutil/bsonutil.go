@@ -23,6 +23,7 @@ var arrayKeys = func() []string {
 	return k
 }()
 
+// ArrayKey returns the key of array index i.
 func ArrayKey(i int) string {
 	if i < len(arrayKeys) {
 		return arrayKeys[i]

@@ -119,6 +119,7 @@ func ValuesEqual(a, b bsoncore.Value) bool {
 	return CompareValues(a, b) == 0
 }
 
+// StringOf returns the text of a string or symbol value.
 func StringOf(v bsoncore.Value) (string, bool) {
 	if s, ok := v.StringValueOK(); ok {
 		return s, true
@@ -194,6 +195,7 @@ func compareNumbers(a, b bsoncore.Value) int {
 	return 0
 }
 
+// IntOf returns an int32 or int64 value as an int64.
 func IntOf(v bsoncore.Value) (int64, bool) {
 	switch v.Type {
 	case bsoncore.TypeInt32:
@@ -220,6 +222,7 @@ func compareBig(a, b bsoncore.Value) int {
 	return fa.Cmp(fb)
 }
 
+// BigOf returns a numeric value (decimal128 included) as a big.Float.
 func BigOf(v bsoncore.Value) (*big.Float, bool) {
 	switch v.Type {
 	case bsoncore.TypeInt32, bsoncore.TypeInt64:

@@ -28,7 +28,6 @@ const (
 	MaxTimeMSExpired                = 50
 	DollarPrefixedFieldName         = 52
 	EmptyFieldName                  = 56
-	CommandNotSupportedOnView       = 166
 	CommandNotFound                 = 59
 	StaleShardVersion               = 63
 	ImmutableField                  = 66
@@ -43,6 +42,7 @@ const (
 	FailedToSatisfyReadPreference   = 133
 	CappedPositionLost              = 136
 	StaleEpoch                      = 150
+	CommandNotSupportedOnView       = 166
 	InvalidPipelineOperator         = 168
 	PrimarySteppedDown              = 189
 	InvalidIndexSpecificationOption = 197
@@ -70,9 +70,6 @@ const (
 
 // Codes a real server raises without a name (reported as "Location<code>").
 const (
-	Location31250   = 31250 // path collision
-	Location31120   = 31120 // $unset array with a non-string
-	Location15974   = 15974
 	Location15947   = 15947 // $group argument is not an object
 	Location15952   = 15952 // unknown group operator
 	Location15955   = 15955 // $group without _id
@@ -81,6 +78,7 @@ const (
 	Location15959   = 15959 // $match argument is not an object
 	Location15969   = 15969 // $project argument is not an object
 	Location15973   = 15973 // $sort argument is not an object
+	Location15974   = 15974
 	Location15976   = 15976 // $sort without keys
 	Location15983   = 15983 // an operator object with more than one field
 	Location16410   = 16410 // field path starts with '$'
@@ -89,6 +87,8 @@ const (
 	Location17276   = 17276 // undefined variable
 	Location31002   = 31002 // $unset argument of the wrong type
 	Location31119   = 31119 // $unset with an empty array
+	Location31120   = 31120 // $unset array with a non-string
+	Location31250   = 31250 // path collision
 	Location31252   = 31252 // expression in an exclusion projection
 	Location31253   = 31253 // inclusion in an exclusion projection
 	Location31254   = 31254 // exclusion in an inclusion projection

@@ -477,13 +477,13 @@ func splitEvent(doc bsoncore.Document, t bson.Timestamp) ([]fragment, error) {
 // runStages applies the stages after $changeStream. A nil result means the
 // event was filtered out. A stage that changes _id is fatal, as on a real
 // server.
-func runStages(Stages []query.Stage, ev bsoncore.Document) (bsoncore.Document, error) {
-	if len(Stages) == 0 {
+func runStages(stages []query.Stage, ev bsoncore.Document) (bsoncore.Document, error) {
+	if len(stages) == 0 {
 		return ev, nil
 	}
 	id := ev.Lookup("_id")
 	out := ev
-	for _, st := range Stages {
+	for _, st := range stages {
 		var err error
 		out, err = st.Apply(out)
 		if err != nil {

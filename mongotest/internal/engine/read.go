@@ -51,12 +51,12 @@ func (e *Engine) Find(db, coll string, filter query.Matcher, sort []query.SortKe
 }
 
 // Aggregate runs a collection pipeline over the documents of db.coll.
-func (e *Engine) Aggregate(db, coll string, Stages []query.CollStage) ([]bsoncore.Document, error) {
+func (e *Engine) Aggregate(db, coll string, stages []query.CollStage) ([]bsoncore.Document, error) {
 	docs, err := e.Find(db, coll, query.MatchAll(nil), nil, 0, 0)
 	if err != nil {
 		return nil, err
 	}
-	for _, st := range Stages {
+	for _, st := range stages {
 		if docs, err = st.Run(docs); err != nil {
 			return nil, err
 		}

@@ -92,7 +92,7 @@ func (t Token) doc() bsoncore.Document {
 	return dst
 }
 
-// parseToken reads a resume token document. Errors are the ones a real
+// ParseToken reads a resume token document. Errors are the ones a real
 // server gives for a malformed token.
 func ParseToken(v bsoncore.Value) (Token, error) {
 	d, ok := v.DocumentOK()

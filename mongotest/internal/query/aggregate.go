@@ -13,10 +13,8 @@ import (
 // Collection aggregations: aggregate on a collection with a pipeline that
 // does not start with $changeStream, such as the driver's CountDocuments
 // ([{$match}, {$skip}?, {$limit}?, {$group: {_id: 1, n: {$sum: 1}}}]).
-// handleAggregate (changestream.go) hands such pipelines to
-// handleCollectionAggregate.
-
-// Error codes of the stages below, as a real server (8.2) gives them.
+// The aggregate handler runs such pipelines with CompileCollPipeline and
+// the CollStage of each stage.
 
 // unsupportedStages are aggregation stages a real server has and mongotest
 // does not evaluate: NotImplemented (238) names them, where an unknown

@@ -37,11 +37,11 @@ type Outcome struct {
 func (s *Update) Apply(old bsoncore.Document, ctx *UpdateContext) (Outcome, error) {
 	oldID := old.Lookup("_id")
 	var nd bsoncore.Document
-	var Desc *UpdateDesc
-	Op := OpUpdate
+	var desc *UpdateDesc
+	op := OpUpdate
 	switch {
 	case s.Replacement != nil:
-		Op = OpReplace
+		op = OpReplace
 		if id, err := s.Replacement.LookupErr("_id"); err == nil {
 			if !bsonutil.ValuesEqual(id, oldID) || id.Type != oldID.Type {
 				return Outcome{}, codes.Errorf(codes.ImmutableField, "After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", id)
@@ -60,10 +60,10 @@ func (s *Update) Apply(old bsoncore.Document, ctx *UpdateContext) (Outcome, erro
 			return Outcome{}, err
 		}
 		var ok bool
-		if Desc, ok = DiffDocs(old, nd); !ok {
+		if desc, ok = DiffDocs(old, nd); !ok {
 			// The delta is not smaller than the document: a real server
 			// logs a replacement, so the event is a replace.
-			Op = OpReplace
+			op = OpReplace
 		}
 	default:
 		m := DocToMutable(old)
@@ -75,7 +75,7 @@ func (s *Update) Apply(old bsoncore.Document, ctx *UpdateContext) (Outcome, erro
 		if err := checkIDKept(oldID, nd); err != nil {
 			return Outcome{}, err
 		}
-		Desc = describeMods(ctx, DocToMutable(old), m)
+		desc = describeMods(ctx, DocToMutable(old), m)
 	}
 	if len(nd) > bsonutil.MaxObjectSize {
 		return Outcome{}, codes.Errorf(codes.BSONObjectTooLarge, "Resulting document after update is larger than %d", bsonutil.MaxObjectSize)
@@ -83,7 +83,7 @@ func (s *Update) Apply(old bsoncore.Document, ctx *UpdateContext) (Outcome, erro
 	if bytes.Equal(nd, old) {
 		return Outcome{NewDoc: old}, nil
 	}
-	return Outcome{NewDoc: nd, Op: Op, Desc: Desc}, nil
+	return Outcome{NewDoc: nd, Op: op, Desc: desc}, nil
 }
 
 func checkIDKept(oldID bsoncore.Value, nd bsoncore.Document) error {
@@ -187,6 +187,7 @@ func seedFromQuery(doc *MutableDoc, q bsoncore.Document) {
 	}
 }
 
+// SplitPath splits a dotted path into its components.
 func SplitPath(k string) []string {
 	var out []string
 	start := 0

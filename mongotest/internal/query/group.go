@@ -21,7 +21,7 @@ type groupStage struct {
 // groupAcc is one output field: an accumulator over an expression.
 type groupAcc struct {
 	field string
-	Op    string
+	op    string
 	x     aggExpr
 }
 
@@ -73,19 +73,19 @@ func compileGroup(arg bsoncore.Value) (CollStage, error) {
 		if len(aels) != 1 {
 			return nil, codes.Errorf(codes.Location40238, "The field '%s' must specify one accumulator", k)
 		}
-		Op := aels[0].Key()
+		op := aels[0].Key()
 		switch {
-		case groupAccumulators[Op]:
-		case otherAccumulators[Op]:
-			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the $group accumulator %s (it supports $sum, $avg, $min, $max, $first, $last and $push)", Op)
+		case groupAccumulators[op]:
+		case otherAccumulators[op]:
+			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the $group accumulator %s (it supports $sum, $avg, $min, $max, $first, $last and $push)", op)
 		default:
-			return nil, codes.Errorf(codes.Location15952, "unknown group operator '%s'", Op)
+			return nil, codes.Errorf(codes.Location15952, "unknown group operator '%s'", op)
 		}
 		x, err := compileAggExpr(aels[0].Value())
 		if err != nil {
 			return nil, err
 		}
-		g.accs = append(g.accs, groupAcc{field: k, Op: Op, x: x})
+		g.accs = append(g.accs, groupAcc{field: k, op: op, x: x})
 	}
 	if g.id == nil {
 		return nil, codes.Errorf(codes.Location15955, "a group specification must include an _id")
@@ -140,7 +140,7 @@ func (g *groupStage) Run(docs []bsoncore.Document) ([]bsoncore.Document, error) 
 		idx, o := bsoncore.AppendDocumentStart(nil)
 		o = bsoncore.AppendValueElement(o, "_id", gr.key)
 		for i, a := range g.accs {
-			v, err := accumulate(a.Op, gr.vals[i])
+			v, err := accumulate(a.op, gr.vals[i])
 			if err != nil {
 				return nil, err
 			}
@@ -170,8 +170,8 @@ func groupBucket(v bsoncore.Value) string {
 var nullValue = bsoncore.Value{Type: bsoncore.TypeNull}
 
 // accumulate computes one accumulator over the values of its group.
-func accumulate(Op string, vals []bsoncore.Value) (bsoncore.Value, error) {
-	switch Op {
+func accumulate(op string, vals []bsoncore.Value) (bsoncore.Value, error) {
+	switch op {
 	case "$sum":
 		return sumValues(vals)
 	case "$avg":
@@ -183,7 +183,7 @@ func accumulate(Op string, vals []bsoncore.Value) (bsoncore.Value, error) {
 				continue
 			}
 			c := bsonutil.CompareValues(v, best)
-			if best.Type == 0 || Op == "$min" && c < 0 || Op == "$max" && c > 0 {
+			if best.Type == 0 || op == "$min" && c < 0 || op == "$max" && c > 0 {
 				best = v
 			}
 		}
@@ -193,7 +193,7 @@ func accumulate(Op string, vals []bsoncore.Value) (bsoncore.Value, error) {
 		return best, nil
 	case "$first", "$last":
 		v := vals[0]
-		if Op == "$last" {
+		if op == "$last" {
 			v = vals[len(vals)-1]
 		}
 		if v.Type == 0 {
@@ -212,7 +212,7 @@ func accumulate(Op string, vals []bsoncore.Value) (bsoncore.Value, error) {
 		out, _ = bsoncore.AppendArrayEnd(out, idx)
 		return bsoncore.Value{Type: bsoncore.TypeArray, Data: out}, nil
 	}
-	return bsoncore.Value{}, codes.Errorf(codes.Location15952, "unknown group operator '%s'", Op)
+	return bsoncore.Value{}, codes.Errorf(codes.Location15952, "unknown group operator '%s'", op)
 }
 
 // sumValues adds the numbers among vals (others are ignored) as a real

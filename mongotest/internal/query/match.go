@@ -84,20 +84,20 @@ func compileFilterElem(k string, v bsoncore.Value) (Matcher, error) {
 	return fieldMatcher{path: strings.Split(k, "."), p: p}, nil
 }
 
-func compileFilterList(Op string, v bsoncore.Value) ([]Matcher, error) {
+func compileFilterList(op string, v bsoncore.Value) ([]Matcher, error) {
 	arr, ok := v.ArrayOK()
 	if !ok {
-		return nil, codes.Errorf(codes.BadValue, "%s must be an array", Op)
+		return nil, codes.Errorf(codes.BadValue, "%s must be an array", op)
 	}
 	vals, _ := arr.Values()
 	if len(vals) == 0 {
-		return nil, codes.Errorf(codes.BadValue, "%s/$or/$nor must be a nonempty array", Op)
+		return nil, codes.Errorf(codes.BadValue, "%s/$or/$nor must be a nonempty array", op)
 	}
 	subs := make([]Matcher, 0, len(vals))
 	for _, sv := range vals {
 		sd, ok := sv.DocumentOK()
 		if !ok {
-			return nil, codes.Errorf(codes.BadValue, "%s argument's entries must be objects", Op)
+			return nil, codes.Errorf(codes.BadValue, "%s argument's entries must be objects", op)
 		}
 		m, err := CompileFilter(sd)
 		if err != nil {
@@ -108,8 +108,11 @@ func compileFilterList(Op string, v bsoncore.Value) ([]Matcher, error) {
 	return subs, nil
 }
 
+// MatchAll matches a document that all its matchers match; MatchAll(nil)
+// matches every document.
 type MatchAll []Matcher
 
+// Matches reports whether every matcher of a matches doc.
 func (a MatchAll) Matches(doc bsoncore.Document) bool {
 	for _, m := range a {
 		if !m.Matches(doc) {
@@ -261,15 +264,15 @@ func compileOps(d bsoncore.Document) (pred, error) {
 		return nil, codes.Errorf(codes.BadValue, "$options needs a $regex")
 	}
 	for _, el := range elems {
-		Op, arg := el.Key(), el.Value()
+		op, arg := el.Key(), el.Value()
 		var p pred
-		switch Op {
+		switch op {
 		case "$options":
 			continue
 		case "$regex":
 			p, err = regexOpPred(arg, regexOpts)
 		default:
-			p, err = compileOp(Op, arg)
+			p, err = compileOp(op, arg)
 		}
 		if err != nil {
 			return nil, err
@@ -289,21 +292,21 @@ func compileOps(d bsoncore.Document) (pred, error) {
 	}, nil
 }
 
-func compileOp(Op string, arg bsoncore.Value) (pred, error) {
-	switch Op {
+func compileOp(op string, arg bsoncore.Value) (pred, error) {
+	switch op {
 	case "$eq":
 		return eqPred(arg), nil
 	case "$ne":
 		p := eqPred(arg)
 		return func(cs []cand) bool { return !p(cs) }, nil
 	case "$gt", "$gte", "$lt", "$lte":
-		return cmpPred(Op, arg), nil
+		return cmpPred(op, arg), nil
 	case "$in", "$nin":
-		p, err := inPred(Op, arg)
+		p, err := inPred(op, arg)
 		if err != nil {
 			return nil, err
 		}
-		if Op == "$nin" {
+		if op == "$nin" {
 			return func(cs []cand) bool { return !p(cs) }, nil
 		}
 		return p, nil
@@ -370,12 +373,13 @@ func compileOp(Op string, arg bsoncore.Value) (pred, error) {
 	case "$mod":
 		return modPred(arg)
 	}
-	if unsupportedFieldOps[Op] {
-		return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the query operator %s", Op)
+	if unsupportedFieldOps[op] {
+		return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the query operator %s", op)
 	}
-	return nil, codes.Errorf(codes.BadValue, "unknown operator: %s", Op)
+	return nil, codes.Errorf(codes.BadValue, "unknown operator: %s", op)
 }
 
+// Truthy reports whether v counts as true, as $expr and index options read it.
 func Truthy(v bsoncore.Value) bool {
 	switch v.Type {
 	case bsoncore.TypeBoolean:
@@ -413,10 +417,10 @@ func eqPred(arg bsoncore.Value) pred {
 
 // cmpPred matches when any value of arg's type bracket compares as op
 // says. MinKey and MaxKey arguments compare across brackets.
-func cmpPred(Op string, arg bsoncore.Value) pred {
+func cmpPred(op string, arg bsoncore.Value) pred {
 	ab := bsonutil.TypeBracket(arg.Type)
 	cross := arg.Type == bsoncore.TypeMinKey || arg.Type == bsoncore.TypeMaxKey
-	orEqual := Op == "$gte" || Op == "$lte"
+	orEqual := op == "$gte" || op == "$lte"
 	return func(cs []cand) bool {
 		for _, c := range cs {
 			if c.v.Type == 0 {
@@ -429,7 +433,7 @@ func cmpPred(Op string, arg bsoncore.Value) pred {
 				continue
 			}
 			r := bsonutil.CompareValues(c.v, arg)
-			switch Op {
+			switch op {
 			case "$gt":
 				if r > 0 {
 					return true
@@ -452,17 +456,17 @@ func cmpPred(Op string, arg bsoncore.Value) pred {
 	}
 }
 
-func inPred(Op string, arg bsoncore.Value) (pred, error) {
+func inPred(op string, arg bsoncore.Value) (pred, error) {
 	arr, ok := arg.ArrayOK()
 	if !ok {
-		return nil, codes.Errorf(codes.BadValue, "%s needs an array", Op)
+		return nil, codes.Errorf(codes.BadValue, "%s needs an array", op)
 	}
 	vals, _ := arr.Values()
 	preds := make([]pred, 0, len(vals))
 	for _, v := range vals {
 		if d, ok := v.DocumentOK(); ok {
 			if first, _ := bsonutil.FirstKey(d); strings.HasPrefix(first, "$") {
-				return nil, codes.Errorf(codes.BadValue, "cannot nest $ under %s", Op)
+				return nil, codes.Errorf(codes.BadValue, "cannot nest $ under %s", op)
 			}
 		}
 		if v.Type == bsoncore.TypeRegex {

@@ -39,6 +39,7 @@ func toM(v bsoncore.Value) any {
 	return v
 }
 
+// DocToMutable returns a mutable copy of d.
 func DocToMutable(d bsoncore.Document) *MutableDoc {
 	elems, _ := d.Elements()
 	out := &MutableDoc{keys: make([]string, len(elems)), vals: make([]any, len(elems))}
@@ -59,6 +60,7 @@ func (d *MutableDoc) index(k string) int {
 	return -1
 }
 
+// Get returns the value of field k.
 func (d *MutableDoc) Get(k string) (any, bool) {
 	if i := d.index(k); i >= 0 {
 		return d.vals[i], true
@@ -76,6 +78,7 @@ func (d *MutableDoc) Set(k string, v any) {
 	d.vals = append(d.vals, v)
 }
 
+// Del removes field k and reports whether it was there.
 func (d *MutableDoc) Del(k string) bool {
 	i := d.index(k)
 	if i < 0 {

@@ -14,8 +14,6 @@ type Stage interface {
 	Apply(ev bsoncore.Document) (bsoncore.Document, error)
 }
 
-// Error codes a real server uses for bad stage specifications.
-
 // CompileStage parses one stage after $changeStream, such as {$match: {...}}.
 // The stage keeps a copy of what it needs, so sd may be reused afterwards.
 func CompileStage(sd bsoncore.Document) (Stage, error) {
@@ -186,7 +184,7 @@ type leafSetter func(f *projField) error
 // addPath walks (creating) the nodes of a dotted path and lets set fill the
 // leaf. A path that both ends at and passes through a field collides.
 // prefix starts error messages.
-func (n *projNode) addPath(prefix, path string, Set leafSetter) error {
+func (n *projNode) addPath(prefix, path string, set leafSetter) error {
 	parts := strings.Split(path, ".")
 	cur := n
 	for i, p := range parts {
@@ -205,7 +203,7 @@ func (n *projNode) addPath(prefix, path string, Set leafSetter) error {
 			return codes.Errorf(codes.Location31250, "%sPath collision at %s", prefix, path)
 		}
 		if last {
-			return Set(f)
+			return set(f)
 		}
 		if f.child == nil {
 			f.child = &projNode{}
@@ -321,6 +319,7 @@ func projectionFlag(v bsoncore.Value) (include, ok bool) {
 	return false, false
 }
 
+// Apply returns the projection of ev.
 func (p *Projection) Apply(ev bsoncore.Document) (bsoncore.Document, error) {
 	if p.inclusion {
 		return projectInclude(p.root, ev, ev, true, p.idExcluded)
@@ -508,6 +507,7 @@ func projectExcludeArray(n *projNode, a bsoncore.Array) (bsoncore.Array, error) 
 	return out, nil
 }
 
+// EmptyDoc is the document {}.
 var EmptyDoc = bsoncore.Document{5, 0, 0, 0, 0}
 
 // addFieldsStage is $addFields (alias $set): computed fields replace
@@ -720,14 +720,14 @@ func compileAggExpr(v bsoncore.Value) (aggExpr, error) {
 			return nil, codes.Errorf(codes.FailedToParse, "expression: %v", err)
 		}
 		if len(elems) > 0 && strings.HasPrefix(elems[0].Key(), "$") {
-			Op := elems[0].Key()
+			op := elems[0].Key()
 			if len(elems) > 1 {
 				return nil, codes.Errorf(codes.Location15983, "an expression specification must contain exactly one field, the name of the expression. Found %d fields in %s", len(elems), d)
 			}
-			if Op == "$literal" {
+			if op == "$literal" {
 				return constExpr{elems[0].Value()}, nil
 			}
-			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE and $literal)", Op)
+			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE and $literal)", op)
 		}
 		obj := objExpr{}
 		for _, el := range elems {

@@ -25,7 +25,7 @@ type Update struct {
 
 // modOp is one operator applied to one path, such as {$inc: {"a.b": 1}}.
 type modOp struct {
-	Op   string
+	op   string
 	path []string
 	arg  bsoncore.Value
 	to   []string // $rename target
@@ -98,19 +98,19 @@ func CompileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*Update, erro
 	}
 	elems, _ := d.Elements()
 	for _, el := range elems {
-		Op := el.Key()
-		if !knownModifiers[Op] {
-			if Op == "$bit" {
+		op := el.Key()
+		if !knownModifiers[op] {
+			if op == "$bit" {
 				return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support the update operator $bit")
 			}
-			if !strings.HasPrefix(Op, "$") {
-				return nil, codes.Errorf(codes.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", Op)
+			if !strings.HasPrefix(op, "$") {
+				return nil, codes.Errorf(codes.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", op)
 			}
-			return nil, codes.Errorf(codes.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", Op)
+			return nil, codes.Errorf(codes.FailedToParse, "Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", op)
 		}
 		args, ok := el.Value().DocumentOK()
 		if !ok {
-			return nil, codes.Errorf(codes.FailedToParse, "Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}", bsonutil.TypeName(el.Value().Type), Op, el.Value())
+			return nil, codes.Errorf(codes.FailedToParse, "Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}", bsonutil.TypeName(el.Value().Type), op, el.Value())
 		}
 		aels, _ := args.Elements()
 		for _, a := range aels {
@@ -120,8 +120,8 @@ func CompileUpdate(u bsoncore.Value, arrayFilters bsoncore.Value) (*Update, erro
 					return nil, codes.Errorf(codes.EmptyFieldName, "The update path '%s' contains an empty field name, which is not allowed.", a.Key())
 				}
 			}
-			m := modOp{Op: Op, path: path, arg: a.Value()}
-			if Op == "$rename" {
+			m := modOp{op: op, path: path, arg: a.Value()}
+			if op == "$rename" {
 				to, ok := a.Value().StringValueOK()
 				if !ok {
 					return nil, codes.Errorf(codes.BadValue, "The 'to' field for $rename must be a string: %s: %s", a.Key(), a.Value())
@@ -220,7 +220,7 @@ type modLog struct {
 // applyMods applies the operators to doc in place.
 func (s *Update) applyMods(doc *MutableDoc, ctx *UpdateContext) error {
 	for _, m := range s.mods {
-		if m.Op == "$setOnInsert" && !ctx.inserting {
+		if m.op == "$setOnInsert" && !ctx.inserting {
 			continue
 		}
 		paths, err := ctx.expand(doc, m.path)
@@ -442,7 +442,7 @@ func (ctx *UpdateContext) logSet(comps []pathComp, createdAt int) {
 
 func (ctx *UpdateContext) applyOne(doc *MutableDoc, m modOp, path []string) error {
 	pathStr := strings.Join(path, ".")
-	switch m.Op {
+	switch m.op {
 	case "$unset":
 		parent, comps, _, err := slot(doc, path, false)
 		if err != nil || parent == nil {
@@ -494,52 +494,52 @@ func (ctx *UpdateContext) applyOne(doc *MutableDoc, m modOp, path []string) erro
 	}
 	last := comps[len(comps)-1]
 	cur, exists := getSlot(parent, last)
-	Set := func(v any) {
+	set := func(v any) {
 		setSlot(parent, last, v)
 		ctx.logSet(comps, created)
 	}
-	switch m.Op {
+	switch m.op {
 	case "$set", "$setOnInsert":
 		if exists && sameM(cur, toM(m.arg)) {
 			return nil
 		}
-		Set(toM(m.arg))
+		set(toM(m.arg))
 	case "$inc", "$mul":
 		if _, ok := bsonutil.NumberOf(m.arg); !ok && m.arg.Type != bsoncore.TypeDecimal128 {
 			verb := "increment"
-			if m.Op == "$mul" {
+			if m.op == "$mul" {
 				verb = "multiply"
 			}
 			return codes.Errorf(codes.TypeMismatch, "Cannot %s with non-numeric argument: {%s: %s}", verb, pathStr, m.arg)
 		}
 		if !exists {
-			if m.Op == "$mul" {
-				Set(zeroLike(m.arg))
+			if m.op == "$mul" {
+				set(zeroLike(m.arg))
 			} else {
-				Set(m.arg)
+				set(m.arg)
 			}
 			return nil
 		}
 		cv, ok := cur.(bsoncore.Value)
 		if !ok || bsonutil.TypeBracket(cv.Type) != 10 {
-			return codes.Errorf(codes.TypeMismatch, "Cannot apply %s to a value of non-numeric type. {_id: %s} has the field '%s' of non-numeric type %s", m.Op, idOfM(doc), last, typeNameM(cur))
+			return codes.Errorf(codes.TypeMismatch, "Cannot apply %s to a value of non-numeric type. {_id: %s} has the field '%s' of non-numeric type %s", m.op, idOfM(doc), last, typeNameM(cur))
 		}
-		nv, err := arith(cv, m.arg, m.Op == "$mul")
+		nv, err := arith(cv, m.arg, m.op == "$mul")
 		if err != nil {
 			return err
 		}
 		if cv.Type == nv.Type && bytes.Equal(cv.Data, nv.Data) {
 			return nil
 		}
-		Set(nv)
+		set(nv)
 	case "$min", "$max":
 		if exists {
 			c := bsonutil.CompareValues(m.arg, ValueOfM(cur))
-			if m.Op == "$min" && c >= 0 || m.Op == "$max" && c <= 0 {
+			if m.op == "$min" && c >= 0 || m.op == "$max" && c <= 0 {
 				return nil
 			}
 		}
-		Set(toM(m.arg))
+		set(toM(m.arg))
 	case "$currentDate":
 		typ := "date"
 		if d, ok := m.arg.DocumentOK(); ok {
@@ -552,9 +552,9 @@ func (ctx *UpdateContext) applyOne(doc *MutableDoc, m modOp, path []string) erro
 			return codes.Errorf(codes.BadValue, "%s is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).", bsonutil.TypeName(m.arg.Type))
 		}
 		if typ == "timestamp" {
-			Set(bsoncore.Value{Type: bsoncore.TypeTimestamp, Data: bsoncore.AppendTimestamp(nil, ctx.ts.T, ctx.ts.I)})
+			set(bsoncore.Value{Type: bsoncore.TypeTimestamp, Data: bsoncore.AppendTimestamp(nil, ctx.ts.T, ctx.ts.I)})
 		} else {
-			Set(bsoncore.Value{Type: bsoncore.TypeDateTime, Data: bsoncore.AppendDateTime(nil, ctx.now.UnixMilli())})
+			set(bsoncore.Value{Type: bsoncore.TypeDateTime, Data: bsoncore.AppendDateTime(nil, ctx.now.UnixMilli())})
 		}
 	case "$push", "$addToSet":
 		return ctx.push(doc, m, parent, comps, created, cur, exists)
@@ -564,10 +564,10 @@ func (ctx *UpdateContext) applyOne(doc *MutableDoc, m modOp, path []string) erro
 		}
 		arr, ok := cur.(*marr)
 		if !ok {
-			return codes.Errorf(codes.BadValue, "Cannot apply %s to a non-array value", m.Op)
+			return codes.Errorf(codes.BadValue, "Cannot apply %s to a non-array value", m.op)
 		}
 		var keep []any
-		switch m.Op {
+		switch m.op {
 		case "$pop":
 			n, ok := bsonutil.NumberOf(m.arg)
 			if !ok || (n != 1 && n != -1) {
@@ -614,9 +614,9 @@ func (ctx *UpdateContext) applyOne(doc *MutableDoc, m modOp, path []string) erro
 		if len(keep) == len(arr.elems) {
 			return nil
 		}
-		Set(&marr{elems: append([]any(nil), keep...)})
+		set(&marr{elems: append([]any(nil), keep...)})
 	default:
-		return codes.Errorf(codes.FailedToParse, "Unknown modifier: %s", m.Op)
+		return codes.Errorf(codes.FailedToParse, "Unknown modifier: %s", m.op)
 	}
 	return nil
 }
@@ -669,7 +669,7 @@ func (ctx *UpdateContext) push(doc *MutableDoc, m modOp, parent any, comps []pat
 		if each := d.Lookup("$each"); each.Type != 0 {
 			ea, ok := each.ArrayOK()
 			if !ok {
-				return codes.Errorf(codes.BadValue, "The argument to $each in %s must be an array but it was of type: %s", m.Op, bsonutil.TypeName(each.Type))
+				return codes.Errorf(codes.BadValue, "The argument to $each in %s must be an array but it was of type: %s", m.op, bsonutil.TypeName(each.Type))
 			}
 			items, _ = ea.Values()
 			elems, _ := d.Elements()
@@ -677,7 +677,7 @@ func (ctx *UpdateContext) push(doc *MutableDoc, m modOp, parent any, comps []pat
 				switch el.Key() {
 				case "$each":
 				case "$position":
-					if m.Op != "$push" {
+					if m.op != "$push" {
 						return codes.Errorf(codes.BadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
 					}
 					n, ok := bsonutil.AsInt64(el.Value())
@@ -686,7 +686,7 @@ func (ctx *UpdateContext) push(doc *MutableDoc, m modOp, parent any, comps []pat
 					}
 					position = int(n)
 				case "$slice":
-					if m.Op != "$push" {
+					if m.op != "$push" {
 						return codes.Errorf(codes.BadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
 					}
 					n, ok := bsonutil.AsInt64(el.Value())
@@ -695,12 +695,12 @@ func (ctx *UpdateContext) push(doc *MutableDoc, m modOp, parent any, comps []pat
 					}
 					slice, hasSlice = int(n), true
 				case "$sort":
-					if m.Op != "$push" {
+					if m.op != "$push" {
 						return codes.Errorf(codes.BadValue, "Found unexpected fields after $each in $addToSet: %s", m.arg)
 					}
 					sortSpec = el.Value()
 				default:
-					return codes.Errorf(codes.BadValue, "Unrecognized clause in %s: %s", m.Op, el.Key())
+					return codes.Errorf(codes.BadValue, "Unrecognized clause in %s: %s", m.op, el.Key())
 				}
 			}
 		}
@@ -712,7 +712,7 @@ func (ctx *UpdateContext) push(doc *MutableDoc, m modOp, parent any, comps []pat
 	elems := append([]any(nil), before...)
 	var added []any
 	for _, it := range items {
-		if m.Op == "$addToSet" {
+		if m.op == "$addToSet" {
 			dup := false
 			for _, e := range elems {
 				if bsonutil.ValuesEqual(ValueOfM(e), it) {
@@ -879,7 +879,7 @@ func decimalValue(s string) (bsoncore.Value, error) {
 // describeMods turns the operator log into an updateDescription: every
 // changed path with its new value, every removed path. A path under
 // another logged path, or whose value did not change, is left out.
-func describeMods(ctx *UpdateContext, oldDoc, NewDoc *MutableDoc) *UpdateDesc {
+func describeMods(ctx *UpdateContext, oldDoc, newDoc *MutableDoc) *UpdateDesc {
 	u := &UpdateDesc{}
 	type logged struct {
 		key string
@@ -911,7 +911,7 @@ func describeMods(ctx *UpdateContext, oldDoc, NewDoc *MutableDoc) *UpdateDesc {
 		for i, c := range s.l.path {
 			names[i] = c.String()
 		}
-		nv, inNew := lookupM(NewDoc, names)
+		nv, inNew := lookupM(newDoc, names)
 		if s.l.removed {
 			if !inNew {
 				u.removed = append(u.removed, s.l.path)

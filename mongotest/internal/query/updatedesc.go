@@ -71,7 +71,7 @@ type truncation struct {
 
 // Build returns the updateDescription document and the
 // disambiguatedPaths document (empty when no path is ambiguous).
-func (u *UpdateDesc) Build() (Desc, disamb bsoncore.Document) {
+func (u *UpdateDesc) Build() (desc, disamb bsoncore.Document) {
 	idx, out := bsoncore.AppendDocumentStart(nil)
 	didx, dout := bsoncore.AppendDocumentStart(nil)
 	seen := map[string]bool{}
@@ -134,10 +134,10 @@ const sizeOfDeltaMetadata = 15
 // documents and arrays recursively, a shrunk array as a truncation) and
 // gives up when the delta would not be smaller than the new document, in
 // which case the server logs a replacement (ok == false).
-func DiffDocs(oldDoc, NewDoc bsoncore.Document) (u *UpdateDesc, ok bool) {
+func DiffDocs(oldDoc, newDoc bsoncore.Document) (u *UpdateDesc, ok bool) {
 	u = &UpdateDesc{}
-	size, ok := diffDoc(u, nil, oldDoc, NewDoc)
-	if !ok || size+sizeOfDeltaMetadata >= len(NewDoc) {
+	size, ok := diffDoc(u, nil, oldDoc, newDoc)
+	if !ok || size+sizeOfDeltaMetadata >= len(newDoc) {
 		return nil, false
 	}
 	return u, true

@@ -62,6 +62,7 @@ func (e *FrameError) ReplyError() *codes.Error {
 	return codes.Errorf(e.code, "%s", e.reason)
 }
 
+// Error describes what is malformed.
 func (e *FrameError) Error() string { return "mongotest: malformed message: " + e.reason }
 
 // ReadFrame reads one whole wire message from r. The returned slice starts
