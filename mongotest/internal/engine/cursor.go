@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"container/list"
 	"context"
 	"time"
 
@@ -23,6 +24,9 @@ type cursor struct {
 	busy     bool // a getMore is running on it
 	killed   bool
 	lastUsed time.Time // when it was opened or its last getMore ended
+	// idle is the cursor's place in Engine.idle while it is open and not
+	// busy; nil otherwise.
+	idle *list.Element
 }
 
 // Cursor is a cursor a getMore checked out: until Release, no other
@@ -33,16 +37,20 @@ type Cursor struct{ c *cursor }
 func (c Cursor) IsStream() bool { return c.c.stream != nil }
 
 // reapIdleLocked kills the cursors left unused for longer than the cursor
-// timeout.
+// timeout. The idle list is in the order the cursors were last used, so
+// it examines the expired cursors and one more.
 func (e *Engine) reapIdleLocked() {
 	if e.cursorTimeout < 0 {
 		return
 	}
 	now := e.now()
-	for _, c := range e.cursors {
-		if !c.busy && now.Sub(c.lastUsed) > e.cursorTimeout {
-			e.closeCursorLocked(c)
+	for el := e.idle.Front(); el != nil; el = e.idle.Front() {
+		e.cursorVisits++
+		c := el.Value.(*cursor)
+		if now.Sub(c.lastUsed) <= e.cursorTimeout {
+			return
 		}
+		e.closeCursorLocked(c)
 	}
 }
 
@@ -54,11 +62,16 @@ func (e *Engine) registerCursorLocked(c *cursor) {
 	// Cursor ids look random on a real server; keep them positive and large.
 	c.id = e.lastCID*1_000_003 + 7_000_000_000
 	e.cursors[c.id] = c
+	c.idle = e.idle.PushBack(c)
 }
 
 func (e *Engine) closeCursorLocked(c *cursor) {
 	c.killed = true
 	delete(e.cursors, c.id)
+	if c.idle != nil {
+		e.idle.Remove(c.idle)
+		c.idle = nil
+	}
 }
 
 // Checkout finds cursor id for a getMore on db.coll and marks it busy. It
@@ -80,6 +93,8 @@ func (e *Engine) Checkout(id int64, db, coll string) (Cursor, error) {
 		return Cursor{}, codes.Errorf(codes.OperationFailed, "cursor id %d is already in use", id)
 	}
 	c.busy = true
+	e.idle.Remove(c.idle)
+	c.idle = nil
 	return Cursor{c}, nil
 }
 
@@ -87,8 +102,12 @@ func (e *Engine) Checkout(id int64, db, coll string) (Cursor, error) {
 func (e *Engine) Release(cur Cursor) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	cur.c.busy = false
-	cur.c.lastUsed = e.now()
+	c := cur.c
+	c.busy = false
+	c.lastUsed = e.now()
+	if !c.killed && e.cursors[c.id] == c { // still open: not killed, no Shutdown
+		c.idle = e.idle.PushBack(c)
+	}
 }
 
 // Kill destroys a checked-out cursor, as a getMore that fails after
