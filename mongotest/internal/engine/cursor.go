@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"container/list"
 	"context"
 	"time"
 
@@ -24,9 +23,42 @@ type cursor struct {
 	busy     bool // a getMore is running on it
 	killed   bool
 	lastUsed time.Time // when it was opened or its last getMore ended
-	// idle is the cursor's place in Engine.idle while it is open and not
-	// busy; nil otherwise.
-	idle *list.Element
+	// prev and next link the cursor into Engine.idle while it is open and
+	// not busy (inIdle).
+	prev, next *cursor
+	inIdle     bool
+}
+
+// idleList is the list of idle cursors, least recently used first. Its
+// links live in the cursors, so that a getMore allocates nothing to leave
+// and rejoin it. Its zero value is empty.
+type idleList struct{ head, tail *cursor }
+
+func (l *idleList) pushBack(c *cursor) {
+	c.prev, c.next, c.inIdle = l.tail, nil, true
+	if l.tail != nil {
+		l.tail.next = c
+	} else {
+		l.head = c
+	}
+	l.tail = c
+}
+
+func (l *idleList) remove(c *cursor) {
+	if !c.inIdle {
+		return
+	}
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		l.tail = c.prev
+	}
+	c.prev, c.next, c.inIdle = nil, nil, false
 }
 
 // Cursor is a cursor a getMore checked out: until Release, no other
@@ -44,9 +76,8 @@ func (e *Engine) reapIdleLocked() {
 		return
 	}
 	now := e.now()
-	for el := e.idle.Front(); el != nil; el = e.idle.Front() {
+	for c := e.idle.head; c != nil; c = e.idle.head {
 		e.cursorVisits++
-		c := el.Value.(*cursor)
 		if now.Sub(c.lastUsed) <= e.cursorTimeout {
 			return
 		}
@@ -62,16 +93,13 @@ func (e *Engine) registerCursorLocked(c *cursor) {
 	// Cursor ids look random on a real server; keep them positive and large.
 	c.id = e.lastCID*1_000_003 + 7_000_000_000
 	e.cursors[c.id] = c
-	c.idle = e.idle.PushBack(c)
+	e.idle.pushBack(c)
 }
 
 func (e *Engine) closeCursorLocked(c *cursor) {
 	c.killed = true
 	delete(e.cursors, c.id)
-	if c.idle != nil {
-		e.idle.Remove(c.idle)
-		c.idle = nil
-	}
+	e.idle.remove(c)
 }
 
 // Checkout finds cursor id for a getMore on db.coll and marks it busy. It
@@ -93,8 +121,7 @@ func (e *Engine) Checkout(id int64, db, coll string) (Cursor, error) {
 		return Cursor{}, codes.Errorf(codes.OperationFailed, "cursor id %d is already in use", id)
 	}
 	c.busy = true
-	e.idle.Remove(c.idle)
-	c.idle = nil
+	e.idle.remove(c)
 	return Cursor{c}, nil
 }
 
@@ -106,7 +133,7 @@ func (e *Engine) Release(cur Cursor) {
 	c.busy = false
 	c.lastUsed = e.now()
 	if !c.killed && e.cursors[c.id] == c { // still open: not killed, no Shutdown
-		c.idle = e.idle.PushBack(c)
+		e.idle.pushBack(c)
 	}
 }
 

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"container/list"
 	"crypto/rand"
 	"sync"
 	"time"
@@ -30,7 +29,7 @@ type Engine struct {
 	cursors map[int64]*cursor
 	// idle holds the open cursors no getMore is using, least recently
 	// used first, so that reaping expired ones does not scan the table.
-	idle *list.List
+	idle idleList
 	// cursorTimeout is how long a cursor may stay unused; negative: never.
 	cursorTimeout time.Duration
 	// now is the clock of cursor timeouts (a test may replace it).
@@ -62,7 +61,6 @@ func New(historyLimit int, cursorTimeout time.Duration) *Engine {
 		clock:         bson.Timestamp{T: uint32(time.Now().Unix()), I: 1},
 		log:           newChangeLog(historyLimit),
 		cursors:       make(map[int64]*cursor),
-		idle:          list.New(),
 		cursorTimeout: cursorTimeout,
 		done:          make(chan struct{}),
 		now:           time.Now,
@@ -106,7 +104,9 @@ func (e *Engine) Shutdown() {
 		close(e.done)
 	}
 	e.cursors = make(map[int64]*cursor)
-	e.idle.Init()
+	for c := e.idle.head; c != nil; c = e.idle.head {
+		e.idle.remove(c)
+	}
 }
 
 // Restart kills every cursor, as a server restart does, and calls
