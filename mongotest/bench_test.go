@@ -3,14 +3,14 @@ package mongotest
 import (
 	"context"
 	"fmt"
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
-	"github.com/go-changestream/changestream/mongotest/internal/handler"
-	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"net"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/handler"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"

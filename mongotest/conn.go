@@ -3,10 +3,6 @@ package mongotest
 import (
 	"context"
 	"errors"
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
-	"github.com/go-changestream/changestream/mongotest/internal/handler"
-	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/handler"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 )
 

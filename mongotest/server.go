@@ -4,16 +4,16 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"github.com/go-changestream/changestream/mongotest/internal/engine"
-	"github.com/go-changestream/changestream/mongotest/internal/failpoint"
-	"github.com/go-changestream/changestream/mongotest/internal/handler"
-	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"log/slog"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-changestream/changestream/mongotest/internal/engine"
+	"github.com/go-changestream/changestream/mongotest/internal/failpoint"
+	"github.com/go-changestream/changestream/mongotest/internal/handler"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
