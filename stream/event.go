@@ -14,17 +14,23 @@ import (
 // Event is a change event as the MongoDB manual describes it, with the
 // changed documents decoded into D. Watch[Event[Order]] is the common use.
 //
-// Every field the server sends has a place: the fields below, or Extra for
-// any field this type does not name (such as fields of future server
-// versions). Fields the event does not carry keep their zero value; which
-// fields each operation type carries is in the manual's "Change Events"
-// pages.
+// Every field the server sends has a place: the fields below, which name
+// every field the manual's "Change Events" pages document for MongoDB 8.x,
+// or Extra for any other (such as fields of future server versions). Fields
+// the event does not carry keep their zero value; which fields each
+// operation type carries is in those pages.
 //
-// The envelope is decoded without reflection; FullDocument and
-// FullDocumentBeforeChange are decoded with the client's registry and BSON
-// options, so custom codecs for D work. The bson.Raw fields share one
-// read-only copy of the event: they stay valid after the next call, and must
-// not be modified.
+// Inside a Stream, the envelope is decoded without reflection, and
+// FullDocument and FullDocumentBeforeChange are decoded with the client's
+// registry and BSON options, so custom codecs for D work. The bson.Raw
+// fields share one read-only copy of the event: they stay valid after the
+// next call, and must not be modified.
+//
+// An Event marshals and unmarshals itself (bson.Marshaler,
+// bson.Unmarshaler, json.Marshaler, json.Unmarshaler) with the same
+// envelope code, so an event stored in a collection or a file, or sent on
+// as JSON, keeps every field: see MarshalBSON for the rules and
+// RegisterEventCodec for the registry that D goes through.
 type Event[D any] struct {
 	// ID is the event's resume token (_id).
 	ID Token `bson:"_id"`
@@ -69,13 +75,20 @@ type Event[D any] struct {
 	// "view") of a create, drop or rename event, sent with
 	// showExpandedEvents.
 	NSType string `bson:"nsType,omitempty"`
+	// StateBeforeChange holds, for a modify event, the collection's
+	// options (collectionOptions) or the index's (indexOptions) before
+	// the change, sent with showExpandedEvents.
+	StateBeforeChange bson.Raw `bson:"stateBeforeChange,omitempty"`
 	// SplitEvent is the splitEvent field of a fragment of an event that
 	// $changeStreamSplitLargeEvent split. A Stream joins fragments into
 	// the whole event before decoding, so it is nil on the events a Stream
 	// delivers; it is kept for decoding fragments read some other way.
 	SplitEvent *SplitEvent `bson:"splitEvent,omitempty"`
 	// Extra holds, as one document, every field of the event that the
-	// fields above do not name; nil when there is none.
+	// fields above do not name, and a fullDocument or
+	// fullDocumentBeforeChange that is null (the server's way of saying
+	// that the image it was asked for is not available; the field above
+	// is then nil); nil when there is none.
 	Extra bson.Raw `bson:"-"`
 }
 
@@ -193,6 +206,9 @@ func (e *Event[D]) decodeEnvelope(raw bson.Raw, d *envelopeDecoder) error {
 		return errors.New("event is not a BSON document")
 	}
 	var extra rawBuilder
+	// A null image goes to Extra after the other fields, unless a later
+	// field of the same name is a document.
+	var nullAfter, nullBefore bsoncore.Element
 	rem := raw[4 : len(raw)-1]
 	for len(rem) > 0 {
 		el, rest, ok := bsoncore.ReadElement(rem)
@@ -226,8 +242,10 @@ func (e *Event[D]) decodeEnvelope(raw bson.Raw, d *envelopeDecoder) error {
 			e.DocumentKey, err = rawDoc(key, v)
 		case "fullDocument":
 			e.FullDocument, err = image[D](key, v, d)
+			nullAfter = nullImage(el, e.FullDocument)
 		case "fullDocumentBeforeChange":
 			e.FullDocumentBeforeChange, err = image[D](key, v, d)
+			nullBefore = nullImage(el, e.FullDocumentBeforeChange)
 		case "updateDescription":
 			e.UpdateDescription, err = updateDescription(key, v)
 		case "clusterTime":
@@ -258,6 +276,8 @@ func (e *Event[D]) decodeEnvelope(raw bson.Raw, d *envelopeDecoder) error {
 			e.CollectionUUID = bson.Binary{Subtype: sub, Data: data}
 		case "operationDescription":
 			e.OperationDescription, err = rawDoc(key, v)
+		case "stateBeforeChange":
+			e.StateBeforeChange, err = rawDoc(key, v)
 		case "nsType":
 			b, ok := stringBytes(v)
 			if !ok {
@@ -273,7 +293,22 @@ func (e *Event[D]) decodeEnvelope(raw bson.Raw, d *envelopeDecoder) error {
 			return err
 		}
 	}
+	if nullAfter != nil {
+		extra.add(nullAfter)
+	}
+	if nullBefore != nil {
+		extra.add(nullBefore)
+	}
 	e.Extra = extra.done()
+	return nil
+}
+
+// nullImage returns el when it is a null (or undefined) image, which
+// image decoded to nil, and nil otherwise.
+func nullImage[D any](el bsoncore.Element, p *D) bsoncore.Element {
+	if p == nil {
+		return el
+	}
 	return nil
 }
 
