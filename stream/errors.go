@@ -109,7 +109,7 @@ func newDecodeError(raw bson.Raw, typ string, err error) *DecodeError {
 		return de
 	}
 	doc := bsoncore.Document(raw)
-	if id, ok := doc.Lookup("_id").DocumentOK(); ok {
+	if id, ok := documentOK(doc.Lookup("_id")); ok {
 		de.Token = tokenOf(bson.Raw(id))
 	}
 	if op, ok := stringBytes(doc.Lookup("operationType")); ok {
@@ -118,7 +118,7 @@ func newDecodeError(raw bson.Raw, typ string, err error) *DecodeError {
 	if ns, err := (&envelopeDecoder{}).namespace([]byte("ns"), doc.Lookup("ns")); err == nil {
 		de.NS = ns
 	}
-	if key, ok := doc.Lookup("documentKey").DocumentOK(); ok {
+	if key, ok := documentOK(doc.Lookup("documentKey")); ok {
 		de.DocumentKey = bson.Raw(key)
 	}
 	return de

@@ -221,7 +221,7 @@ func (e *Event[D]) decodeEnvelope(raw bson.Raw, d *envelopeDecoder) error {
 		var err error
 		switch string(key) {
 		case "_id":
-			doc, ok := v.DocumentOK()
+			doc, ok := documentOK(v)
 			if !ok {
 				return typeError(key, v, bsoncore.TypeEmbeddedDocument)
 			}
@@ -314,7 +314,7 @@ func nullImage[D any](el bsoncore.Element, p *D) bsoncore.Element {
 
 // namespace reads {db, coll}, reusing the strings of the last namespace.
 func (d *envelopeDecoder) namespace(key []byte, v bsoncore.Value) (Namespace, error) {
-	doc, ok := v.DocumentOK()
+	doc, ok := documentOK(v)
 	if !ok {
 		return Namespace{}, typeError(key, v, bsoncore.TypeEmbeddedDocument)
 	}
@@ -355,8 +355,12 @@ func image[D any](key []byte, v bsoncore.Value, d *envelopeDecoder) (*D, error) 
 	case bsoncore.TypeNull, bsoncore.TypeUndefined:
 		return nil, nil
 	case bsoncore.TypeEmbeddedDocument:
+		doc, ok := documentOK(v)
+		if !ok {
+			return nil, fmt.Errorf("field %q is malformed BSON", key)
+		}
 		p := new(D)
-		if err := d.decode(v.Data, p); err != nil {
+		if err := d.decode(doc, p); err != nil {
 			return nil, fmt.Errorf("field %q: %w", key, err)
 		}
 		return p, nil
@@ -365,7 +369,7 @@ func image[D any](key []byte, v bsoncore.Value, d *envelopeDecoder) (*D, error) 
 }
 
 func updateDescription(key []byte, v bsoncore.Value) (*UpdateDescription, error) {
-	doc, ok := v.DocumentOK()
+	doc, ok := documentOK(v)
 	if !ok {
 		return nil, typeError(key, v, bsoncore.TypeEmbeddedDocument)
 	}
@@ -403,7 +407,7 @@ func updateDescription(key []byte, v bsoncore.Value) (*UpdateDescription, error)
 
 // eachArrayValue calls f with each value of the array v, the field key.
 func eachArrayValue(key []byte, v bsoncore.Value, f func(bsoncore.Value) error) error {
-	arr, ok := v.ArrayOK()
+	arr, ok := arrayOK(v)
 	if !ok {
 		return typeError(key, v, bsoncore.TypeArray)
 	}
@@ -437,7 +441,7 @@ func stringArray(key []byte, v bsoncore.Value) ([]string, error) {
 func truncatedArrays(key []byte, v bsoncore.Value) ([]TruncatedArray, error) {
 	out := []TruncatedArray{}
 	err := eachArrayValue(key, v, func(ev bsoncore.Value) error {
-		doc, ok := ev.DocumentOK()
+		doc, ok := documentOK(ev)
 		if !ok {
 			return fmt.Errorf("field %q holds BSON %s, want document", key, ev.Type)
 		}
@@ -456,7 +460,7 @@ func truncatedArrays(key []byte, v bsoncore.Value) ([]TruncatedArray, error) {
 }
 
 func splitEvent(key []byte, v bsoncore.Value) (*SplitEvent, error) {
-	doc, ok := v.DocumentOK()
+	doc, ok := documentOK(v)
 	if !ok {
 		return nil, typeError(key, v, bsoncore.TypeEmbeddedDocument)
 	}
@@ -469,11 +473,24 @@ func splitEvent(key []byte, v bsoncore.Value) (*SplitEvent, error) {
 }
 
 func rawDoc(key []byte, v bsoncore.Value) (bson.Raw, error) {
-	doc, ok := v.DocumentOK()
+	doc, ok := documentOK(v)
 	if !ok {
 		return nil, typeError(key, v, bsoncore.TypeEmbeddedDocument)
 	}
 	return bson.Raw(doc), nil
+}
+
+// documentOK returns the embedded document v, checking its length and
+// terminator, which bsoncore's DocumentOK does not.
+func documentOK(v bsoncore.Value) (bsoncore.Document, bool) {
+	doc, ok := v.DocumentOK()
+	return doc, ok && isDocument(doc)
+}
+
+// arrayOK returns the array v, checking its length and terminator.
+func arrayOK(v bsoncore.Value) (bsoncore.Array, bool) {
+	arr, ok := v.ArrayOK()
+	return arr, ok && isDocument(arr)
 }
 
 // stringBytes returns the bytes of a BSON string without copying them.
@@ -489,6 +506,9 @@ func stringBytes(v bsoncore.Value) ([]byte, bool) {
 }
 
 func typeError(key []byte, v bsoncore.Value, want bsoncore.Type) error {
+	if v.Type == want {
+		return fmt.Errorf("field %q is malformed BSON", key)
+	}
 	return fmt.Errorf("field %q is BSON %s, want %s", key, v.Type, want)
 }
 
