@@ -540,6 +540,31 @@ func TestEmptyAndNullFieldsRoundTrip(t *testing.T) {
 		}}}},
 		{"null images", bson.D{{Key: "operationType", Value: "update"}, {Key: "fullDocument", Value: nil}, {Key: "fullDocumentBeforeChange", Value: nil}}},
 		{"updateDescription extra", bson.D{{Key: "updateDescription", Value: bson.D{{Key: "future", Value: int64(1)}}}}},
+		{"every named field", bson.D{
+			{Key: "_id", Value: bson.D{{Key: "_data", Value: "82"}}},
+			{Key: "operationType", Value: "update"},
+			{Key: "clusterTime", Value: bson.Timestamp{T: 1, I: 2}},
+			{Key: "collectionUUID", Value: bson.Binary{Subtype: 4, Data: make([]byte, 16)}},
+			{Key: "wallTime", Value: bson.DateTime(1000)},
+			{Key: "txnNumber", Value: int64(5)},
+			{Key: "lsid", Value: bson.D{{Key: "id", Value: bson.Binary{Subtype: 4, Data: make([]byte, 16)}}, {Key: "uid", Value: bson.Binary{Data: make([]byte, 32)}}}},
+			{Key: "ns", Value: bson.D{{Key: "db", Value: "a"}, {Key: "coll", Value: "b"}}},
+			{Key: "to", Value: bson.D{{Key: "db", Value: "a"}, {Key: "coll", Value: "c"}}},
+			{Key: "nsType", Value: "timeseries"},
+			{Key: "documentKey", Value: bson.D{{Key: "_id", Value: 1}, {Key: "shard", Value: int64(2)}}},
+			{Key: "updateDescription", Value: bson.D{
+				{Key: "updatedFields", Value: bson.D{{Key: "a.0", Value: 1}}},
+				{Key: "removedFields", Value: bson.A{"b", "c"}},
+				{Key: "truncatedArrays", Value: bson.A{bson.D{{Key: "field", Value: "d"}, {Key: "newSize", Value: int32(1)}}}},
+				{Key: "disambiguatedPaths", Value: bson.D{{Key: "a.0", Value: bson.A{"a", int32(0)}}}},
+			}},
+			{Key: "fullDocument", Value: bson.D{{Key: "x", Value: 1}}},
+			{Key: "fullDocumentBeforeChange", Value: bson.D{{Key: "x", Value: 0}}},
+			{Key: "operationDescription", Value: bson.D{{Key: "o", Value: 1}}},
+			{Key: "stateBeforeChange", Value: bson.D{{Key: "collectionOptions", Value: bson.D{{Key: "validationLevel", Value: "strict"}}}}},
+			{Key: "splitEvent", Value: bson.D{{Key: "fragment", Value: int32(1)}, {Key: "of", Value: int32(2)}}},
+			{Key: "future", Value: bson.A{}},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
