@@ -181,8 +181,9 @@ func marshalWith(t *testing.T, reg *bson.Registry, v any) bson.Raw {
 
 func unmarshalWith(t *testing.T, reg *bson.Registry, raw bson.Raw, v any) {
 	t.Helper()
-	rv := bson.RawValue{Type: bson.TypeEmbeddedDocument, Value: raw}
-	if err := rv.UnmarshalWithRegistry(reg, v); err != nil {
+	dec := bson.NewDecoder(bson.NewDocumentReader(bytes.NewReader(raw)))
+	dec.SetRegistry(reg)
+	if err := dec.Decode(v); err != nil {
 		t.Fatalf("decode with registry: %v", err)
 	}
 }
