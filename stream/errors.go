@@ -62,7 +62,8 @@ const (
 // UnmarshalBSON. When the event's envelope could be read (only D failed to
 // decode, say), OperationType, NS and DocumentKey say which document the
 // event was about, so that a consumer can act on it without D: drop the
-// document from a cache, park the event for later.
+// document from a cache, park the event for later. For the rest of the
+// envelope, bson.Unmarshal Raw into an Event[bson.Raw].
 type DecodeError struct {
 	// Raw is the event as the server sent it.
 	Raw bson.Raw

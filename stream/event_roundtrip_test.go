@@ -421,6 +421,10 @@ func TestDecodeErrorCarriesTheEnvelope(t *testing.T) {
 	if de.Token.IsZero() || !strings.Contains(de.Error(), "insert event") || !strings.Contains(de.Error(), f.db.Name()+".orders") {
 		t.Errorf("token %v, message %q", de.Token, de.Error())
 	}
+	var envelope stream.Event[bson.Raw]
+	if err := bson.Unmarshal(de.Raw, &envelope); err != nil || envelope.FullDocument == nil || !envelope.ID.Equal(de.Token) {
+		t.Errorf("the envelope of DecodeError.Raw: %+v, %v", envelope, err)
+	}
 	if ev, err := s.Next(f.ctx); err != nil || ev.FullDocument.ID != 8 {
 		t.Errorf("after the DecodeError: %+v, %v; want order 8", ev, err)
 	}
