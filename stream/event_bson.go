@@ -336,8 +336,8 @@ func appendExtra(dst []byte, extra bson.Raw, written func(string) bool) ([]byte,
 // MarshalBSON and UnmarshalBSON methods, which know no registry and use
 // the default one for D.
 //
-// Register it in the registry of the client that stores events (for
-// options.Client().SetRegistry) when D has codecs of its own: then
+// Register it in the registry of the client that stores events (the one
+// given to options.Client().SetRegistry) when D has codecs of its own: then
 // InsertOne(ctx, ev) and FindOne(...).Decode(&ev) keep them, as a Stream
 // does. Register it before the registry is used.
 func RegisterEventCodec[D any](reg *bson.Registry) {
