@@ -99,3 +99,39 @@ func checkStable[D any](t *testing.T, data []byte) {
 		t.Fatalf("%T: JSON round trip differs (-before +after):\n%s", ev, diff)
 	}
 }
+
+// FuzzEventJSON checks Event's UnmarshalJSON on arbitrary text: no panic,
+// and for every input it accepts, MarshalJSON → UnmarshalJSON gives the
+// same event and MarshalJSON the same text.
+func FuzzEventJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"_id":{"_data":"82"},"operationType":"insert","fullDocument":{"a":{"$numberLong":"1"}},"x":[]}`,
+		`{"operationType":"update","updateDescription":{"updatedFields":{},"removedFields":[],"truncatedArrays":[{"field":"a","newSize":2}]},"fullDocument":null}`,
+		`{"txnNumber":4,"wallTime":{"$date":"2023-04-03T13:36:44Z"},"clusterTime":{"$timestamp":{"t":1,"i":2}},"collectionUUID":{"$binary":{"base64":"AAAAAAAAAAAAAAAAAAAAAA==","subType":"04"}}}`,
+		`{"ns":{"db":"a"},"to":{"db":"a","coll":"b"},"splitEvent":{"fragment":1,"of":2}}`,
+		`null`, `[]`, `{}`, `{"_id":1}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var ev stream.Event[bson.Raw]
+		if err := ev.UnmarshalJSON([]byte(s)); err != nil {
+			return
+		}
+		js, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatalf("decoded but does not marshal: %v", err)
+		}
+		var again stream.Event[bson.Raw]
+		if err := json.Unmarshal(js, &again); err != nil {
+			t.Fatalf("json.Unmarshal of its own JSON: %v\n%s", err, js)
+		}
+		if diff := gocmp.Diff(ev, again); diff != "" {
+			t.Fatalf("JSON round trip differs (-first +second):\n%s\n%s", diff, js)
+		}
+		js2, err := json.Marshal(again)
+		if err != nil || !bytes.Equal(js, js2) {
+			t.Fatalf("MarshalJSON is not stable (%v):\n%s\n%s", err, js, js2)
+		}
+	})
+}
