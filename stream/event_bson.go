@@ -34,7 +34,7 @@ import (
 // registry of your own, register the event's codec in it with
 // RegisterEventCodec.
 func (e Event[D]) MarshalBSON() ([]byte, error) {
-	return e.appendBSON(nil, func(dst []byte, v any) ([]byte, error) {
+	return e.appendBSON(make([]byte, 0, e.sizeHint()), func(dst []byte, v any) ([]byte, error) {
 		b, err := bson.Marshal(v)
 		if err != nil {
 			return nil, err
@@ -130,6 +130,30 @@ func (e *Event[D]) appendBSON(dst []byte, enc encodeFunc) ([]byte, error) {
 	}
 	dst, err = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst, err
+}
+
+// sizeHint returns about how many bytes appendBSON writes, so that its
+// buffer is allocated once: exactly for the documents e holds, roughly for
+// the rest. A D other than bson.Raw may make the buffer grow once more.
+func (e *Event[D]) sizeHint() int {
+	n := 160 + len(e.ID.Raw()) + len(e.OperationType) + len(e.NS.DB) + len(e.NS.Coll) + len(e.NSType) +
+		len(e.CollectionUUID.Data) + len(e.LSID) + len(e.DocumentKey) + len(e.OperationDescription) +
+		len(e.StateBeforeChange) + len(e.Extra)
+	if e.To != nil {
+		n += 32 + len(e.To.DB) + len(e.To.Coll)
+	}
+	if u := e.UpdateDescription; u != nil {
+		n += 96 + len(u.UpdatedFields) + len(u.DisambiguatedPaths) + len(u.Extra) + 32*len(u.TruncatedArrays)
+		for _, f := range u.RemovedFields {
+			n += 8 + len(f)
+		}
+	}
+	for _, p := range []*D{e.FullDocument, e.FullDocumentBeforeChange} {
+		if raw, ok := any(p).(*bson.Raw); ok && raw != nil {
+			n += 32 + len(*raw)
+		}
+	}
+	return n
 }
 
 // written reports whether appendBSON wrote the field key from a named
@@ -353,7 +377,7 @@ func encodeEventValue[D any](ec bson.EncodeContext, vw bson.ValueWriter, val ref
 	if !ok {
 		return bson.ValueEncoderError{Name: "EventEncodeValue", Types: []reflect.Type{val.Type()}, Received: val}
 	}
-	b, err := ev.appendBSON(nil, func(dst []byte, v any) ([]byte, error) {
+	b, err := ev.appendBSON(make([]byte, 0, ev.sizeHint()), func(dst []byte, v any) ([]byte, error) {
 		var buf bytes.Buffer
 		rv := reflect.ValueOf(v)
 		enc, err := ec.LookupEncoder(rv.Type())
