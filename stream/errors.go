@@ -65,7 +65,9 @@ const (
 // document from a cache, park the event for later. For the rest of the
 // envelope, bson.Unmarshal Raw into an Event[bson.Raw].
 type DecodeError struct {
-	// Raw is the event as the server sent it.
+	// Raw is the event as the server sent it (for Event's UnmarshalBSON,
+	// the document it was given; for DecodeAs, the event encoded again by
+	// its MarshalBSON).
 	Raw bson.Raw
 	// Token is the event's resume token (its _id).
 	Token Token
