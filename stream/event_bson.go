@@ -11,10 +11,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
-// MarshalBSON implements bson.Marshaler: it writes e as the change event
-// document it was decoded from, with the envelope code a Stream decodes
-// with, so that bson.Unmarshal followed by bson.Marshal gives back every
-// field with its BSON type and value:
+// MarshalBSON implements bson.Marshaler: it writes e as a change event
+// document, the mirror of the envelope code a Stream decodes with, so that
+// bson.Unmarshal followed by bson.Marshal gives back every field with its
+// BSON type and value:
 //
 //   - Each named field is written when it is set (non-zero; for pointers,
 //     slices and bson.Raw, non-nil), in the BSON type the server uses:
@@ -50,6 +50,9 @@ func (e Event[D]) MarshalBSON() ([]byte, error) {
 func (e *Event[D]) UnmarshalBSON(data []byte) error {
 	raw := bson.Raw(bytes.Clone(data))
 	err := bsoncore.Document(raw).Validate()
+	if err == nil && !isDocument(raw) {
+		err = errors.New("event is not one BSON document")
+	}
 	if err == nil {
 		d := envelopeDecoder{decode: func(doc []byte, v any) error { return bson.Unmarshal(doc, v) }}
 		err = e.decodeEnvelope(raw, &d)
@@ -210,8 +213,8 @@ func (u UpdateDescription) MarshalBSON() ([]byte, error) {
 // updateDescription. It copies data.
 func (u *UpdateDescription) UnmarshalBSON(data []byte) error {
 	raw := bytes.Clone(data)
-	if err := bsoncore.Document(raw).Validate(); err != nil {
-		return fmt.Errorf("changestream: updateDescription is not a BSON document: %w", err)
+	if err := bsoncore.Document(raw).Validate(); err != nil || !isDocument(raw) {
+		return fmt.Errorf("changestream: updateDescription is not one BSON document (%v)", err)
 	}
 	p, err := updateDescription([]byte("updateDescription"), bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: raw})
 	if err != nil {

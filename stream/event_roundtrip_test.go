@@ -592,3 +592,23 @@ func TestEmptyAndNullFieldsRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// UnmarshalBSON called directly takes one whole document, nothing more or
+// less.
+func TestUnmarshalBSONTakesOneDocument(t *testing.T) {
+	doc := mustRaw(t, bson.D{{Key: "operationType", Value: "insert"}})
+	for name, b := range map[string][]byte{
+		"trailing bytes": append(bytes.Clone(doc), 5, 0, 0, 0, 0),
+		"cut short":      doc[:len(doc)-1],
+		"empty":          nil,
+	} {
+		var ev stream.Event[bson.Raw]
+		if err := ev.UnmarshalBSON(b); err == nil {
+			t.Errorf("%s: Event.UnmarshalBSON accepted it", name)
+		}
+		var u stream.UpdateDescription
+		if err := u.UnmarshalBSON(b); err == nil {
+			t.Errorf("%s: UpdateDescription.UnmarshalBSON accepted it", name)
+		}
+	}
+}
