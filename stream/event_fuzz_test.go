@@ -13,7 +13,8 @@ import (
 )
 
 // FuzzEventRoundTrip checks bson.Unmarshal into Event on arbitrary bytes:
-// no panic, and for every input that decodes, Unmarshal → Marshal →
+// no panic, UnmarshalBSON called directly agrees with it, and for every
+// input that decodes, Unmarshal → Marshal →
 // Unmarshal gives the same event and Marshal the same bytes, into
 // Event[bson.Raw] and Event[bson.D] alike; and wherever the driver's
 // canonical Extended JSON keeps the marshalled document whole, the event's
@@ -58,8 +59,18 @@ func FuzzEventRoundTrip(f *testing.F) {
 }
 
 func checkStable[D any](t *testing.T, data []byte) {
-	var ev stream.Event[D]
-	if err := bson.Unmarshal(data, &ev); err != nil {
+	var ev, direct stream.Event[D]
+	err := bson.Unmarshal(data, &ev)
+	if direct.UnmarshalBSON(data) == nil {
+		// data is one whole document: bson.Unmarshal must agree.
+		if err != nil {
+			t.Fatalf("%T: UnmarshalBSON took it, bson.Unmarshal did not: %v", ev, err)
+		}
+		if diff := gocmp.Diff(ev, direct); diff != "" {
+			t.Fatalf("%T: UnmarshalBSON and bson.Unmarshal differ:\n%s", ev, diff)
+		}
+	}
+	if err != nil {
 		return
 	}
 	b1, err := bson.Marshal(ev)
