@@ -170,6 +170,8 @@ type UpdateDescription struct {
 }
 
 // TruncatedArray is an array an update shortened to NewSize elements.
+// An element of truncatedArrays is read as these two fields; any other
+// field in it (the manual documents none) is not kept.
 type TruncatedArray struct {
 	// Field is the dotted path of the array.
 	Field string `bson:"field"`
@@ -177,7 +179,9 @@ type TruncatedArray struct {
 	NewSize int32 `bson:"newSize"`
 }
 
-// SplitEvent says which fragment of a split event this is.
+// SplitEvent says which fragment of a split event this is. splitEvent is
+// read as these two fields; any other field in it (the manual documents
+// none) is not kept.
 type SplitEvent struct {
 	// Fragment is this fragment's number, from 1.
 	Fragment int32 `bson:"fragment"`
