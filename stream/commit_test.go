@@ -115,7 +115,6 @@ func TestManualCommit(t *testing.T) {
 // the commit of that event.
 func TestManualCommitIdleCheckpoints(t *testing.T) {
 	f := newFixture(t)
-	f.needMongotest(t, "a postBatchResumeToken that moves with writes elsewhere")
 	store := newProbeStore(&stream.MemoryStore{})
 	s := watchWith(t, f, &stream.Options{Store: store, Name: "orders", ManualCommit: true, CheckpointEvery: 1, CheckpointInterval: time.Nanosecond},
 		options.ChangeStream().SetMaxAwaitTime(10*time.Millisecond))

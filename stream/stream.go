@@ -435,6 +435,16 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 			return f, false, nil
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		// A result that is ready is taken before an ended ctx is reported.
+		select {
+		case f = <-s.pending:
+			s.pending = nil
+			return f, true, nil
+		default:
+			return f, false, err
+		}
+	}
 	select {
 	case f = <-s.pending:
 		s.pending = nil
