@@ -85,7 +85,6 @@ func (p *position) loaded(cp Checkpoint) {
 	defer p.mu.Unlock()
 	p.saved = cp
 	p.committed = mark{tok: cp.Token, ct: cp.ClusterTime, wall: cp.WallTime}
-	p.noteTime(cp.ClusterTime)
 }
 
 // opened records the driver's resume token once a watch opened: the
@@ -139,6 +138,16 @@ func (p *position) idle(ctx context.Context, tok Token) {
 		p.idleErr = err
 		p.mu.Unlock()
 	}
+}
+
+// serverTime records the cluster time of a reply of the server.
+func (p *position) serverTime(ct bson.Timestamp) {
+	if ct.IsZero() {
+		return
+	}
+	p.mu.Lock()
+	p.noteTime(ct)
+	p.mu.Unlock()
 }
 
 // noteTime records a cluster time the server reported; mu is held.

@@ -62,6 +62,7 @@ type Stream[T any] struct {
 	taken        bool            // an event was taken from a driver stream
 	userResume   bool            // the user's driver options set a resume option Watch used
 	split        reassembler     // split.go: fragments of an event not yet whole
+	clock        serverClock     // clustertime.go: the cluster time of the latest reply
 	codec        codec           // decode.go: how documents are decoded
 	pf           prefetcher      // prefetch.go: fetching ahead
 
@@ -472,10 +473,14 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 				return fetched[T]{tok: s.driverToken()}
 			}
 		}
-		before := s.cs.ID()
+		before, inHand := s.cs.ID(), s.cs.RemainingBatchLength() > 0
 		s.cursorID = before
 		got := s.cs.TryNext(s.ictx)
 		s.noteResume(before)
+		if !inHand {
+			// A round trip: the reply brought the server's cluster time.
+			s.pos.serverTime(s.clock.read(s.cs))
+		}
 		if got {
 			if f, whole := s.take(); whole {
 				return f
