@@ -174,15 +174,15 @@ func (s *Stream[T]) gather(ctx context.Context, max int, wait time.Duration) (g 
 	}
 	defer s.release()
 	add := func(d delivery[T], ok bool, err error) bool {
-		var de *DecodeError
-		switch {
-		case errors.As(err, &de):
-			g.err, g.failed = err, d.id
-			return false
-		case err != nil:
+		if err != nil {
 			g.err = err
+			var de *DecodeError
+			if errors.As(err, &de) {
+				g.failed = d.id
+			}
 			return false
-		case ok:
+		}
+		if ok {
 			if g.batch == nil {
 				g.batch = make([]T, 0, min(max, 1024))
 			}

@@ -392,7 +392,8 @@ func (s *Stream[T]) deliverHeld(ctx context.Context, block bool) (d delivery[T],
 
 // Commit commits the stream's position through a delivered event: tok is
 // that event's _id (Event.ID, DecodeError.Token) or the ResumeToken read
-// right after Next, TryNext or All delivered it. The event and every event
+// right after Next, TryNext or All delivered it; the current ResumeToken
+// names the last event delivered. The event and every event
 // delivered before it count as done; with Options.Store the position is
 // saved every CheckpointEvery events or CheckpointInterval, whichever comes
 // first, and on Close. Commit is how a consumer with Options.ManualCommit
