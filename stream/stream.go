@@ -72,7 +72,7 @@ type Stream[T any] struct {
 	term    error // why the stream ended, if it did
 	stats   Stats // Events, Resumes and Rewatches
 	inBody  bool  // an All loop body is running
-	manual  bool  // no commit on the next call: Options.ManualCommit, Batches, Process
+	manual  bool  // no commit on the next call: Options.ManualCommit, Batches
 	loopErr error // the error of the Close made by All or Batches, for the next Close
 }
 
@@ -321,7 +321,8 @@ func (s *Stream[T]) acquire(ctx context.Context) error {
 func (s *Stream[T]) release() { <-s.sem }
 
 // manualCommits turns the commit on the next call off for the rest of the
-// stream's life: Batches and Process commit by themselves.
+// stream's life, for consumers in the package that commit by themselves
+// (Batches).
 func (s *Stream[T]) manualCommits() {
 	s.mu.Lock()
 	s.manual = true
