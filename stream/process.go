@@ -9,6 +9,91 @@ import (
 	"time"
 )
 
+// Process runs handler for the events of s, several at once, and commits
+// the stream's position as they complete. It returns when ctx ends (with
+// ctx.Err()), when s is closed (nil), when the stream ends (with its error,
+// such as ErrInvalidated), or when an event cannot be handled (see
+// ProcessOptions.DeadLetter); s is closed when Process returns.
+//
+// Ordering: events with equal keys (ProcessOptions.Key; by default the
+// namespace and documentKey, so the events of one document) are handled
+// one after another in stream order: the handler for an event starts only
+// after the handler for the previous event of its key returned. Events of
+// different keys run concurrently, on at most ProcessOptions.Workers
+// goroutines, in no promised order. An event without a key (drop, rename,
+// dropDatabase, invalidate and other DDL events, by default) is a barrier:
+// its handler starts after the handlers of every event before it returned,
+// and no event after it starts before it returned.
+//
+// Commits, at least once: Process commits the position after the newest
+// event such that it and every event before it were handled (a low-water
+// mark), through Stream.Commit; with Options.Store, saves follow
+// Options.CheckpointEvery and CheckpointInterval, and the position is
+// saved when Process returns. An event is handled when its handler
+// returned nil or DeadLetter took it. After a crash or a restart, the
+// events after the saved position come again: at most
+// ProcessOptions.MaxInFlight of them beyond the committed events not yet
+// saved (CheckpointEvery 1 saves every commit). Process turns off the
+// commit on the next call of s for good, as Options.ManualCommit does, so
+// s need not be opened with ManualCommit.
+//
+// Failures: a handler that returns an error or panics (ErrHandlerPanic) is
+// called again with backoff, up to ProcessOptions.MaxAttempts calls; then
+// ProcessOptions.DeadLetter decides whether Process goes on. An event that
+// cannot be decoded into T is handed to DeadLetter without a handler call.
+// A *CheckpointError (saves failing, see Options.CheckpointFailures) stops
+// Process with it.
+//
+// Stopping: once ctx ends, s is closed, the stream ends or an error stops
+// Process, no new event is taken and no new handler call starts; the calls
+// running get ProcessOptions.Grace to return, with a context that is
+// cancelled when it is over (handler contexts carry ctx's values, not its
+// cancellation). Process then commits the low-water mark and returns;
+// events whose handler did not return are not committed.
+//
+// Like All, Process consumes the stream: it returns ErrSingleUse when All,
+// Batches or Process was already used on s. Invalid arguments (a nil
+// stream or handler, invalid ProcessOptions) are errors, and s is left as
+// it was.
+func Process[T any](ctx context.Context, s *Stream[T], handler func(context.Context, T) error, opts *ProcessOptions[T]) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if s == nil {
+		return errors.New("changestream: Process needs a *Stream, not nil")
+	}
+	if handler == nil {
+		return errors.New("changestream: Process needs a handler, not nil")
+	}
+	o, err := opts.resolve()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-s.used:
+	default:
+		return ErrSingleUse
+	}
+	s.manualCommits()
+	take := func(ctx context.Context) (processEvent[T], error) {
+		d, _, err := s.deliver(ctx, true)
+		var de *DecodeError
+		switch {
+		case err == nil:
+			return processEvent[T]{val: d.val, raw: d.raw, tok: d.id}, nil
+		case errors.As(err, &de):
+			return processEvent[T]{raw: d.raw, tok: d.id, decodeErr: err}, nil
+		}
+		return processEvent[T]{}, err
+	}
+	p := newProcessor(take, s.Commit, handler, o, s.log)
+	err = p.run(ctx)
+	if cerr := s.close(context.WithoutCancel(ctx), false); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return err
+}
+
 // processor runs Process: an intake goroutine takes events from the
 // stream, the coordinating goroutine (run) orders them and hands them to
 // the workers, and commits the low-water mark as they complete.
