@@ -31,6 +31,16 @@ type Stats struct {
 	// to the second, as cluster times have; zero when ClusterTime is zero.
 	Lag time.Duration
 
+	// InFlight is the number of events delivered and not committed yet:
+	// with the default commit on the next call at most one, more with
+	// Options.ManualCommit, Batches and Process.
+	InFlight int
+
+	// CaughtUp is true when the server had nothing after the last event
+	// delivered: the stream's resume point is the postBatchResumeToken of
+	// an empty batch.
+	CaughtUp bool
+
 	// Checkpoint is the last checkpoint saved (or loaded by Watch) with
 	// Options.Store; the zero Checkpoint when none. Its UpdatedAt is when
 	// it was saved.
@@ -46,14 +56,13 @@ type Stats struct {
 func (s *Stream[T]) Stats() Stats {
 	s.mu.Lock()
 	st := s.stats
-	tok := s.token
 	s.mu.Unlock()
-	if ct, err := tok.ClusterTime(); err == nil && !ct.IsZero() {
+	ps := s.pos.state()
+	if ct := tokenTime(ps.delivered.tok); !ct.IsZero() {
 		st.ClusterTime = ct
 		st.Lag = max(time.Since(time.Unix(int64(ct.T), 0)), 0)
 	}
-	if s.ck != nil {
-		st.Checkpoint, st.CheckpointErr = s.ck.state()
-	}
+	st.InFlight, st.CaughtUp = ps.inflight, ps.caughtUp
+	st.Checkpoint, st.CheckpointErr = ps.saved, ps.saveErr
 	return st
 }
