@@ -449,6 +449,7 @@ func TestProcessBadInput(t *testing.T) {
 	nextIDs(t, f, s, 1)
 
 	used := watchOrders(t, f)
+	f.insert(t, Order{ID: 2})
 	for range used.All(f.ctx) {
 		break
 	}
