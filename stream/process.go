@@ -189,6 +189,36 @@ func (p *processor[T]) run(ctx context.Context) error {
 		grace = graceTimer.C
 	}
 	graceOver := false
+
+	// The low-water mark moved past passed events since the last commit, to
+	// mark. Commits are spaced by commitPause at least, unless half the
+	// window waits for one or Process stops, so that many workers on a fast
+	// stream do not make a Commit per event; the events' slots are freed
+	// only once they are committed, so MaxInFlight bounds what a crash can
+	// repeat.
+	passed, mark := 0, Token{}
+	var lastCommit time.Time
+	commitTimer := time.NewTimer(time.Hour)
+	commitTimer.Stop()
+	defer commitTimer.Stop()
+	var commitDue <-chan time.Time
+	flush := func() {
+		if commitDue != nil {
+			commitTimer.Stop()
+			commitDue = nil
+		}
+		if passed == 0 {
+			return
+		}
+		if err := p.commit(mark); err != nil {
+			halt(err)
+		}
+		// Only now may intake take the events that replace them.
+		for range passed {
+			<-slots
+		}
+		passed = 0
+	}
 	for {
 		p.dispatch(jobs)
 		if p.stopping && p.running == 0 {
@@ -210,6 +240,8 @@ func (p *processor[T]) run(ctx context.Context) error {
 			halt(ctx.Err())
 		case <-grace:
 			graceOver = true
+		case <-commitDue:
+			commitDue = nil
 		}
 		// Take the other reports in hand before committing once.
 	drain:
@@ -222,18 +254,23 @@ func (p *processor[T]) run(ctx context.Context) error {
 			}
 		}
 		if n, tok := p.win.advance(); n > 0 {
-			if err := p.commit(tok); err != nil {
-				halt(err)
-			}
-			// Only now may intake take the events that replace them.
-			for range n {
-				<-slots
+			passed, mark = passed+n, tok
+		}
+		if passed > 0 {
+			now := time.Now()
+			if p.stopping || graceOver || 2*passed >= p.o.MaxInFlight || now.Sub(lastCommit) >= commitPause {
+				flush()
+				lastCommit = now
+			} else if commitDue == nil {
+				commitTimer.Reset(commitPause - now.Sub(lastCommit))
+				commitDue = commitTimer.C
 			}
 		}
 		if graceOver {
 			break
 		}
 	}
+	flush()
 	close(jobs)
 	if graceOver {
 		cancelHandlers()
@@ -246,6 +283,10 @@ func (p *processor[T]) run(ctx context.Context) error {
 	}
 	return p.err
 }
+
+// commitPause is the least time between two commits of Process, unless
+// half its window waits for one.
+const commitPause = time.Millisecond
 
 // intakeError is what Process returns when intake ended with err.
 func intakeError(err error) error {

@@ -12,17 +12,37 @@ import (
 //
 // The namespace is part of the key because a database or cluster stream
 // sees documents of several collections, and equal _id values in two
-// collections are two documents.
+// collections are two documents. Both fields are found in one pass over
+// the event's top-level fields.
 func documentKeyOf(raw bson.Raw) (key string, ok bool) {
-	doc := bsoncore.Document(raw)
-	dk, err := doc.LookupErr("documentKey")
-	if err != nil || dk.Type != bsoncore.TypeEmbeddedDocument {
+	if len(raw) < 5 {
 		return "", false
 	}
-	ns, err := doc.LookupErr("ns")
-	if err != nil || ns.Type != bsoncore.TypeEmbeddedDocument {
-		return string(dk.Data), true
+	var ns, dk []byte
+	rest := []byte(raw[4 : len(raw)-1])
+	for len(rest) > 0 && (ns == nil || dk == nil) {
+		elem, next, ok := bsoncore.ReadElement(rest)
+		if !ok {
+			break
+		}
+		rest = next
+		if bsoncore.Type(elem[0]) != bsoncore.TypeEmbeddedDocument {
+			continue
+		}
+		name, err := elem.KeyBytesErr()
+		if err != nil {
+			break
+		}
+		switch string(name) {
+		case "ns":
+			ns = elem[len(name)+2:]
+		case "documentKey":
+			dk = elem[len(name)+2:]
+		}
+	}
+	if dk == nil {
+		return "", false
 	}
 	// Both are length-prefixed documents: the pair is unambiguous.
-	return string(ns.Data) + string(dk.Data), true
+	return string(ns) + string(dk), true
 }
