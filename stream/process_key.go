@@ -19,25 +19,30 @@ func documentKeyOf(raw bson.Raw) (key string, ok bool) {
 		return "", false
 	}
 	var ns, dk []byte
+	seenNS, seenDK := false, false // the first field of each name counts
 	rest := []byte(raw[4 : len(raw)-1])
-	for len(rest) > 0 && (ns == nil || dk == nil) {
+	for len(rest) > 0 && !(seenNS && seenDK) {
 		elem, next, ok := bsoncore.ReadElement(rest)
 		if !ok {
 			break
 		}
 		rest = next
-		if bsoncore.Type(elem[0]) != bsoncore.TypeEmbeddedDocument {
-			continue
-		}
 		name, err := elem.KeyBytesErr()
 		if err != nil {
 			break
 		}
-		switch string(name) {
-		case "ns":
-			ns = elem[len(name)+2:]
-		case "documentKey":
-			dk = elem[len(name)+2:]
+		isDoc := bsoncore.Type(elem[0]) == bsoncore.TypeEmbeddedDocument
+		switch {
+		case !seenNS && string(name) == "ns":
+			seenNS = true
+			if isDoc {
+				ns = elem[len(name)+2:]
+			}
+		case !seenDK && string(name) == "documentKey":
+			seenDK = true
+			if isDoc {
+				dk = elem[len(name)+2:]
+			}
 		}
 	}
 	if dk == nil {
