@@ -44,12 +44,15 @@ import (
 // A *CheckpointError (saves failing, see Options.CheckpointFailures) stops
 // Process with it.
 //
-// Stopping: once ctx ends, s is closed, the stream ends or an error stops
-// Process, no new event is taken and no new handler call starts; the calls
-// running get ProcessOptions.Grace to return, with a context that is
-// cancelled when it is over (handler contexts carry ctx's values, not its
-// cancellation). Process then commits the low-water mark and returns;
-// events whose handler did not return are not committed.
+// Stopping: when the stream ends (ErrInvalidated after an invalidate
+// event, ErrHistoryLost, ...), the events already taken are handled as
+// usual, and then Process returns the stream's error. Once ctx ends, s is
+// closed or an error stops Process, no new event is taken and no new
+// handler call starts; the calls running get ProcessOptions.Grace to
+// return, with a context that is cancelled when it is over (handler
+// contexts carry ctx's values, not its cancellation). Process then commits
+// the low-water mark and returns; events whose handler did not return are
+// not committed.
 //
 // Like All, Process consumes the stream: it returns ErrSingleUse when All,
 // Batches or Process was already used on s. Invalid arguments (a nil
@@ -189,6 +192,7 @@ func (p *processor[T]) run(ctx context.Context) error {
 		grace = graceTimer.C
 	}
 	graceOver := false
+	ending, endErr := false, error(nil) // intake ended with the stream; draining the window
 
 	// The low-water mark moved past passed events since the last commit, to
 	// mark. Commits are spaced by commitPause at least, unless half the
@@ -229,8 +233,12 @@ func (p *processor[T]) run(ctx context.Context) error {
 			switch {
 			case p.stopping:
 				// Taken after Process stopped: not handled, not committed.
-			case a.err != nil:
+			case a.err != nil && (errors.Is(a.err, ErrClosed) || ctx.Err() != nil):
 				halt(intakeError(a.err))
+			case a.err != nil:
+				// The stream ended (ErrInvalidated, ErrHistoryLost, ...):
+				// the events taken are handled before Process stops.
+				ending, endErr = true, a.err
 			default:
 				p.arrive(a.ev)
 			}
@@ -255,6 +263,9 @@ func (p *processor[T]) run(ctx context.Context) error {
 		}
 		if n, tok := p.win.advance(); n > 0 {
 			passed, mark = passed+n, tok
+		}
+		if ending && !p.stopping && p.win.len() == 0 {
+			halt(endErr)
 		}
 		if passed > 0 {
 			now := time.Now()

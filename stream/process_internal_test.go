@@ -27,9 +27,12 @@ type memEvent struct {
 
 // memSource feeds events to a processor and records its commits.
 type memSource struct {
-	t      *testing.T
-	events chan memEvent
-	bound  int // MaxInFlight: taken - committed must never exceed it
+	t       *testing.T
+	events  chan memEvent
+	bound   int           // MaxInFlight: taken - committed must never exceed it
+	end     error         // what take returns once events is closed; ErrClosed when nil
+	ended   chan struct{} // closed when take returned end
+	endOnce sync.Once
 
 	mu        sync.Mutex
 	taken     int
@@ -39,7 +42,7 @@ type memSource struct {
 }
 
 func newMemSource(t *testing.T, bound int) *memSource {
-	return &memSource{t: t, events: make(chan memEvent, 1024), bound: bound, changed: make(chan struct{})}
+	return &memSource{t: t, events: make(chan memEvent, 1024), bound: bound, changed: make(chan struct{}), ended: make(chan struct{})}
 }
 
 func memToken(n int) Token {
@@ -57,6 +60,10 @@ func (m *memSource) take(ctx context.Context) (processEvent[memEvent], error) {
 	select {
 	case ev, ok := <-m.events:
 		if !ok {
+			if m.end != nil {
+				m.endOnce.Do(func() { close(m.ended) })
+				return processEvent[memEvent]{}, m.end
+			}
 			return processEvent[memEvent]{}, ErrClosed
 		}
 		m.mu.Lock()
@@ -577,5 +584,34 @@ func TestDocumentKeyOf(t *testing.T) {
 	}
 	if _, ok := documentKeyOf(ev(ns("a"), bson.E{Key: "documentKey", Value: "x"})); ok {
 		t.Error("a documentKey that is not a document makes a key")
+	}
+}
+
+// When the stream ends (here with ErrInvalidated), the events already
+// taken are all handled and committed before Process returns the error;
+// when it is closed, only the running handlers finish.
+func TestProcessEngineStreamEnd(t *testing.T) {
+	ctx := testCtx(t)
+	src := newMemSource(t, 0)
+	src.end = ErrInvalidated
+	release := make(chan struct{})
+	handler := func(_ context.Context, ev memEvent) error {
+		if ev.n == 1 {
+			<-release
+		}
+		return nil
+	}
+	done := mustRunMem(t, ctx, src, handler, &ProcessOptions[memEvent]{Workers: 2, MaxInFlight: 64})
+	for n := 1; n <= 20; n++ {
+		src.events <- memEvent{n, "k"} // one key: all wait for event 1
+	}
+	close(src.events)
+	<-src.ended // everything is taken, and the end too
+	close(release)
+	if err := wait(t, ctx, done); !errors.Is(err, ErrInvalidated) {
+		t.Fatalf("Process returned %v, want ErrInvalidated", err)
+	}
+	if c := src.lastCommit(); c != 20 {
+		t.Errorf("committed through %d, want 20: every event taken before the end", c)
 	}
 }
