@@ -2,8 +2,10 @@ package stream_test
 
 // The crash test of Process: a child process (this test binary, run again
 // with processCrashChildEnv set) consumes with Process and 16 workers from
-// a FileStore checkpoint and is killed with SIGKILL at random moments
-// while the parent writes inserts, updates and deletes over many keys.
+// a FileStore checkpoint and is killed with SIGKILL at random moments (once
+// it handled a random number of events of its run, about as many as are
+// written meanwhile) while the parent writes inserts, updates and deletes
+// over many keys.
 // Every write carries a per-key sequence number; the child appends each
 // event its handler ran for to a log, and the parent checks every line of
 // it: nothing lost, nothing out of order within a key, and no more events
@@ -95,7 +97,11 @@ func TestProcessCrash(t *testing.T) {
 	kills := 0
 	for run := 0; run <= processCrashKills; run++ {
 		final := run == processCrashKills
-		child := startCrashChild(t, ctx, exe, uri, f.db.Name(), dir, run)
+		// The child is killed once it handled a random number of events
+		// (on average as many as are written meanwhile), or at a random
+		// moment after the writes of its run if it handles fewer.
+		target := perCycle/2 + rand.N(perCycle)
+		child := startCrashChild(t, ctx, exe, uri, f.db.Name(), dir, run, target)
 		writes := make(chan error, 1)
 		go func() {
 			if final {
@@ -119,14 +125,23 @@ func TestProcessCrash(t *testing.T) {
 			}
 			break
 		}
-		// Kill the child at a random moment once it handled an event of
-		// this run, while the writer goes on.
 		child.waitHandling(t, ctx)
-		time.Sleep(time.Duration(rand.N(40)) * time.Millisecond) // the kill's random moment, not a synchronisation
+		wrote := false
+		select {
+		case <-child.reached:
+		case err := <-writes:
+			if err != nil {
+				t.Fatal(err)
+			}
+			wrote = true
+			time.Sleep(time.Duration(rand.N(50)) * time.Millisecond) // the kill's random moment, not a synchronisation
+		}
 		child.kill(t)
 		kills++
-		if err := <-writes; err != nil {
-			t.Fatal(err)
+		if !wrote {
+			if err := <-writes; err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 
@@ -164,32 +179,55 @@ func newCrashWriter(coll *mongo.Collection) *crashWriter {
 	return &crashWriter{coll: coll, ops: map[int][]crashOp{}, exists: map[int]bool{}}
 }
 
-// write makes n writes on random keys: an insert of a key that does not
-// exist, otherwise an update (three in four) or a delete.
+// write makes n writes (at most processCrashKeys) on distinct random
+// keys: an insert of a key that does not exist, otherwise an update (three
+// in four) or a delete. As each key is written once, the writes are sent
+// in groups of up to 50, one command for the inserts, one for the updates
+// and one for the deletes of a group.
 func (w *crashWriter) write(ctx context.Context, n int) error {
-	for range n {
-		k := rand.N(processCrashKeys)
-		seq := len(w.ops[k])
-		id := bson.D{{Key: "_id", Value: k}}
-		var err error
-		kind := "insert"
-		switch {
-		case !w.exists[k]:
-			_, err = w.coll.InsertOne(ctx, bson.D{{Key: "_id", Value: k}, {Key: "seq", Value: seq}})
-			w.exists[k] = true
-		case rand.N(4) > 0:
-			kind = "update"
-			_, err = w.coll.UpdateOne(ctx, id, bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}}}})
-		default:
-			kind = "delete"
-			_, err = w.coll.DeleteOne(ctx, id)
-			w.exists[k] = false
+	keys := rand.Perm(processCrashKeys)[:n]
+	for len(keys) > 0 {
+		group := keys[:min(50, len(keys))]
+		keys = keys[len(group):]
+		var inserts []any
+		var updates, deletes []mongo.WriteModel
+		for _, k := range group {
+			seq := len(w.ops[k])
+			id := bson.D{{Key: "_id", Value: k}}
+			kind := "insert"
+			switch {
+			case !w.exists[k]:
+				inserts = append(inserts, bson.D{{Key: "_id", Value: k}, {Key: "seq", Value: seq}})
+				w.exists[k] = true
+			case rand.N(4) > 0:
+				kind = "update"
+				updates = append(updates, mongo.NewUpdateOneModel().SetFilter(id).
+					SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}}}}))
+			default:
+				kind = "delete"
+				deletes = append(deletes, mongo.NewDeleteOneModel().SetFilter(id))
+				w.exists[k] = false
+			}
+			w.ops[k] = append(w.ops[k], crashOp{kind: kind, seq: seq})
+			w.events++
 		}
-		if err != nil {
-			return fmt.Errorf("%s of key %d: %w", kind, k, err)
+		if len(inserts) > 0 {
+			if _, err := w.coll.InsertMany(ctx, inserts); err != nil {
+				return fmt.Errorf("inserts: %w", err)
+			}
 		}
-		w.ops[k] = append(w.ops[k], crashOp{kind: kind, seq: seq})
-		w.events++
+		for _, models := range [][]mongo.WriteModel{updates, deletes} {
+			if len(models) == 0 {
+				continue
+			}
+			res, err := w.coll.BulkWrite(ctx, models)
+			if err != nil {
+				return fmt.Errorf("bulk write: %w", err)
+			}
+			if res.ModifiedCount+res.DeletedCount != int64(len(models)) {
+				return fmt.Errorf("bulk write of %d: %d modified, %d deleted", len(models), res.ModifiedCount, res.DeletedCount)
+			}
+		}
 	}
 	return nil
 }
@@ -198,12 +236,13 @@ func (w *crashWriter) write(ctx context.Context, n int) error {
 type crashChild struct {
 	cmd      *exec.Cmd
 	handling chan struct{} // closed when the child says it handled an event
+	reached  chan struct{} // closed when it handled target events
 	errBuf   *strings.Builder
 	mu       *sync.Mutex
 	done     chan error
 }
 
-func startCrashChild(t *testing.T, ctx context.Context, exe, uri, db, dir string, run int) *crashChild {
+func startCrashChild(t *testing.T, ctx context.Context, exe, uri, db, dir string, run, target int) *crashChild {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, exe, "-test.run=^TestProcessCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(),
@@ -213,17 +252,24 @@ func startCrashChild(t *testing.T, ctx context.Context, exe, uri, db, dir string
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &crashChild{cmd: cmd, handling: make(chan struct{}), errBuf: &strings.Builder{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
+	c := &crashChild{cmd: cmd, handling: make(chan struct{}), reached: make(chan struct{}),
+		errBuf: &strings.Builder{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
 	cmd.Stderr = lockedWriter{c.mu, c.errBuf}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
 		sc := bufio.NewScanner(out)
-		once := sync.Once{}
+		handled := 0
 		for sc.Scan() {
-			if sc.Text() == "handling" {
-				once.Do(func() { close(c.handling) })
+			if sc.Text() != "handled" {
+				continue
+			}
+			if handled++; handled == 1 {
+				close(c.handling)
+			}
+			if handled == target {
+				close(c.reached)
 			}
 		}
 		c.done <- cmd.Wait()
@@ -303,7 +349,7 @@ func TestProcessCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
+	var stdout sync.Mutex
 	err = stream.Process(ctx, s, func(ctx context.Context, ev bson.Raw) error {
 		op := ev.Lookup("operationType").StringValue()
 		k, ok := ev.Lookup("documentKey", "_id").AsInt64OK()
@@ -323,7 +369,9 @@ func TestProcessCrashChild(t *testing.T) {
 		if _, err := fmt.Fprintf(log, "%s %s %d %s %s\n", run, op, k, seq, tok); err != nil {
 			return err
 		}
-		once.Do(func() { fmt.Println("handling") })
+		stdout.Lock()
+		fmt.Println("handled") // for the parent: it kills the child after a number of these
+		stdout.Unlock()
 		return nil
 	}, &stream.ProcessOptions[bson.Raw]{Workers: processCrashWorkers, MaxInFlight: processCrashInFlight})
 	if !errors.Is(err, stream.ErrInvalidated) {
