@@ -193,6 +193,20 @@ func (p *processor[T]) run(ctx context.Context) error {
 	}
 	graceOver := false
 	ending, endErr := false, error(nil) // intake ended with the stream; draining the window
+	onArrival := func(a arrival[T]) {
+		switch {
+		case p.stopping:
+			// Taken after Process stopped: not handled, not committed.
+		case a.err != nil && (errors.Is(a.err, ErrClosed) || ctx.Err() != nil):
+			halt(intakeError(a.err))
+		case a.err != nil:
+			// The stream ended (ErrInvalidated, ErrHistoryLost, ...): the
+			// events taken are handled before Process stops.
+			ending, endErr = true, a.err
+		default:
+			p.arrive(a.ev)
+		}
+	}
 
 	// The low-water mark moved past passed events since the last commit, to
 	// mark. Commits are spaced by commitPause at least, unless half the
@@ -230,18 +244,7 @@ func (p *processor[T]) run(ctx context.Context) error {
 		}
 		select {
 		case a := <-arrivals:
-			switch {
-			case p.stopping:
-				// Taken after Process stopped: not handled, not committed.
-			case a.err != nil && (errors.Is(a.err, ErrClosed) || ctx.Err() != nil):
-				halt(intakeError(a.err))
-			case a.err != nil:
-				// The stream ended (ErrInvalidated, ErrHistoryLost, ...):
-				// the events taken are handled before Process stops.
-				ending, endErr = true, a.err
-			default:
-				p.arrive(a.ev)
-			}
+			onArrival(a)
 		case r := <-results:
 			p.finish(r, halt)
 		case <-ctxDone:
@@ -251,12 +254,15 @@ func (p *processor[T]) run(ctx context.Context) error {
 		case <-commitDue:
 			commitDue = nil
 		}
-		// Take the other reports in hand before committing once.
+		// Take what else waits in hand (reports, and events while the
+		// window has room for them) before committing once.
 	drain:
-		for p.running > 0 {
+		for range p.o.MaxInFlight {
 			select {
 			case r := <-results:
 				p.finish(r, halt)
+			case a := <-arrivals:
+				onArrival(a)
 			default:
 				break drain
 			}
