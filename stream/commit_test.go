@@ -115,7 +115,6 @@ func TestManualCommit(t *testing.T) {
 // the commit of that event.
 func TestManualCommitIdleCheckpoints(t *testing.T) {
 	f := newFixture(t)
-	f.needMongotest(t, "a postBatchResumeToken that moves with writes elsewhere")
 	store := newProbeStore(&stream.MemoryStore{})
 	s := watchWith(t, f, &stream.Options{Store: store, Name: "orders", ManualCommit: true, CheckpointEvery: 1, CheckpointInterval: time.Nanosecond},
 		options.ChangeStream().SetMaxAwaitTime(10*time.Millisecond))
@@ -155,5 +154,16 @@ func TestManualCommitIdleCheckpoints(t *testing.T) {
 	idle = idleUntilMoved(idle)
 	if got := store.lastSaved(); !got.Equal(idle) {
 		t.Fatalf("idle with nothing in flight: saved %v, want %v", got, idle)
+	}
+	// The current ResumeToken, moved by an idle token after the last
+	// event delivered, commits that event and the idle token.
+	f.insert(t, Order{ID: 2})
+	nextIDs(t, f, s, 2)
+	idle = idleUntilMoved(s.ResumeToken())
+	if err := s.Commit(s.ResumeToken()); err != nil {
+		t.Fatalf("Commit(ResumeToken()) with event 2 in flight: %v", err)
+	}
+	if got := store.lastSaved(); !got.Equal(idle) || s.Stats().InFlight != 0 {
+		t.Fatalf("saved %v with %d in flight, want %v and none", got, s.Stats().InFlight, idle)
 	}
 }

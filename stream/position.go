@@ -85,7 +85,6 @@ func (p *position) loaded(cp Checkpoint) {
 	defer p.mu.Unlock()
 	p.saved = cp
 	p.committed = mark{tok: cp.Token, ct: cp.ClusterTime, wall: cp.WallTime}
-	p.noteTime(cp.ClusterTime)
 }
 
 // opened records the driver's resume token once a watch opened: the
@@ -105,10 +104,12 @@ func (p *position) opened(tok Token) {
 func (p *position) deliver(id Token, after mark, restart bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t := tokenTime(after.tok); t.After(after.ct) {
-		p.noteTime(t)
-	}
 	p.noteTime(after.ct)
+	if !after.tok.Equal(id) {
+		// The batch's postBatchResumeToken (once per batch: reading a
+		// token's time allocates).
+		p.noteTime(tokenTime(after.tok))
+	}
 	p.delivered = after
 	p.caughtUp = false
 	p.inflight = append(p.inflight, inFlight{id: id, after: after})
@@ -139,6 +140,16 @@ func (p *position) idle(ctx context.Context, tok Token) {
 		p.idleErr = err
 		p.mu.Unlock()
 	}
+}
+
+// serverTime records the cluster time of a reply of the server.
+func (p *position) serverTime(ct bson.Timestamp) {
+	if ct.IsZero() {
+		return
+	}
+	p.mu.Lock()
+	p.noteTime(ct)
+	p.mu.Unlock()
 }
 
 // noteTime records a cluster time the server reported; mu is held.
@@ -199,9 +210,14 @@ func (p *position) commitThrough(ctx context.Context, tok Token) error {
 }
 
 // findLocked returns the index in inflight of the event tok names, or -1.
+// The current ResumeToken names the last event delivered, also after an
+// idle token moved it.
 func (p *position) findLocked(tok Token) int {
 	if tok.IsZero() {
 		return -1
+	}
+	if n := len(p.inflight); n > 0 && tok.Equal(p.delivered.tok) {
+		return n - 1
 	}
 	for i := len(p.inflight) - 1; i >= 0; i-- {
 		if e := p.inflight[i]; e.id.Equal(tok) || e.after.tok.Equal(tok) {

@@ -62,6 +62,7 @@ type Stream[T any] struct {
 	taken        bool            // an event was taken from a driver stream
 	userResume   bool            // the user's driver options set a resume option Watch used
 	split        reassembler     // split.go: fragments of an event not yet whole
+	clock        serverClock     // clustertime.go: the cluster time of the latest reply
 	codec        codec           // decode.go: how documents are decoded
 	pf           prefetcher      // prefetch.go: fetching ahead
 
@@ -391,7 +392,8 @@ func (s *Stream[T]) deliverHeld(ctx context.Context, block bool) (d delivery[T],
 
 // Commit commits the stream's position through a delivered event: tok is
 // that event's _id (Event.ID, DecodeError.Token) or the ResumeToken read
-// right after Next, TryNext or All delivered it. The event and every event
+// right after Next, TryNext or All delivered it; the current ResumeToken
+// names the last event delivered. The event and every event
 // delivered before it count as done; with Options.Store the position is
 // saved every CheckpointEvery events or CheckpointInterval, whichever comes
 // first, and on Close. Commit is how a consumer with Options.ManualCommit
@@ -435,6 +437,16 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 			return f, false, nil
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		// A result that is ready is taken before an ended ctx is reported.
+		select {
+		case f = <-s.pending:
+			s.pending = nil
+			return f, true, nil
+		default:
+			return f, false, err
+		}
+	}
 	select {
 	case f = <-s.pending:
 		s.pending = nil
@@ -462,10 +474,14 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 				return fetched[T]{tok: s.driverToken()}
 			}
 		}
-		before := s.cs.ID()
+		before, inHand := s.cs.ID(), s.cs.RemainingBatchLength() > 0
 		s.cursorID = before
 		got := s.cs.TryNext(s.ictx)
 		s.noteResume(before)
+		if !inHand {
+			// A round trip: the reply brought the server's cluster time.
+			s.pos.serverTime(s.clock.read(s.cs))
+		}
 		if got {
 			if f, whole := s.take(); whole {
 				return f
