@@ -37,6 +37,7 @@ func ordersRange(from, to int) []Order {
 // A batch fills up to max at once when the events are there, and is
 // yielded with fewer once wait has passed.
 func TestBatchesGathersUpToMax(t *testing.T) {
+	before := streamGoroutines()
 	f := newFixture(t)
 	s := watchWith(t, f, nil)
 	f.insert(t, ordersRange(1, 10)...)
@@ -56,6 +57,11 @@ func TestBatchesGathersUpToMax(t *testing.T) {
 	}
 	if s.Alive() {
 		t.Error("the stream is alive after the loop ended")
+	}
+	// The third batch's wait left a fetch waiting on the server; the loop's
+	// end closed the stream, and stopped it.
+	if n := newGoroutines(before, streamGoroutines()); n != 0 {
+		t.Errorf("%d stream goroutines after the loop ended", n)
 	}
 }
 

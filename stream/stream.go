@@ -45,13 +45,14 @@ type Stream[T any] struct {
 	pos      *position // position.go: the only writer of the stream's position
 
 	// sem is held by the goroutine that may touch cs and the fields below it
-	// (a Next, TryNext or Close call), except while a fetch runs: then the
-	// fetch goroutine owns cs until it sends on pending.
+	// (a Next, TryNext or Close call, or Batches gathering a batch), except
+	// while a fetch runs: then the fetch goroutine owns cs until it sends on
+	// pending.
 	sem    chan struct{}
 	done   chan struct{} // closed by Close
 	ictx   context.Context
 	cancel context.CancelFunc // cancels ictx, the context of every driver call
-	used   chan struct{}      // holds one token until All is first ranged over
+	used   chan struct{}      // holds one token until All or Batches is first ranged over
 
 	pending      chan fetched[T] // result of the fetch in flight, nil if none
 	pendingBlock bool            // that fetch waits for an event
@@ -320,7 +321,8 @@ func (s *Stream[T]) acquire(ctx context.Context) error {
 func (s *Stream[T]) release() { <-s.sem }
 
 // manualCommits turns the commit on the next call off for the rest of the
-// stream's life: Batches and Process commit by themselves.
+// stream's life, for consumers in the package that commit by themselves
+// (Batches).
 func (s *Stream[T]) manualCommits() {
 	s.mu.Lock()
 	s.manual = true
@@ -459,8 +461,9 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 }
 
 // fetch gets the next event from the driver's stream: one round trip at
-// most, or as many as it takes when block is set. While it waits it
-// publishes (and commits) the postBatchResumeToken of each empty batch.
+// most, or as many as it takes when block is set. While it waits it hands
+// the postBatchResumeToken of each empty batch to the position (which
+// commits it when no event is in flight), and each reply's cluster time.
 // When the driver's stream dies of a failure a new watch can mend, it
 // watches again.
 func (s *Stream[T]) fetch(block bool) fetched[T] {
