@@ -159,6 +159,19 @@ type Options struct {
 	// is returned. After a batch of one event nothing is fetched between
 	// calls.
 	DisablePrefetch bool
+
+	// DisableDecodeAhead turns off decoding ahead. By default, when the
+	// stream takes the second event of a batch from the driver, it copies
+	// the rest of the batch (already in memory: no I/O) and decodes those
+	// events on up to GOMAXPROCS-1 other goroutines while the caller
+	// handles the events before them. Events are still returned one at a
+	// time and in stream order, a *DecodeError in its place; at most one
+	// batch is held decoded; ResumeToken and every checkpoint move only
+	// when an event is returned; Close waits for the decoders. It is off
+	// by itself where it cannot help: with GOMAXPROCS 1, for bson.Raw, and
+	// when the client sets BSON options (their decoder runs only on the
+	// stream's goroutine).
+	DisableDecodeAhead bool
 }
 
 // resolve checks the options and fills in defaults. It never modifies the
