@@ -23,9 +23,9 @@ import (
 // is handed out in its place; a driver error stops it too and is seen by
 // the next fetch, after every event before it.
 //
-// Memory is bounded by the batch: the queue holds the rest of one batch,
-// which the driver held anyway, and no fetch starts (nor does prefetch)
-// until the queue is empty. The workers live as long as one batch; stop,
+// Memory is bounded: the queue holds at most aheadMax events of the batch
+// in hand, which the driver held anyway, and no fetch starts (nor does
+// prefetch) until the queue is empty and the batch is consumed. The workers live as long as one batch; stop,
 // called by Close, makes them quit and waits for them.
 type decodeAhead[T any] struct {
 	off  bool            // Options.DisableDecodeAhead
@@ -65,6 +65,11 @@ func (d *aheadDecoder) decodeDoc(doc []byte, v any) error {
 	}
 	return decodeWith(d.codec.reg, doc, v)
 }
+
+// aheadMax is the most events taken ahead at once. A getMore batch can
+// hold thousands of small events (up to 16 MiB); the rest of the batch
+// stays in the driver's buffer, undecoded, until the queue is empty.
+const aheadMax = 256
 
 // queued reports whether events taken ahead wait to be handed out.
 func (a *decodeAhead[T]) queued() bool { return a.head < a.n }
@@ -135,12 +140,12 @@ func (s *Stream[T]) fillAhead() bool {
 			d.env.decode = d.decodeDoc
 			a.decs = append(a.decs, d)
 		}
-		a.q = &aheadBatch[T]{}
+		a.q = &aheadBatch[T]{items: make([]fetched[T], 0, min(s.cs.RemainingBatchLength(), aheadMax))}
 		a.q.cond.L = &a.q.mu
 	}
 	q := a.q
 	q.items = q.items[:0]
-	for s.cs.RemainingBatchLength() > 0 {
+	for len(q.items) < aheadMax && s.cs.RemainingBatchLength() > 0 {
 		before := s.cs.ID()
 		s.cursorID = before
 		if !s.cs.TryNext(s.ictx) {
