@@ -170,7 +170,11 @@ type Options struct {
 	// when an event is returned; Close waits for the decoders. It is off
 	// by itself where it cannot help: with GOMAXPROCS 1, for bson.Raw, and
 	// when the client sets BSON options (their decoder runs only on the
-	// stream's goroutine).
+	// stream's goroutine). While it is on, the decoders of the client's
+	// registry (and UnmarshalBSON methods) run on several goroutines at
+	// once, as they may for any driver cursor; set it if yours are not
+	// safe for that. On a machine whose cores are busy it gains little
+	// and costs some CPU per event: see docs/performance.md.
 	DisableDecodeAhead bool
 }
 
