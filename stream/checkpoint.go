@@ -57,11 +57,21 @@ type checkpointer struct {
 	failures  int        // failed saves in a row
 	lastErr   error      // the last save error, nil after a success
 
-	// pub is a copy of saved and lastErr for Stats, which must not wait
+	committedEvents int64 // events committed so far
+	saves           int64 // saves that succeeded
+	saveFailures    int64 // saves that failed
+
+	// pub is a copy of the figures above for Stats, which must not wait
 	// for a slow Save holding mu.
-	pubMu  sync.Mutex
-	pubCp  Checkpoint
-	pubErr error
+	pubMu sync.Mutex
+	pub   checkpointFigures
+}
+
+// checkpointFigures are the checkpointer's figures for Stats.
+type checkpointFigures struct {
+	saved                            Checkpoint
+	lastErr                          error
+	committedEvents, saves, failures int64
 }
 
 func newCheckpointer(o *Options) *checkpointer {
@@ -84,6 +94,10 @@ func (c *checkpointer) commit(ctx context.Context, cp Checkpoint, events int, fo
 		c.dirty = !cp.Token.Equal(c.saved.Token)
 	}
 	c.pending += events
+	if events > 0 {
+		c.committedEvents += int64(events)
+		c.publish()
+	}
 	if !c.dirty {
 		return nil
 	}
@@ -105,11 +119,13 @@ func (c *checkpointer) saveLocked(ctx context.Context) error {
 	if err == nil {
 		c.saved, c.dirty, c.pending, c.lastSave = cp, false, 0, cp.UpdatedAt
 		c.failures, c.lastErr = 0, nil
+		c.saves++
 		c.publish()
 		c.log.Debug("changestream: checkpoint saved", "token", cp.Token.String())
 		return nil
 	}
 	c.failures++
+	c.saveFailures++
 	c.lastErr = err
 	c.publish()
 	c.log.Warn("changestream: could not save the checkpoint; retrying at the next commit",
@@ -146,18 +162,20 @@ func (c *checkpointer) loaded(cp Checkpoint) {
 	c.publish()
 }
 
-// publish copies saved and lastErr for state; mu is held.
+// publish copies the figures for state; mu is held.
 func (c *checkpointer) publish() {
 	c.pubMu.Lock()
 	defer c.pubMu.Unlock()
-	c.pubCp, c.pubErr = c.saved, c.lastErr
+	c.pub = checkpointFigures{saved: c.saved, lastErr: c.lastErr,
+		committedEvents: c.committedEvents, saves: c.saves, failures: c.saveFailures}
 }
 
-// state returns the last saved checkpoint and the last save error.
-func (c *checkpointer) state() (Checkpoint, error) {
+// state returns the figures as of the last publish: the last saved
+// checkpoint, the last save error and the counts.
+func (c *checkpointer) state() checkpointFigures {
 	c.pubMu.Lock()
 	defer c.pubMu.Unlock()
-	return c.pubCp, c.pubErr
+	return c.pub
 }
 
 // checkpointAt builds the checkpoint of a position: tok, with the cluster

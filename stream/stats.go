@@ -39,6 +39,24 @@ type Stats struct {
 	// CheckpointErr is the error of the last failed save, or nil when the
 	// last save succeeded.
 	CheckpointErr error
+
+	// Committed counts the events whose position was committed: the
+	// consumer asked for the next event or called Close after handling
+	// them (see Options.Store). It is zero without Options.Store.
+	Committed int64
+
+	// CheckpointSaves counts the checkpoints saved with Options.Store, and
+	// CheckpointFailures the saves that failed (each retry that fails
+	// counts again).
+	CheckpointSaves, CheckpointFailures int64
+
+	// Batches counts the server's batches that brought at least one
+	// document: the first batch of each watch and of each resume, and the
+	// replies to getMore. LastBatch is the number of documents in the
+	// latest of them. A stream that keeps up with the writes sees batches
+	// of one; a stream that is behind, full batches.
+	Batches   int64
+	LastBatch int
 }
 
 // Stats returns the stream's figures. It may be called from any goroutine
@@ -53,7 +71,9 @@ func (s *Stream[T]) Stats() Stats {
 		st.Lag = max(time.Since(time.Unix(int64(ct.T), 0)), 0)
 	}
 	if s.ck != nil {
-		st.Checkpoint, st.CheckpointErr = s.ck.state()
+		f := s.ck.state()
+		st.Checkpoint, st.CheckpointErr = f.saved, f.lastErr
+		st.Committed, st.CheckpointSaves, st.CheckpointFailures = f.committedEvents, f.saves, f.failures
 	}
 	return st
 }

@@ -60,6 +60,7 @@ type Stream[T any] struct {
 	drvRaw       []byte          // the driver's last resume token and
 	drvTok       Token           // our copy of it
 	afterStart   bool            // cs was opened with startAfter and has returned no event
+	firstBatch   bool            // cs is new: its first batch is not counted yet
 	taken        bool            // an event was taken from a driver stream
 	userResume   bool            // the user's driver options set a resume option Watch used
 	invTok       Token           // an invalidate event's token to watch again after
@@ -71,7 +72,7 @@ type Stream[T any] struct {
 	closed      bool
 	token       Token // resume token after the last event returned
 	term        error // why the stream ended, if it did
-	stats       Stats // Events, Resumes and Rewatches
+	stats       Stats // Events, Resumes, Rewatches, Batches and LastBatch
 	uncommitted int   // events returned since the last commit
 	lastCT      bson.Timestamp
 	lastWall    time.Time
@@ -182,7 +183,7 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if err != nil {
 		return nil, classify(err)
 	}
-	s.cs = cs
+	s.cs, s.firstBatch = cs, true
 	s.afterStart = from.how == fromStartAfter || (from.how == fromOriginal && userStartAfter)
 	s.userResume = from.how == fromOriginal && userResume
 	s.used <- struct{}{}
@@ -425,10 +426,11 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 				return fetched[T]{tok: s.driverToken()}
 			}
 		}
-		before := s.cs.ID()
+		before, left := s.cs.ID(), s.cs.RemainingBatchLength()
 		s.cursorID = before
 		got := s.cs.TryNext(s.ictx)
 		s.noteResume(before)
+		s.noteBatch(got, left)
 		if got {
 			if f, whole := s.take(); whole {
 				return f
@@ -504,6 +506,22 @@ func (s *Stream[T]) take() (f fetched[T], whole bool) {
 	}
 	f.val, f.err = s.decode(raw, tok)
 	return f, true
+}
+
+// noteBatch counts a batch of the server when the driver's TryNext that
+// returned got started one: left documents remained of the batch in hand
+// before it, or the batch in hand is the first of a new watch.
+func (s *Stream[T]) noteBatch(got bool, left int) {
+	fresh := left == 0 || s.firstBatch
+	s.firstBatch = false
+	if !got || !fresh {
+		return
+	}
+	n := s.cs.RemainingBatchLength() + 1
+	s.mu.Lock()
+	s.stats.Batches++
+	s.stats.LastBatch = n
+	s.mu.Unlock()
 }
 
 // driverToken returns the driver's resume token, copied once per change.
