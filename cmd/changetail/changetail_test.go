@@ -291,7 +291,11 @@ func TestBadFlags(t *testing.T) {
 	}{
 		{"unknown flag", []string{"-uri", uri, "-db", "d", "-bogus"}, "-bogus"},
 		{"no uri", []string{"-db", "d"}, "-uri is required"},
-		{"no db", []string{"-uri", uri}, "-db is required"},
+		{"coll without db", []string{"-uri", uri, "-coll", "orders"}, "-coll \"orders\" needs -db"},
+		{"unknown format", []string{"-uri", uri, "-format", "xml"}, "-format \"xml\": want one of json, op, doc"},
+		{"unknown directive", []string{"-uri", uri, "-format", "%o %z"}, "unknown directive %z"},
+		{"lone percent", []string{"-uri", uri, "-format", "%o %"}, "lone %"},
+		{"unknown escape", []string{"-uri", uri, "-format", `%o\q`}, `unknown escape \q`},
 		{"bad uri", []string{"-uri", "http://x", "-db", "d"}, "-uri"},
 		{"bad json", []string{"-uri", uri, "-db", "d", "-match", `{"operationType": `}, "-match"},
 		{"json array", []string{"-uri", uri, "-db", "d", "-match", `[1]`}, "-match"},
