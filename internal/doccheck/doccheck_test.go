@@ -106,24 +106,3 @@ func TestLinks(t *testing.T) {
 		}
 	}
 }
-
-// TestTestingDocIsTested: every line of the Go snippets of docs/testing.md
-// is a line of testingdoc_test.go, so the snippets are code that runs.
-func TestTestingDocIsTested(t *testing.T) {
-	doc := read(t, "docs/testing.md")
-	have := map[string]bool{}
-	for l := range strings.SplitSeq(read(t, "internal/doccheck/testingdoc_test.go"), "\n") {
-		have[strings.TrimSpace(l)] = true
-	}
-	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(doc, -1)
-	if len(blocks) < 5 {
-		t.Fatalf("docs/testing.md has %d go blocks", len(blocks))
-	}
-	for _, b := range blocks {
-		for l := range strings.SplitSeq(b[1], "\n") {
-			if l = strings.TrimSpace(l); l != "" && !have[l] {
-				t.Errorf("docs/testing.md shows a line no test runs: %s", l)
-			}
-		}
-	}
-}
