@@ -43,7 +43,7 @@ func TestParseTakesMediansPerForm(t *testing.T) {
 			}
 		})
 	}
-	v := throughput(ss[0].group, ss)
+	v, _ := throughput(ss[0].group, ss)
 	if len(v) != 2 || !strings.HasPrefix(v[0], "NOT met") || !strings.HasPrefix(v[1], "met") {
 		t.Errorf("verdicts %q: want events/s not met (1.25×) and allocs met (0.42×), nothing on CPU time (not measured)", v)
 	}
