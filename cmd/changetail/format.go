@@ -134,7 +134,8 @@ func (f *eventFormat) append(b []byte, ev bson.Raw) ([]byte, error) {
 		case 'e':
 			b, err = f.appendJSON(b, ev)
 		case 'o':
-			b = append(b, ev.Lookup("operationType").StringValue()...)
+			op, _ := ev.Lookup("operationType").StringValueOK()
+			b = append(b, op...)
 		case 'n':
 			db, _ := ev.Lookup("ns", "db").StringValueOK()
 			coll, _ := ev.Lookup("ns", "coll").StringValueOK()
