@@ -110,7 +110,8 @@ func Register(mp metric.MeterProvider, s Source, opts *Options) (*Registration, 
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
-	in, err := newInstruments(mp.Meter(ScopeName))
+	meter := mp.Meter(ScopeName)
+	in, err := newInstruments(meter)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +128,7 @@ func Register(mp metric.MeterProvider, s Source, opts *Options) (*Registration, 
 	attrs = append(attrs, opts.Attributes...)
 	set := metric.WithAttributeSet(attribute.NewSet(attrs...))
 
-	reg, err := mp.Meter(ScopeName).RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	reg, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := s.Stats()
 		o.ObserveInt64(in.delivered, st.Events, set)
 		o.ObserveInt64(in.committed, st.Committed, set)
