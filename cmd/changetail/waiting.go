@@ -19,8 +19,9 @@ const stillWaitingEvery = 10 * time.Second
 // view of the deployment through an event.ServerMonitor: while no server
 // that can serve a change stream (a primary, a standalone, a mongos or a
 // load balancer) is known, each failed check of a server is reported (at
-// once when its error is new, else every stillWaitingEvery), and the
-// moment one is back it says so. While the deployment is there it says
+// once when its error is new, else every stillWaitingEvery); servers that
+// answer without one that can serve (secondaries alone) make it say that
+// it waits for a primary; and the moment one is back it says so. While the deployment is there it says
 // nothing. The stream's own attempts to watch again are reported by its
 // logger.
 type waitReporter struct {
@@ -76,24 +77,38 @@ func canServe(kind string) bool {
 }
 
 func (r *waitReporter) topologyChanged(e *event.TopologyDescriptionChangedEvent) {
-	up := false
+	up, known := false, false
 	var kinds []string
 	for _, s := range e.NewDescription.Servers {
 		up = up || canServe(s.Kind)
+		known = known || s.Kind != "Unknown"
 		kinds = append(kinds, s.Addr.String()+" "+s.Kind)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.stopped || up == r.up {
+	if r.stopped {
+		return
+	}
+	now := time.Now()
+	noPrimary := func() {
+		// Servers answer, but none can serve the stream.
+		r.say("waiting for a primary: the deployment has %s", strings.Join(kinds, ", "))
+		r.waiting, r.since, r.lastErr, r.lastSaid = true, now, "", now
+	}
+	if up == r.up {
+		if !up && known && !r.waiting {
+			noPrimary()
+		}
 		return
 	}
 	r.up = up
-	now := time.Now()
 	switch {
 	case up && r.waiting:
 		r.say("connected to %s after %v", strings.Join(kinds, ", "), now.Sub(r.since).Round(100*time.Millisecond))
 		r.waiting = false
 	case up:
+	case known:
+		noPrimary()
 	case r.ever:
 		r.say("lost the deployment at %s; waiting for it to come back (the stream goes on from where it was)", r.hosts)
 		r.waiting, r.since, r.lastErr, r.lastSaid = true, now, "", now

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/go-changestream/changestream/mongotest"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/address"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -220,4 +222,51 @@ func TestSaysWhenTheDeploymentIsLost(t *testing.T) {
 		t.Errorf("stderr does not say the deployment is back:\n%s", errw)
 	}
 	t.Logf("stderr:\n%s", errw)
+}
+
+// TestWaitReporter: what the reporter says for each change the driver
+// reports, and what it keeps to itself.
+func TestWaitReporter(t *testing.T) {
+	topology := func(kinds ...string) *event.TopologyDescriptionChangedEvent {
+		e := &event.TopologyDescriptionChangedEvent{}
+		for i, k := range kinds {
+			e.NewDescription.Servers = append(e.NewDescription.Servers,
+				event.ServerDescription{Addr: address.Address(fmt.Sprintf("h%d:27017", i+1)), Kind: k})
+		}
+		return e
+	}
+	failed := func(msg string) *event.ServerHeartbeatFailedEvent {
+		return &event.ServerHeartbeatFailedEvent{Failure: errors.New(msg)}
+	}
+	var b strings.Builder
+	r := newWaitReporter([]string{"h1:27017", "h2:27017"}, &b, false)
+	steps := []struct {
+		name string
+		do   func()
+		want string
+	}{
+		{"connected at once: nothing", func() { r.topologyChanged(topology("RSPrimary", "RSSecondary")) }, ""},
+		{"a failed check while connected: nothing", func() { r.checkFailed(failed("timeout")) }, ""},
+		{"lost", func() { r.topologyChanged(topology("Unknown", "Unknown")) },
+			"changetail: lost the deployment at h1:27017,h2:27017; waiting for it to come back (the stream goes on from where it was)\n"},
+		{"a new error", func() { r.checkFailed(failed("connection refused")) },
+			"changetail: still waiting for the deployment at h1:27017,h2:27017 (0s): connection refused\n"},
+		{"the same error again: nothing", func() { r.checkFailed(failed("connection refused")) }, ""},
+		{"a secondary only", func() { r.topologyChanged(topology("RSSecondary", "Unknown")) }, ""},
+		{"back", func() { r.topologyChanged(topology("RSSecondary", "RSPrimary")) }, "changetail: connected to h1:27017 RSSecondary, h2:27017 RSPrimary after "},
+		{"no primary", func() { r.topologyChanged(topology("RSSecondary", "RSSecondary")) },
+			"changetail: waiting for a primary: the deployment has h1:27017 RSSecondary, h2:27017 RSSecondary\n"},
+		{"stopped: nothing", func() { r.stop(); r.topologyChanged(topology("Unknown", "Unknown")); r.checkFailed(failed("x")) }, ""},
+	}
+	for _, st := range steps {
+		b.Reset()
+		st.do()
+		got := b.String()
+		if st.name == "back" {
+			got = got[:min(len(got), len(st.want))] // then the time it took
+		}
+		if got != st.want {
+			t.Errorf("%s: said %q, want %q", st.name, got, st.want)
+		}
+	}
 }
