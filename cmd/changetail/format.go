@@ -37,15 +37,16 @@ var formatDirectives = []struct {
 // formatHelp describes -format for the usage text.
 func formatHelp() string {
 	var b strings.Builder
-	b.WriteString("how to print each event, one line each: a name")
+	b.WriteString("how to print each event (a newline follows each): a name,")
 	for _, p := range formatPresets {
 		fmt.Fprintf(&b, "\n\t%s: %s (%s)", p.name, p.what, p.template)
 	}
-	b.WriteString("\nor a template in which")
+	b.WriteString("\nor a template of text and these directives:")
 	for _, d := range formatDirectives {
-		fmt.Fprintf(&b, " %%%c is %s,", d.c, d.what)
+		fmt.Fprintf(&b, "\n\t%%%c: %s", d.c, d.what)
 	}
-	b.WriteString(" and \\t, \\n, \\\\ are a tab, a newline, a backslash; documents are Extended JSON (-canonical applies), a field the event lacks is null")
+	b.WriteString("\n\t\\t, \\n, \\\\: a tab, a newline, a backslash")
+	b.WriteString("\nDocuments are Extended JSON (-canonical applies), null when the event has none; other fields the event lacks print nothing.")
 	return b.String()
 }
 
