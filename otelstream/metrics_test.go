@@ -138,10 +138,12 @@ func TestMetrics(t *testing.T) {
 			got["changestream.batches"].value, got["changestream.batch.size"].value)
 	}
 	next(2) // commits and saves 1
+	// The first getMore, the one after the batch in hand (fetched ahead
+	// when event 3 is returned, or by the Next of event 4), fails with
+	// CursorNotFound: the driver resumes.
+	f.srv.FailCommand(mongotest.FailPoint{Commands: []string{"getMore"}, ErrorCode: 43, ErrorLabels: []string{}, Times: 1})
 	next(3) // commits and saves 2
 	store.fail.Store(true)
-	// The driver resumes after CursorNotFound.
-	f.srv.FailCommand(mongotest.FailPoint{Commands: []string{"getMore"}, ErrorCode: 43, ErrorLabels: []string{}, Times: 1})
 	f.insert(t, 4)
 	next(4) // commits 3; its save fails
 	store.fail.Store(false)
