@@ -14,7 +14,10 @@
 // discovers the server as its primary, and change streams, sessions and
 // retryable writes work as against a real replica set. Options (nil means
 // defaults) set the address, the replica-set name, how much change
-// history is kept and a logger.
+// history is kept, the cursor timeout, the connection limits and a
+// logger. A server shared by many tests or run standalone bounds what one
+// client can take: the number of connections, the memory of messages not
+// yet whole, and the time a message may take to arrive.
 //
 // # What it supports
 //

@@ -44,7 +44,9 @@ func (s *Stream[T]) decode(raw bson.Raw, tok Token) (T, error) {
 	}
 	if err != nil {
 		var zero T
-		return zero, &DecodeError{Raw: raw, Token: tok, Type: fmt.Sprintf("%T", v), Err: err}
+		de := newDecodeError(raw, fmt.Sprintf("%T", v), err)
+		de.Token = tok
+		return zero, de
 	}
 	return v, nil
 }
