@@ -13,8 +13,9 @@ const DefaultMaxLag = time.Minute
 
 // HealthCheck tells whether a stream can serve, for a readiness probe: the
 // stream is alive, its last checkpoint save (Options.Store) did not fail,
-// and its lag is within MaxLag. A stream whose position has no cluster time
-// yet (nothing came from the server) counts as within the budget.
+// and it is caught up (Stats.CaughtUp) or its lag is within MaxLag. A
+// stream whose position has no cluster time yet (nothing came from the
+// server) counts as within the budget.
 //
 // It is an http.Handler: GET answers 200 "ok" or 503 with the reasons, one
 // a line. It may be used from any goroutine.
@@ -55,7 +56,7 @@ func (h *HealthCheck) Check() error {
 	if st.CheckpointErr != nil {
 		why = append(why, fmt.Sprintf("the last checkpoint save failed: %v", st.CheckpointErr))
 	}
-	if !st.ClusterTime.IsZero() && st.Lag > budget {
+	if !st.CaughtUp && !st.ClusterTime.IsZero() && st.Lag > budget {
 		why = append(why, fmt.Sprintf("lag %v is above the budget of %v", st.Lag, budget))
 	}
 	if len(why) > 0 {

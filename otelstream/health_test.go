@@ -34,6 +34,7 @@ func TestHealthCheckRules(t *testing.T) {
 	}{
 		{"fresh", fixedSource{stream.Stats{ClusterTime: ct, Lag: 2 * time.Second}, true}, 0, nil},
 		{"no cluster time yet", fixedSource{stream.Stats{Lag: time.Hour}, true}, 0, nil},
+		{"caught up", fixedSource{stream.Stats{ClusterTime: ct, Lag: time.Hour, CaughtUp: true}, true}, time.Second, nil},
 		{"lag at the budget", fixedSource{stream.Stats{ClusterTime: ct, Lag: 10 * time.Second}, true}, 10 * time.Second, nil},
 		{"lag over the budget", fixedSource{stream.Stats{ClusterTime: ct, Lag: 11 * time.Second}, true}, 10 * time.Second,
 			[]string{"lag 11s is above the budget of 10s"}},

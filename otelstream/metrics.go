@@ -52,8 +52,9 @@ func (r *Registration) Unregister() error {
 type instruments struct {
 	delivered, committed, resumes, rewatches metric.Int64ObservableCounter
 	saves, failures, batches                 metric.Int64ObservableCounter
-	checkpointAge, lag                       metric.Float64ObservableGauge
-	batchSize, alive                         metric.Int64ObservableGauge
+	checkpointAge, lag, committedLag         metric.Float64ObservableGauge
+	batchSize, alive, caughtUp               metric.Int64ObservableGauge
+	inFlight                                 metric.Int64ObservableUpDownCounter
 }
 
 func newInstruments(m metric.Meter) (*instruments, error) {
@@ -78,6 +79,15 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	in.lag, err = m.Float64ObservableGauge("changestream.lag", metric.WithUnit("s"),
 		metric.WithDescription("How far the stream's position is behind the clock."))
 	errs = append(errs, err)
+	in.committedLag, err = m.Float64ObservableGauge("changestream.committed.lag", metric.WithUnit("s"),
+		metric.WithDescription("How far the committed position, where a restart would resume, is behind the newest cluster time the server reported."))
+	errs = append(errs, err)
+	in.caughtUp, err = m.Int64ObservableGauge("changestream.caught_up", metric.WithUnit("1"),
+		metric.WithDescription("1 when the server had nothing after the last event delivered, else 0."))
+	errs = append(errs, err)
+	in.inFlight, err = m.Int64ObservableUpDownCounter("changestream.events.in_flight", metric.WithUnit("{event}"),
+		metric.WithDescription("Events delivered and not committed yet."))
+	errs = append(errs, err)
 	in.batchSize, err = m.Int64ObservableGauge("changestream.batch.size", metric.WithUnit("{document}"),
 		metric.WithDescription("Documents in the latest batch of the server that brought any."))
 	errs = append(errs, err)
@@ -92,7 +102,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 
 func (in *instruments) all() []metric.Observable {
 	return []metric.Observable{in.delivered, in.committed, in.resumes, in.rewatches, in.saves, in.failures,
-		in.batches, in.checkpointAge, in.lag, in.batchSize, in.alive}
+		in.batches, in.checkpointAge, in.lag, in.committedLag, in.batchSize, in.alive, in.caughtUp, in.inFlight}
 }
 
 // Register reports the figures of s through mp until the returned
@@ -146,6 +156,15 @@ func Register(mp metric.MeterProvider, s Source, opts *Options) (*Registration, 
 		if !st.ClusterTime.IsZero() {
 			o.ObserveFloat64(in.lag, st.Lag.Seconds(), set)
 		}
+		if !st.CommittedClusterTime.IsZero() {
+			o.ObserveFloat64(in.committedLag, st.CommittedLag.Seconds(), set)
+		}
+		caughtUp := int64(0)
+		if st.CaughtUp {
+			caughtUp = 1
+		}
+		o.ObserveInt64(in.caughtUp, caughtUp, set)
+		o.ObserveInt64(in.inFlight, int64(st.InFlight), set)
 		alive := int64(0)
 		if s.Alive() {
 			alive = 1

@@ -88,8 +88,9 @@ type wantPoint struct {
 }
 
 // TestMetrics reads the instruments back through the SDK's manual reader
-// after a known sequence: three events in one batch, a checkpoint save that
-// fails, a resume of the driver, a fourth event, and Close.
+// after a known sequence: three events in one batch, a resume of the
+// driver, a checkpoint save that fails, a fourth event, a TryNext that
+// finds the stream caught up, and Close.
 func TestMetrics(t *testing.T) {
 	f := newFixture(t)
 	f.needMongotest(t, "failpoints")
@@ -116,7 +117,7 @@ func TestMetrics(t *testing.T) {
 	if p := before["changestream.alive"]; p.value != 1 {
 		t.Errorf("alive before any event = %v, want 1", p.value)
 	}
-	for _, name := range []string{"changestream.lag", "changestream.checkpoint.age", "changestream.batch.size"} {
+	for _, name := range []string{"changestream.lag", "changestream.committed.lag", "changestream.checkpoint.age", "changestream.batch.size"} {
 		if _, ok := before[name]; ok {
 			t.Errorf("%s is reported before the stream knows it", name)
 		}
@@ -139,12 +140,12 @@ func TestMetrics(t *testing.T) {
 	}
 	next(2) // commits and saves 1
 	// The first getMore, the one after the batch in hand (fetched ahead
-	// when event 3 is returned, or by the Next of event 4), fails with
-	// CursorNotFound: the driver resumes.
+	// when event 3 is returned), fails with CursorNotFound: the driver
+	// resumes, and the first batch of the resume holds event 4.
 	f.srv.FailCommand(mongotest.FailPoint{Commands: []string{"getMore"}, ErrorCode: 43, ErrorLabels: []string{}, Times: 1})
+	f.insert(t, 4)
 	next(3) // commits and saves 2
 	store.fail.Store(true)
-	f.insert(t, 4)
 	next(4) // commits 3; its save fails
 	store.fail.Store(false)
 
@@ -158,6 +159,8 @@ func TestMetrics(t *testing.T) {
 		"changestream.batches":             {"{batch}", 2, true}, // events 1-3, then event 4 after the resume
 		"changestream.batch.size":          {"{document}", 1, false},
 		"changestream.alive":               {"1", 1, false},
+		"changestream.caught_up":           {"1", 0, false}, // the last thing the server sent was event 4
+		"changestream.events.in_flight":    {"{event}", 1, false},
 	}
 	wantAttrs := attribute.NewSet(
 		attribute.String("changestream.stream", "orders"),
@@ -181,24 +184,34 @@ func TestMetrics(t *testing.T) {
 		}
 		// Cluster times have whole seconds: a fresh event's lag is under
 		// a few seconds and never negative.
-		for _, name := range []string{"changestream.lag", "changestream.checkpoint.age"} {
+		for _, name := range []string{"changestream.lag", "changestream.committed.lag", "changestream.checkpoint.age"} {
 			if p, ok := got[name]; !ok || p.unit != "s" || p.value < 0 || p.value > 10 {
 				t.Errorf("%s: %s = %+v, want a few seconds at most", when, name, p)
 			}
 		}
-		if n := len(got); n != len(want)+2 {
-			t.Errorf("%s: %d instruments reported, want %d", when, n, len(want)+2)
+		if n := len(got); n != len(want)+3 {
+			t.Errorf("%s: %d instruments reported, want %d", when, n, len(want)+3)
 		}
 	}
 	check("after four events", collect(t, reader))
 
+	// TryNext commits event 4 (and saves it), and its getMore comes back
+	// empty: the stream is caught up, with nothing in flight.
+	if _, ok, err := s.TryNext(f.ctx); ok || err != nil {
+		t.Fatalf("TryNext = %v, %v; want no event", ok, err)
+	}
+
 	if err := s.Close(f.ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Close committed event 4 and saved it.
+	// TryNext committed and saved event 4; the empty batch's
+	// postBatchResumeToken is event 4's own (the last of its batch), so
+	// Close has nothing more to save.
 	want["changestream.events.committed"] = wantPoint{"{event}", 4, true}
 	want["changestream.checkpoint.saves"] = wantPoint{"{save}", 3, true}
 	want["changestream.alive"] = wantPoint{"1", 0, false}
+	want["changestream.caught_up"] = wantPoint{"1", 1, false}
+	want["changestream.events.in_flight"] = wantPoint{"{event}", 0, false}
 	check("after Close", collect(t, reader))
 
 	if err := reg.Unregister(); err != nil {
