@@ -428,11 +428,12 @@ func TestStatusLineFormat(t *testing.T) {
 		name   string
 		events int64
 		rate   float64
-		lag    time.Duration
+		lag    string
 		want   string
 	}{
-		{"known lag", 12, 3.25, lagOf(known), "12 events  3.2 events/s  lag 10s"},
-		{"no cluster time yet", 0, 0, lagOf(stream.Stats{}), "0 events  0.0 events/s  lag ?"},
+		{"known lag", 12, 3.25, lagText(known), "12 events  3.2 events/s  lag 10s"},
+		{"caught up", 12, 0, lagText(stream.Stats{ClusterTime: known.ClusterTime, CaughtUp: true}), "12 events  0.0 events/s  caught up"},
+		{"no cluster time yet", 0, 0, lagText(stream.Stats{}), "0 events  0.0 events/s  lag ?"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,7 +30,9 @@
 // event without one), and a template such as '%t %o %k' any fields of the
 // event (see changetail -h for the directives). When standard error is a
 // terminal, a status line there shows the events, the events per second
-// and the lag (how far the stream's position is behind the clock).
+// and the lag (how far the stream's position is behind the newest cluster
+// time the server reported), or "caught up" when the server had nothing
+// more.
 //
 // While it connects, and when the deployment goes away, changetail says on
 // standard error what it is waiting for (the hosts, and the error of the
