@@ -117,8 +117,12 @@ type Options struct {
 	RewatchAttempts int
 
 	// RewatchTimeout limits the time spent trying to watch again after one
-	// failure; the stream then ends with the last error. The zero value
-	// means DefaultRewatchTimeout.
+	// failure; the stream then ends with the last error. It also limits the
+	// driver's own resumes in a row that bring no event (a getMore that
+	// fails again on every new cursor): from the second of them, the stream
+	// waits the same backoff before each call to the driver, and ends with
+	// ErrResumeFailing once RewatchTimeout (or RewatchAttempts resumes) is
+	// used up. The zero value means DefaultRewatchTimeout.
 	RewatchTimeout time.Duration
 
 	// ContinueAfterInvalidate makes the stream go on after an invalidate

@@ -66,6 +66,7 @@ type Stream[T any] struct {
 	split        reassembler     // split.go: fragments of an event not yet whole
 	codec        codec           // decode.go: how documents are decoded
 	pf           prefetcher      // prefetch.go: fetching ahead
+	resumeRun    resumeRun       // resumes.go: the driver's resumes without an event
 
 	mu          sync.Mutex
 	closed      bool
@@ -239,8 +240,9 @@ func killerFor(target Watcher) func(context.Context, int64) error {
 // Next watches again from the last event it returned, with backoff (see
 // Options), and goes on: the caller sees neither an error nor a gap. Errors
 // no new watch can mend end the stream: ErrHistoryLost, ErrInvalidToken,
-// ErrFatal, ErrEventTooLarge, and the server's own errors (authentication,
-// authorization, an invalid pipeline) as they are.
+// ErrFatal, ErrEventTooLarge, ErrResumeFailing (the driver's own resumes
+// kept failing for RewatchTimeout), and the server's own errors
+// (authentication, authorization, an invalid pipeline) as they are.
 //
 // A *DecodeError means the event could not be decoded into T; the stream
 // goes on with the next event. A *CheckpointError means checkpoints could
@@ -425,10 +427,13 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 				return fetched[T]{tok: s.driverToken()}
 			}
 		}
+		if err := s.paceResumes(); err != nil { // resumes.go
+			return fetched[T]{err: err, ended: true}
+		}
 		before := s.cs.ID()
 		s.cursorID = before
 		got := s.cs.TryNext(s.ictx)
-		s.noteResume(before)
+		s.noteResume(before, got)
 		if got {
 			if f, whole := s.take(); whole {
 				return f
