@@ -24,10 +24,14 @@ import (
 // (the last Save wins).
 //
 // Save replaces the file atomically: it writes a temporary file in the same
-// directory (a name starting with "."), syncs it to disk, renames it over
-// the checkpoint file and syncs the directory, so that after a crash the
-// file holds either the previous or the new checkpoint, never a mix. Files
-// are created with mode 0600.
+// directory, ".orders.checkpoint.json.<pid>-<random>.tmp" with the process
+// id of the writer, syncs it to disk, renames it over the checkpoint file
+// and syncs the directory, so that after a crash the file holds either the
+// previous or the new checkpoint, never a mix. Files are created with mode
+// 0600. A crash may leave the temporary file behind; NewFileStore removes
+// such files: those of this naming whose process no longer runs, and, where
+// the system cannot tell (Windows) or the name carries no process id, those
+// older than ten minutes. It never touches any other file.
 //
 // The file is JSON in a versioned, self-describing format:
 //
@@ -73,7 +77,8 @@ const (
 
 // NewFileStore returns a FileStore keeping its files in dir. It creates dir
 // (mode 0700) when it does not exist, and fails when dir is empty or is not
-// a directory.
+// a directory. It removes the temporary files that Saves of crashed
+// processes left in dir (see FileStore), and nothing else.
 func NewFileStore(dir string) (*FileStore, error) {
 	if dir == "" {
 		return nil, errors.New("changestream: FileStore directory is empty")
@@ -88,6 +93,7 @@ func NewFileStore(dir string) (*FileStore, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("changestream: FileStore directory %s is not a directory", dir)
 	}
+	removeStaleTemps(dir) // store_file_tmp.go
 	return &FileStore{dir: dir}, nil
 }
 
@@ -166,7 +172,7 @@ func (f *FileStore) Save(ctx context.Context, name string, cp Checkpoint) (err e
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(f.dir, "."+name+checkpointSuffix+".*.tmp")
+	tmp, err := os.CreateTemp(f.dir, tempPattern(name))
 	if err != nil {
 		return fmt.Errorf("changestream: save checkpoint: %w", err)
 	}
