@@ -78,6 +78,13 @@ type Options struct {
 	// at most every CheckpointInterval, so that the checkpoint of a quiet
 	// stream never falls out of the oplog.
 	//
+	// With a CollectionStore (or any store whose Collection method returns
+	// the *mongo.Collection it writes to), a stream that includes that
+	// collection would see each save as an event: a database stream on its
+	// database, or a deployment stream, gets a first pipeline stage that
+	// drops the events of that collection on the server, and Watch refuses
+	// a stream on the collection itself.
+	//
 	// A failed save is logged and retried at the next commit; after
 	// CheckpointFailures failures in a row, Next, TryNext and All report a
 	// *CheckpointError (the stream goes on, and no event is consumed by

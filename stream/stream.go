@@ -136,6 +136,9 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if pipeline == nil {
 		pipeline = mongo.Pipeline{}
 	}
+	if pipeline, err = scopeStore(target, pipeline, o.Store); err != nil { // store_scope.go
+		return nil, err
+	}
 	if o.SplitEvents {
 		var err error
 		if pipeline, err = withSplitStage(pipeline); err != nil {
