@@ -557,7 +557,10 @@ func (s *Stream[T]) ResumeToken() Token {
 // after the last event Next or TryNext returned (call Close when you are
 // done with it), or, when All's loop body is running or left the loop
 // early, after the last event whose loop body completed. Close returns the
-// error of that save.
+// error of that save. The save comes before the server cursor is killed,
+// so that a server that is unreachable does not use up ctx first; Close
+// then also returns the error of killing the cursor, and Stats tells the
+// two apart (Stats().CheckpointErr is nil after a successful save).
 func (s *Stream[T]) Close(ctx context.Context) error {
 	return s.close(ctx, true)
 }
@@ -599,26 +602,26 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 		s.pending = nil
 	}
 	s.cancel()
+	// The checkpoint first: killing cursors on a server that is down can
+	// use up ctx, and a local save must not wait for the network.
 	var err error
+	if s.ck != nil {
+		if commitLast {
+			err = s.commit(ctx, true)
+		} else {
+			err = s.ck.flush(ctx)
+		}
+		if err != nil {
+			s.log.Warn("changestream: could not save the checkpoint on Close", "err", err)
+		}
+	}
 	if s.cs != nil {
-		err = s.cs.Close(ctx)
+		err = errors.Join(err, s.cs.Close(ctx))
 	}
 	if killID != 0 && s.kill != nil {
 		if kerr := s.kill(ctx, killID); kerr != nil {
 			s.log.Warn("changestream: could not kill the server cursor of an interrupted call", "cursor", killID, "err", kerr)
 			err = errors.Join(err, kerr)
-		}
-	}
-	if s.ck != nil {
-		var cerr error
-		if commitLast {
-			cerr = s.commit(ctx, true)
-		} else {
-			cerr = s.ck.flush(ctx)
-		}
-		if cerr != nil {
-			s.log.Warn("changestream: could not save the checkpoint on Close", "err", cerr)
-			err = errors.Join(err, cerr)
 		}
 	}
 	s.log.Debug("changestream: closed")
