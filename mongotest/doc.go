@@ -14,7 +14,10 @@
 // discovers the server as its primary, and change streams, sessions and
 // retryable writes work as against a real replica set. Options (nil means
 // defaults) set the address, the replica-set name, how much change
-// history is kept and a logger.
+// history is kept, the cursor timeout, the connection limits and a
+// logger. A server shared by many tests or run standalone bounds what one
+// client can take: the number of connections, the memory of messages not
+// yet whole, and the time a message may take to arrive.
 //
 // # What it supports
 //
@@ -72,4 +75,8 @@
 // secondaries and no elections). Every command, option, query operator or
 // stage it does not implement is rejected with an error that names it,
 // never answered wrongly.
+//
+// Without authentication, anyone who can reach the server's address can
+// read, change and drop every database: the default address is loopback,
+// and an Options.Addr on another interface exposes it to the network.
 package mongotest
