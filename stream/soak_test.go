@@ -29,7 +29,7 @@ const soakBatch = 10
 
 // soakLive bounds the documents the writer keeps: mongotest finds a
 // document by scanning its collection.
-const soakLive = 2000
+const soakLive = 200
 
 // soakOutage is how long the server is unreachable for the consumer in the
 // outage fault.
@@ -262,12 +262,23 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 		clients = append(clients, c)
-		s, err := stream.Watch[bson.Raw](ctx, c.Database(f.db.Name()).Collection(coll), nil, &o,
-			options.ChangeStream().SetMaxAwaitTime(50*time.Millisecond))
-		if err != nil {
-			t.Fatalf("Watch: %v", err)
+		// A restarted program tries again until the server answers (a
+		// restart of the server may be under way).
+		for {
+			s, err := stream.Watch[bson.Raw](ctx, c.Database(f.db.Name()).Collection(coll), nil, &o,
+				options.ChangeStream().SetMaxAwaitTime(50*time.Millisecond))
+			if err == nil {
+				return s
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("Watch: %v", err)
+			}
+			t.Logf("Watch: %v; trying again", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
 		}
-		return s
 	}
 	open := func() *stream.Stream[bson.Raw] { t.Helper(); return openWith(base) }
 	s := open()
@@ -281,7 +292,10 @@ func TestSoak(t *testing.T) {
 	wcoll := wclient.Database(f.db.Name()).Collection(coll)
 	// The consumer lets the writer go on after the deadline and
 	// persistent faults.
-	proceed := map[string]chan struct{}{"deadline": make(chan struct{}), "persistent": make(chan struct{})}
+	// The outage waits until the consumer restarted after its crash
+	// during a save, so that the outage meets a running stream.
+	proceed := map[string]chan struct{}{"deadline": make(chan struct{}), "persistent": make(chan struct{}),
+		"crashed-in-save": make(chan struct{})}
 	type result struct {
 		keys   []string
 		faults int
@@ -396,6 +410,7 @@ func TestSoak(t *testing.T) {
 		if store.takeCrash() {
 			saveCrashes++
 			restart(0)
+			close(proceed["crashed-in-save"])
 		}
 		if ev.mark == "end" {
 			break
@@ -498,6 +513,11 @@ func soakWrite(ctx context.Context, srv *mongotest.Server, proxy *faultproxy.Pro
 			*faults++
 			switch {
 			case fault.outage > 0:
+				select {
+				case <-proceed["crashed-in-save"]:
+				case <-ctx.Done():
+					return fmt.Errorf("waiting for the consumer's restart before the outage: %w", ctx.Err())
+				}
 				// The writes go on meanwhile; the outage ends by itself.
 				proxy.SetDown(true)
 				over := make(chan struct{})
