@@ -1,8 +1,8 @@
 package faultproxy
 
 import (
-	"context"
 	"bufio"
+	"context"
 	"errors"
 	"net"
 	"os"
