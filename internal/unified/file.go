@@ -84,6 +84,9 @@ type ExpectError struct {
 	ErrorLabelsContain []string      `bson:"errorLabelsContain"`
 	ErrorLabelsOmit    []string      `bson:"errorLabelsOmit"`
 	ExpectResult       bson.RawValue `bson:"expectResult"`
+	ErrorResponse      bson.Raw      `bson:"errorResponse"`
+	WriteErrors        bson.Raw      `bson:"writeErrors"`
+	WriteConcernErrors bson.RawValue `bson:"writeConcernErrors"`
 }
 
 // ExpectedEvents lists the events one client must have seen. Each field holds the format's key
