@@ -110,17 +110,17 @@ func (c *clientEntity) monitor() *event.CommandMonitor {
 
 // cmapKinds maps the driver's pool event types to the format's names.
 var cmapKinds = map[string]string{
-	event.ConnectionPoolCreated:             "poolCreatedEvent",
-	event.ConnectionPoolReady:               "poolReadyEvent",
-	event.ConnectionPoolCleared:             "poolClearedEvent",
-	event.ConnectionPoolClosed:         "poolClosedEvent",
-	event.ConnectionCreated:       "connectionCreatedEvent",
-	event.ConnectionReady:         "connectionReadyEvent",
-	event.ConnectionClosed:        "connectionClosedEvent",
+	event.ConnectionPoolCreated:     "poolCreatedEvent",
+	event.ConnectionPoolReady:       "poolReadyEvent",
+	event.ConnectionPoolCleared:     "poolClearedEvent",
+	event.ConnectionPoolClosed:      "poolClosedEvent",
+	event.ConnectionCreated:         "connectionCreatedEvent",
+	event.ConnectionReady:           "connectionReadyEvent",
+	event.ConnectionClosed:          "connectionClosedEvent",
 	event.ConnectionCheckOutStarted: "connectionCheckOutStartedEvent",
 	event.ConnectionCheckOutFailed:  "connectionCheckOutFailedEvent",
-	event.ConnectionCheckedOut:    "connectionCheckedOutEvent",
-	event.ConnectionCheckedIn:     "connectionCheckedInEvent",
+	event.ConnectionCheckedOut:      "connectionCheckedOutEvent",
+	event.ConnectionCheckedIn:       "connectionCheckedInEvent",
 }
 
 func (c *clientEntity) poolMonitor() *event.PoolMonitor {
