@@ -293,7 +293,7 @@ func (r *testRun) collectionOp(ctx context.Context, c *mongo.Collection, name st
 			return result{}, err
 		}
 		ir, err := c.InsertMany(ctx, []any(docs), opts)
-		if err != nil {
+		if ir == nil {
 			return result{}, err
 		}
 		ids := bson.D{}
@@ -301,10 +301,15 @@ func (r *testRun) collectionOp(ctx context.Context, c *mongo.Collection, name st
 			ids = append(ids, bson.E{Key: strconv.Itoa(i), Value: id})
 		}
 		res := bson.D{{Key: "insertedIds", Value: ids}}
-		if !ir.Acknowledged {
+		if !ir.Acknowledged && err == nil {
 			res = append(res, bson.E{Key: "acknowledged", Value: false})
 		}
-		return valueResult(res)
+		v, verr := valueResult(res)
+		if verr != nil {
+			return result{}, verr
+		}
+		// On a write error the driver still reports what it inserted.
+		return v, err
 	case "updateOne", "updateMany", "replaceOne":
 		filter := filterArg(a)
 		var ur *mongo.UpdateResult

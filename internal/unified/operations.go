@@ -18,6 +18,19 @@ import (
 // fails the test instead of hanging it.
 const opTimeout = 10 * time.Second
 
+// bounded returns a context cancelled after opTimeout. It carries no
+// deadline: the Go driver treats a context with a deadline as a
+// client-side operation timeout (CSOT) and then retries without limit,
+// which would change what the spec tests observe.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(opTimeout, cancel)
+	return ctx, func() {
+		timer.Stop()
+		cancel()
+	}
+}
+
 // failPointSet is a failpoint a test configured, to turn off afterwards.
 type failPointSet struct {
 	client *mongo.Client
@@ -141,9 +154,10 @@ func valueResult(v any) (result, error) {
 // failed, for the partial results of bulk writes).
 func (r *testRun) execute(ctx context.Context, op *Operation) (bson.RawValue, any, error) {
 	a := newArgs(op.Name, op.Arguments)
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	ctx, cancel := bounded(ctx)
 	defer cancel()
-	if v, ok := a.take("session"); ok {
+	if v, ok := a.m["session"]; ok && op.Object != "testRunner" {
+		delete(a.m, "session")
 		se, err := entity[*sessionEntity](r.ents, v.StringValue())
 		if err != nil {
 			return bson.RawValue{}, nil, err

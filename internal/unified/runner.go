@@ -80,14 +80,14 @@ func (r *Runner) Counts(label string) Counts {
 	return Counts{}
 }
 
-// Failures lists the tests that failed, as "label/file/test".
+// Failures lists the tests that failed, as "label/file/test: error".
 func (r *Runner) Failures() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.failures...)
 }
 
-func (r *Runner) record(t *testing.T, failed bool, label, name string) {
+func (r *Runner) record(t *testing.T, failure error, label, name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.byLabel == nil {
@@ -99,9 +99,12 @@ func (r *Runner) record(t *testing.T, failed bool, label, name string) {
 		r.byLabel[label] = c
 	}
 	switch {
-	case failed || t.Failed():
+	case failure != nil || t.Failed():
 		r.total.Failed++
 		c.Failed++
+		if failure != nil {
+			name += ": " + failure.Error()
+		}
 		r.failures = append(r.failures, label+"/"+name)
 	case t.Skipped():
 		r.total.Skipped++
@@ -161,8 +164,8 @@ func (r *Runner) runFile(t *testing.T, label, name string, f *File) {
 	for i := range f.Tests {
 		tc := &f.Tests[i]
 		t.Run(tc.Description, func(t *testing.T) {
-			failed := false
-			defer func() { r.record(t, failed, label, name+"/"+tc.Description) }()
+			var failure error
+			defer func() { r.record(t, failure, label, name+"/"+tc.Description) }()
 			if skips[i] != "" {
 				t.Skip(skips[i])
 			}
@@ -172,7 +175,7 @@ func (r *Runner) runFile(t *testing.T, label, name string, f *File) {
 			}
 			run := &testRun{t: t, file: f, test: tc, uri: uri, ents: newEntities()}
 			if err := run.run(); err != nil {
-				failed = true
+				failure = err
 				if r.CountFailures {
 					t.Logf("FAILED (counted, not failing the Go test): %v", err)
 				} else {
@@ -298,7 +301,7 @@ func (r *testRun) adminClient() (*mongo.Client, error) {
 // on the server, as the format asks of runners before each test. A
 // server without the command (CommandNotFound) has none to end.
 func killAllSessions(ctx context.Context, c *mongo.Client) error {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	ctx, cancel := bounded(ctx)
 	defer cancel()
 	err := c.Database("admin").RunCommand(ctx, bson.D{{Key: "killAllSessions", Value: bson.A{}}}).Err()
 	var ce mongo.CommandError
@@ -310,7 +313,7 @@ func killAllSessions(ctx context.Context, c *mongo.Client) error {
 
 // cleanup turns off the test's failpoints and closes its entities.
 func (r *testRun) cleanup() error {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	ctx, cancel := bounded(context.Background())
 	defer cancel()
 	var errs []error
 	for _, fp := range r.failPoints {
@@ -326,7 +329,7 @@ func (r *testRun) cleanup() error {
 // loadInitialData drops, creates and fills the initialData collections,
 // with majority write concern as the format asks.
 func loadInitialData(ctx context.Context, c *mongo.Client, data []CollData) error {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	ctx, cancel := bounded(ctx)
 	defer cancel()
 	wc := options.Database().SetWriteConcern(writeconcern.Majority())
 	for _, cd := range data {
@@ -364,7 +367,7 @@ func loadInitialData(ctx context.Context, c *mongo.Client, data []CollData) erro
 // ones. Outcomes match exactly (apart from the order of fields): no
 // extra fields, no special operators, numbers of the same type.
 func checkOutcome(ctx context.Context, c *mongo.Client, cd CollData) error {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	ctx, cancel := bounded(ctx)
 	defer cancel()
 	coll := c.Database(cd.DatabaseName).Collection(cd.CollectionName,
 		options.Collection().SetReadPreference(readpref.Primary()).SetReadConcern(readconcern.Local()))
