@@ -42,6 +42,10 @@ var driverDeviations = []struct{ file, test, reason string }{
 		"selects a server by the transaction's secondary read preference (a server selection timeout on one node) instead of refusing it"},
 	{"transaction-options", "startTransaction overrides readPreference",
 		"selects a server by the transaction's secondary read preference (a server selection timeout on one node) instead of refusing it"},
+	{"find", "Find with batchSize equal to limit",
+		"sends batchSize equal to the limit (the spec expects limit+1, so that the server closes the cursor)"},
+	{"insertMany", "InsertMany continue-on-error behavior with unordered *",
+		"InsertMany returns no write counts with its error (the spec expects a bulk write result)"},
 	{"read-pref", "secondary readPreference",
 		"selects a server by the transaction's secondary read preference (a server selection timeout on one node) instead of refusing it"},
 }
