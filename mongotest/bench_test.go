@@ -3,6 +3,9 @@ package mongotest
 import (
 	"context"
 	"fmt"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/handler"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"net"
 	"runtime"
 	"testing"
@@ -86,14 +89,14 @@ func fillLog(tb testing.TB, s *Server) bson.Timestamp {
 			if i == 0 && j == 0 && (len(d) < 280 || len(d) > 330) {
 				tb.Fatalf("order document is %d bytes, want about 300", len(d))
 			}
-			cmd = bsoncore.AppendDocumentElement(cmd, arrayKey(j), d)
+			cmd = bsoncore.AppendDocumentElement(cmd, bsonutil.ArrayKey(j), d)
 		}
 		cmd, _ = bsoncore.AppendArrayEnd(cmd, aidx)
 		cmd = bsoncore.AppendStringElement(cmd, "$db", "shop")
 		cmd, _ = bsoncore.AppendDocumentEnd(cmd, idx)
-		res := s.dispatch(c, &message{opcode: wiremessage.OpMsg, cmd: cmd})
-		if ok, _ := res.doc.Lookup("ok").DoubleOK(); ok != 1 {
-			tb.Fatalf("insert: %s", res.doc)
+		res := s.mux.Serve(&c.hc, &wire.Message{OpCode: wiremessage.OpMsg, Cmd: cmd})
+		if ok, _ := res.Doc.Lookup("ok").DoubleOK(); ok != 1 {
+			tb.Fatalf("insert: %s", res.Doc)
 		}
 	}
 	return start
@@ -101,7 +104,7 @@ func fillLog(tb testing.TB, s *Server) bson.Timestamp {
 
 func benchConn(s *Server) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &conn{s: s, id: 1, ctx: ctx, cancel: cancel}
+	return &conn{s: s, cancel: cancel, hc: handler.Conn{ID: 1, Ctx: ctx}}
 }
 
 // sinkConn is the client end as the server sees it: writes succeed and are
@@ -127,7 +130,7 @@ func (s *sinkConn) lastReply(tb testing.TB) bsoncore.Document {
 	tb.Helper()
 	switch len(s.parts) {
 	case 1:
-		return s.parts[0][msgHeaderLen:]
+		return s.parts[0][wire.MsgHeaderLen:]
 	case 2:
 		return s.parts[1]
 	}
@@ -156,7 +159,7 @@ func serveAll(tb testing.TB, c *conn, sink *sinkConn, start bson.Timestamp, each
 	written := sink.written
 	send := func(cmd bsoncore.Document) bsoncore.Document {
 		sink.parts = sink.parts[:0]
-		if !c.handle(&message{opcode: wiremessage.OpMsg, requestID: 1, cmd: cmd}) {
+		if !c.handle(&wire.Message{OpCode: wiremessage.OpMsg, RequestID: 1, Cmd: cmd}) {
 			tb.Fatalf("connection closed by %s", cmd)
 		}
 		return sink.lastReply(tb)

@@ -3,15 +3,17 @@ package mongotest
 import (
 	"context"
 	"errors"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/handler"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 )
 
@@ -21,56 +23,22 @@ import (
 type conn struct {
 	s      *Server
 	nc     net.Conn
-	id     int64
-	ctx    context.Context
 	cancel context.CancelFunc
 	once   sync.Once
 
-	// appName is the client's application name from its handshake, used by
-	// failpoints that name one.
-	appName string
+	// hc is the connection as the handlers see it; only serve's
+	// goroutine uses it.
+	hc handler.Conn
 
-	out []byte // reply buffer, reused
-
-	// spare is the buffer of the last reply built in place, kept for the
-	// next one: a consumer draining a stream gets batch after batch
-	// without the server allocating (and the kernel faulting in) 16 MiB
-	// each time. serve hands it to replyPool once the connection has been
-	// idle for spareIdle. Only serve's goroutine uses it.
-	spare *[]byte
+	out []byte // frame buffer of replies, reused
 }
 
 // spareIdle is how long an idle connection keeps its reply buffer.
 const spareIdle = time.Second
 
-// takeReplyBuf returns a buffer for a reply built in place.
-func (c *conn) takeReplyBuf() *[]byte {
-	if b := c.spare; b != nil {
-		c.spare = nil
-		return b
-	}
-	if b, _ := replyPool.Get().(*[]byte); b != nil {
-		return b
-	}
-	return new([]byte)
-}
-
-// keepReplyBuf takes back a buffer from takeReplyBuf whose reply was
-// written or abandoned.
-func (c *conn) keepReplyBuf(b *[]byte) {
-	if b == nil || cap(*b) > maxPooledReply {
-		return
-	}
-	*b = (*b)[:0]
-	if c.spare != nil {
-		putReplyBuf(c.spare)
-	}
-	c.spare = b
-}
-
 func newConn(s *Server, nc net.Conn, id int64) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &conn{s: s, nc: nc, id: id, ctx: ctx, cancel: cancel}
+	return &conn{s: s, nc: nc, cancel: cancel, hc: handler.Conn{ID: id, Ctx: ctx}}
 }
 
 // close ends the connection; its goroutines return promptly.
@@ -88,19 +56,19 @@ func (c *conn) serve() {
 		defer close(readerDone)
 		defer c.close()
 		for {
-			frame, err := readFrame(c.nc, nil)
+			frame, err := wire.ReadFrame(c.nc, nil)
 			if err != nil {
-				var fe *errFrame
+				var fe *wire.FrameError
 				if errors.As(err, &fe) {
-					c.s.log.Info("mongotest: closing connection", "conn", c.id, "err", err)
+					c.s.log.Info("mongotest: closing connection", "conn", c.hc.ID, "err", err)
 				} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-					c.s.log.Debug("mongotest: read", "conn", c.id, "err", err)
+					c.s.log.Debug("mongotest: read", "conn", c.hc.ID, "err", err)
 				}
 				return
 			}
 			select {
 			case frames <- frame:
-			case <-c.ctx.Done():
+			case <-c.hc.Ctx.Done():
 				return
 			}
 		}
@@ -118,7 +86,7 @@ func (c *conn) serve() {
 	}()
 	for {
 		var idleC <-chan time.Time
-		if c.spare != nil {
+		if c.hc.Replies.Holding() {
 			if idle == nil {
 				idle = time.NewTimer(spareIdle)
 			} else {
@@ -130,10 +98,9 @@ func (c *conn) serve() {
 		select {
 		case frame = <-frames:
 		case <-idleC:
-			putReplyBuf(c.spare)
-			c.spare = nil
+			c.hc.Replies.Release()
 			continue
-		case <-c.ctx.Done():
+		case <-c.hc.Ctx.Done():
 			return
 		}
 		if idleC != nil {
@@ -142,16 +109,16 @@ func (c *conn) serve() {
 		if c.s.frameHook != nil {
 			c.s.frameHook(frame)
 		}
-		msg, err := parseMessage(frame)
+		msg, err := wire.Parse(frame)
 		if err != nil {
-			var fe *errFrame
-			if msg == nil || !errors.As(err, &fe) || fe.replyError() == nil {
-				c.s.log.Info("mongotest: closing connection", "conn", c.id, "err", err)
+			var fe *wire.FrameError
+			if msg == nil || !errors.As(err, &fe) || fe.ReplyError() == nil {
+				c.s.log.Info("mongotest: closing connection", "conn", c.hc.ID, "err", err)
 				return
 			}
 			// A whole but malformed request: answer it with the error.
-			c.s.log.Info("mongotest: malformed request", "conn", c.id, "err", err)
-			if !c.reply(msg, c.s.errorResult(fe.replyError())) {
+			c.s.log.Info("mongotest: malformed request", "conn", c.hc.ID, "err", err)
+			if !c.reply(msg, c.s.mux.ErrorResult(fe.ReplyError())) {
 				return
 			}
 			continue
@@ -164,75 +131,65 @@ func (c *conn) serve() {
 
 // handle runs one request and writes its replies. It returns false when
 // the connection must be closed.
-func (c *conn) handle(msg *message) bool {
+func (c *conn) handle(msg *wire.Message) bool {
 	return c.reply(msg, c.run(msg))
 }
 
-// run dispatches one request. OP_QUERY carries only the handshake on a
-// MongoDB 6.0+ server, so other legacy commands get the error a real one
-// gives. A panicking handler (a mongotest bug) becomes an InternalError
-// reply and a log line instead of crashing the test binary.
-func (c *conn) run(msg *message) (res result) {
-	if msg.legacy {
-		if name, _ := commandName(msg.cmd); !isHelloName(name) {
-			return c.s.errorResult(errorf(codeUnsupportedOpQueryCommand, "Unsupported OP_QUERY command: %s. The client driver may require an upgrade. For more details see https://dochub.mongodb.org/core/legacy-opcode-removal", name))
-		}
-	}
-	if c.s.log.Enabled(c.ctx, slog.LevelDebug) {
-		name, _ := commandName(msg.cmd)
-		db, _ := msg.cmd.Lookup("$db").StringValueOK()
+// run serves one request. A panicking handler (a mongotest bug) becomes
+// an InternalError reply and a log line instead of crashing the test
+// binary.
+func (c *conn) run(msg *wire.Message) (res handler.Result) {
+	if c.s.log.Enabled(c.hc.Ctx, slog.LevelDebug) {
+		name, _ := bsonutil.FirstKey(msg.Cmd)
+		db, _ := msg.Cmd.Lookup("$db").StringValueOK()
 		start := time.Now()
 		defer func() {
-			ok, _ := res.doc.Lookup("ok").DoubleOK()
-			c.s.log.Debug("mongotest: command", "conn", c.id, "cmd", name, "db", db, "ok", ok == 1, "took", time.Since(start))
+			ok, _ := res.Doc.Lookup("ok").DoubleOK()
+			c.s.log.Debug("mongotest: command", "conn", c.hc.ID, "cmd", name, "db", db, "ok", ok == 1, "took", time.Since(start))
 		}()
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			c.s.log.Error("mongotest: panic serving a command", "conn", c.id, "panic", p, "stack", string(debug.Stack()))
-			res = c.s.errorResult(errorf(codeInternalError, "mongotest: internal error: %v", p))
+			c.s.log.Error("mongotest: panic serving a command", "conn", c.hc.ID, "panic", p, "stack", string(debug.Stack()))
+			res = c.s.mux.ErrorResult(codes.Errorf(codes.InternalError, "mongotest: internal error: %v", p))
 		}
 	}()
-	return c.s.dispatch(c, msg)
-}
-
-func isHelloName(name string) bool {
-	return strings.EqualFold(name, "hello") || strings.EqualFold(name, "isMaster")
+	return c.s.mux.Serve(&c.hc, msg)
 }
 
 // reply writes the replies of res to msg. It returns false when the
 // connection must be closed.
-func (c *conn) reply(msg *message, res result) bool {
+func (c *conn) reply(msg *wire.Message, res handler.Result) bool {
 	defer func() { c.release(&res) }()
-	if res.closeConn {
+	if res.CloseConn {
 		return false
 	}
-	if msg.opcode == wiremessage.OpMsg && msg.flags&wiremessage.MoreToCome != 0 {
+	if msg.OpCode == wiremessage.OpMsg && msg.Flags&wiremessage.MoreToCome != 0 {
 		return true // fire-and-forget request: no reply
 	}
-	if res.doc == nil {
+	if res.Doc == nil {
 		return true
 	}
-	responseTo := msg.requestID
+	responseTo := msg.RequestID
 	for {
 		reqID := wiremessage.NextRequestID()
 		var flags wiremessage.MsgFlag
-		if res.next != nil {
+		if res.Next != nil {
 			flags = wiremessage.MoreToCome
 		}
 		var err error
 		switch {
-		case msg.legacy:
-			c.out = appendOpReply(c.out[:0], reqID, responseTo, res.doc)
+		case msg.Legacy:
+			c.out = wire.AppendOpReply(c.out[:0], reqID, responseTo, res.Doc)
 			_, err = c.nc.Write(c.out)
-		case len(res.doc) < 64<<10:
-			c.out = appendMsgReply(c.out[:0], reqID, responseTo, flags, res.doc)
+		case len(res.Doc) < 64<<10:
+			c.out = wire.AppendMsgReply(c.out[:0], reqID, responseTo, flags, res.Doc)
 			_, err = c.nc.Write(c.out)
 		default:
 			// A large reply (a batch of events): write the header and the
 			// document with one writev instead of copying the document.
-			c.out = appendMsgHeader(c.out[:0], reqID, responseTo, flags, len(res.doc))
-			bufs := net.Buffers{c.out, res.doc}
+			c.out = wire.AppendMsgHeader(c.out[:0], reqID, responseTo, flags, len(res.Doc))
+			bufs := net.Buffers{c.out, res.Doc}
 			_, err = bufs.WriteTo(c.nc)
 		}
 		if err != nil {
@@ -241,35 +198,23 @@ func (c *conn) reply(msg *message, res result) bool {
 		if cap(c.out) > 1<<20 {
 			c.out = nil // do not keep a large buffer per idle connection
 		}
-		if res.next == nil {
+		if res.Next == nil {
 			return true
 		}
 		// Exhaust: the next reply answers our own previous one.
 		responseTo = reqID
-		next := res.next
+		next := res.Next
 		c.release(&res)
 		res = next()
-		if res.closeConn || res.doc == nil {
+		if res.CloseConn || res.Doc == nil {
 			return false
 		}
 	}
 }
 
-// result is what a command produces.
-type result struct {
-	doc bsoncore.Document
-	// buf, when set, is the pooled buffer doc was built in: release
-	// returns it once doc is written.
-	buf       *[]byte
-	closeConn bool
-	// next, when set, produces the next reply of an exhaust stream; the
-	// current reply is then sent with moreToCome.
-	next func() result
-}
-
-// release takes back the reply's buffer, if it was built in place; res.doc
+// release takes back the reply's buffer, if it was built in place; res.Doc
 // must not be used afterwards.
-func (c *conn) release(res *result) {
-	c.keepReplyBuf(res.buf)
-	res.buf, res.doc = nil, nil
+func (c *conn) release(res *handler.Result) {
+	c.hc.Replies.Return(res.Buf)
+	res.Buf, res.Doc = nil, nil
 }

@@ -36,9 +36,7 @@ func TestCursorTimeout(t *testing.T) {
 			defer srv.Close()
 			var mu sync.Mutex
 			now := time.Now()
-			srv.db.mu.Lock()
-			srv.db.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-			srv.db.mu.Unlock()
+			srv.engine.SetNow(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

@@ -72,4 +72,8 @@
 // secondaries and no elections). Every command, option, query operator or
 // stage it does not implement is rejected with an error that names it,
 // never answered wrongly.
+//
+// Without authentication, anyone who can reach the server's address can
+// read, change and drop every database: the default address is loopback,
+// and an Options.Addr on another interface exposes it to the network.
 package mongotest

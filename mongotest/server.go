@@ -3,6 +3,9 @@ package mongotest
 import (
 	"errors"
 	"fmt"
+	"github.com/go-changestream/changestream/mongotest/internal/engine"
+	"github.com/go-changestream/changestream/mongotest/internal/failpoint"
+	"github.com/go-changestream/changestream/mongotest/internal/handler"
 	"log/slog"
 	"net"
 	"sync"
@@ -50,18 +53,17 @@ type Server struct {
 	setName string
 	log     *slog.Logger
 
-	mu        sync.Mutex // guards everything below and the data in db
-	conns     map[*conn]struct{}
-	closed    bool
-	processID bson.ObjectID
-	topoCount int64
-	topoWake  chan struct{} // closed when the topology version changes
-	done      chan struct{} // closed by Close
+	engine *engine.Engine
+	fp     *failpoint.Set
+	topo   *handler.Topology
+	mux    *handler.Mux
 
-	db      *engine
-	fp      *failPoints
-	wg      sync.WaitGroup // the accept loop and every connection goroutine
+	mu      sync.Mutex // guards conns, closed and nextCID
+	conns   map[*conn]struct{}
+	closed  bool
 	nextCID int64
+	done    chan struct{}  // closed by Close
+	wg      sync.WaitGroup // the accept loop and every connection goroutine
 
 	// frameHook, when set before the first connection, sees every frame
 	// the server reads (tests record fuzz seeds with it).
@@ -94,21 +96,17 @@ func NewServer(opts *Options) (*Server, error) {
 		return nil, fmt.Errorf("mongotest: listen: %w", err)
 	}
 	s := &Server{
-		ln:        ln,
-		addr:      ln.Addr().String(),
-		setName:   setName,
-		log:       logger,
-		conns:     make(map[*conn]struct{}),
-		processID: bson.NewObjectID(),
-		topoWake:  make(chan struct{}),
-		done:      make(chan struct{}),
-		fp:        newFailPoints(),
+		ln:      ln,
+		addr:    ln.Addr().String(),
+		setName: setName,
+		log:     logger,
+		engine:  engine.New(opts.HistoryLimit, opts.CursorTimeout),
+		fp:      &failpoint.Set{},
+		topo:    handler.NewTopology(ln.Addr().String(), setName),
+		conns:   make(map[*conn]struct{}),
+		done:    make(chan struct{}),
 	}
-	s.db = newEngine(opts.HistoryLimit)
-	s.db.cursorTimeout = opts.CursorTimeout
-	if s.db.cursorTimeout == 0 {
-		s.db.cursorTimeout = defaultCursorTimeout
-	}
+	s.mux = handler.NewMux(s.engine, s.fp, s.topo)
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s, nil
@@ -148,14 +146,14 @@ func (s *Server) Close() {
 	}
 	s.closed = true
 	close(s.done)
-	s.bumpTopologyLocked()
 	conns := s.connsLocked()
 	s.mu.Unlock()
+	s.topo.Changed()
 	s.ln.Close()
 	for _, c := range conns {
 		c.close()
 	}
-	s.db.shutdown()
+	s.engine.Shutdown()
 	s.wg.Wait()
 }
 
@@ -165,20 +163,12 @@ func (s *Server) Close() {
 // A driver sees network errors, rediscovers the server and resumes its
 // change streams from their resume tokens.
 func (s *Server) Restart() {
-	// Under the engine lock, no command can see the state between the
-	// cursors being killed and the connections being closed.
-	s.db.mu.Lock()
-	defer s.db.mu.Unlock()
-	s.mu.Lock()
-	s.processID = bson.NewObjectID()
-	s.topoCount = 0
-	s.bumpTopologyLocked()
-	conns := s.connsLocked()
-	s.mu.Unlock()
-	s.db.killAllCursorsLocked()
-	for _, c := range conns {
-		c.close()
-	}
+	// The engine runs the drop while no command can run, so that none
+	// sees the cursors killed and the connections still open.
+	s.engine.Restart(func() {
+		s.topo.Restarted()
+		s.DropConnections()
+	})
 }
 
 // DropConnections closes every open client connection, as a network fault
@@ -199,12 +189,12 @@ func (s *Server) DropConnections() {
 // oplog had rolled over. A change stream that has not yet seen them can no
 // longer resume and fails with ChangeStreamHistoryLost (286).
 func (s *Server) TruncateHistory() {
-	s.db.truncateHistory()
+	s.engine.TruncateHistory()
 }
 
 // ClusterTime returns the time of the latest write (or of server start).
 func (s *Server) ClusterTime() bson.Timestamp {
-	return s.db.clusterTime()
+	return s.engine.ClusterTime()
 }
 
 func (s *Server) connsLocked() []*conn {
@@ -215,19 +205,10 @@ func (s *Server) connsLocked() []*conn {
 	return out
 }
 
-// bumpTopologyLocked increments the topology version and wakes streaming
-// hello requests.
-func (s *Server) bumpTopologyLocked() {
-	s.topoCount++
-	close(s.topoWake)
-	s.topoWake = make(chan struct{})
-}
-
-func (s *Server) topologyVersion() (bson.ObjectID, int64, <-chan struct{}) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.processID, s.topoCount, s.topoWake
-}
+// OpenCursors returns how many cursors are open on the server: change
+// streams and unfinished find results. A test can check that a consumer
+// closed its stream.
+func (s *Server) OpenCursors() int { return s.engine.OpenCursors() }
 
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
@@ -268,9 +249,9 @@ func (s *Server) acceptLoop() {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			s.log.Info("mongotest: connection accepted", "conn", c.id, "remote", nc.RemoteAddr().String())
+			s.log.Info("mongotest: connection accepted", "conn", c.hc.ID, "remote", nc.RemoteAddr().String())
 			c.serve()
-			s.log.Info("mongotest: connection closed", "conn", c.id)
+			s.log.Info("mongotest: connection closed", "conn", c.hc.ID)
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()

@@ -1,11 +1,14 @@
 package mongotest
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"flag"
 	"fmt"
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/handler"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"os"
 	"path/filepath"
 	"sync"
@@ -21,29 +24,6 @@ import (
 
 var updateSeeds = flag.Bool("update-fuzz-seeds", false, "record the driver's messages as fuzz seeds under testdata/fuzz")
 
-// FuzzParseMessage feeds arbitrary frames to the frame reader and parser:
-// they must never panic, and what they accept must be valid BSON.
-func FuzzParseMessage(f *testing.F) {
-	f.Add([]byte{})
-	f.Add(make([]byte, 16))
-	f.Add([]byte{21, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xdd, 7, 0, 0, 0})
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		if got, err := readFrame(bytes.NewReader(frame), nil); err == nil && !bytes.Equal(got, frame[:len(got)]) {
-			t.Fatalf("readFrame returned bytes it was not given")
-		}
-		m, err := parseMessage(frame)
-		if err != nil {
-			return
-		}
-		if m == nil || m.cmd == nil {
-			t.Fatal("parseMessage: no error and no command")
-		}
-		if err := validateDoc(m.cmd); err != nil {
-			t.Fatalf("parseMessage accepted an invalid command: %v", err)
-		}
-	})
-}
-
 // FuzzDispatch runs arbitrary (valid BSON) command documents through the
 // command dispatcher of one server: no input may panic or hang, and every
 // reply must be a valid document with ok.
@@ -55,40 +35,41 @@ func FuzzDispatch(f *testing.F) {
 	}
 	f.Cleanup(srv.Close)
 	f.Fuzz(func(t *testing.T, cmd []byte) {
-		if validateDoc(cmd) != nil {
+		if bsonutil.Validate(cmd) != nil {
 			return
 		}
 		// Every wait (getMore, streaming hello, blockConnection) ends when
 		// the connection does.
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		c := &conn{s: srv, id: 1, ctx: ctx, cancel: cancel}
+		c := &conn{s: srv, cancel: cancel, hc: handler.Conn{ID: 1, Ctx: ctx}}
 		start := time.Now()
-		res := srv.dispatch(c, &message{opcode: wiremessage.OpMsg, cmd: cmd})
+		res := srv.mux.Serve(&c.hc, &wire.Message{OpCode: wiremessage.OpMsg, Cmd: cmd})
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("dispatch took %v", d)
 		}
-		if res.closeConn {
+		if res.CloseConn {
 			return
 		}
-		if res.doc == nil {
+		if res.Doc == nil {
 			t.Fatal("no reply and the connection kept open")
 		}
-		if err := validateDoc(res.doc); err != nil {
+		if err := bsonutil.Validate(res.Doc); err != nil {
 			t.Fatalf("invalid reply: %v", err)
 		}
-		if _, err := res.doc.LookupErr("ok"); err != nil {
-			t.Fatalf("reply without ok: %s", res.doc)
+		if _, err := res.Doc.LookupErr("ok"); err != nil {
+			t.Fatalf("reply without ok: %s", res.Doc)
 		}
-		if code, ok := res.doc.Lookup("code").Int32OK(); ok && code == codeInternalError {
-			t.Fatalf("internal error: %s", res.doc)
+		if code, ok := res.Doc.Lookup("code").Int32OK(); ok && code == codes.InternalError {
+			t.Fatalf("internal error: %s", res.Doc)
 		}
 	})
 }
 
 // TestRecordFuzzSeeds records the messages the Go driver sends during a
-// typical session as seeds of both fuzzers. It runs with
-// -update-fuzz-seeds; the seeds are kept in testdata/fuzz.
+// typical session as seeds of both fuzzers: FuzzDispatch here and
+// FuzzParseMessage in internal/wire. It runs with -update-fuzz-seeds; the
+// seeds are kept in testdata/fuzz of each package.
 func TestRecordFuzzSeeds(t *testing.T) {
 	if !*updateSeeds {
 		t.Skip("run with -update-fuzz-seeds to record new seeds")
@@ -109,24 +90,23 @@ func TestRecordFuzzSeeds(t *testing.T) {
 
 	seen := map[string]bool{}
 	for _, fr := range frames {
-		m, err := parseMessage(fr)
+		m, err := wire.Parse(fr)
 		if err != nil {
 			t.Fatalf("the driver sent a frame mongotest rejects: %v", err)
 		}
-		writeSeed(t, "FuzzParseMessage", fr, seen)
-		writeSeed(t, "FuzzDispatch", m.cmd, seen)
+		writeSeed(t, filepath.Join("internal", "wire", "testdata", "fuzz", "FuzzParseMessage"), fr, seen)
+		writeSeed(t, filepath.Join("testdata", "fuzz", "FuzzDispatch"), m.Cmd, seen)
 	}
 	t.Logf("recorded %d frames", len(frames))
 }
 
-// writeSeed writes one corpus file named after its content.
-func writeSeed(t *testing.T, fuzzer string, data []byte, seen map[string]bool) {
+// writeSeed writes one corpus file, named after its content, to dir.
+func writeSeed(t *testing.T, dir string, data []byte, seen map[string]bool) {
 	sum := fmt.Sprintf("%x", sha256.Sum256(data))[:16]
-	if seen[fuzzer+sum] {
+	if seen[dir+sum] {
 		return
 	}
-	seen[fuzzer+sum] = true
-	dir := filepath.Join("testdata", "fuzz", fuzzer)
+	seen[dir+sum] = true
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

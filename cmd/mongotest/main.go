@@ -10,6 +10,10 @@
 // The first line it prints on standard output is the connection string.
 // It serves until interrupted (SIGINT or SIGTERM), then closes every
 // connection and exits. The data lives in memory only.
+//
+// The server has no authentication and no TLS: anyone who can reach the
+// address can read, change and drop every database. Keep it on a loopback
+// address (the default); given any other -addr it prints a warning.
 package main
 
 import (
@@ -17,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,6 +38,10 @@ func main() {
 func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	fs := flag.NewFlagSet("mongotest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: mongotest [flags]\n\n%s\n\nFlags:\n", noAuthNotice)
+		fs.PrintDefaults()
+	}
 	addr := fs.String("addr", "127.0.0.1:27017", "TCP `address` to listen on")
 	replSet := fs.String("replset", "rs0", "replica-set `name` to report")
 	history := fs.Int("history", 0, "keep at most `N` change-log entries (0: all)")
@@ -61,6 +70,9 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	if !isLoopback(srv.Addr()) {
+		fmt.Fprintf(stderr, "mongotest: WARNING: listening on %s, which is not a loopback address: %s\n", srv.Addr(), noAuthNotice)
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -73,4 +85,18 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	}
 	srv.Close()
 	return 0
+}
+
+// noAuthNotice is what -h and the non-loopback warning say about access.
+const noAuthNotice = "mongotest serves an in-memory test server with no authentication and no TLS: anyone who can reach its address can read, change and drop every database."
+
+// isLoopback reports whether the listening address hostPort is on a
+// loopback interface.
+func isLoopback(hostPort string) bool {
+	host, _, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -166,3 +166,37 @@ func TestNodeDriver(t *testing.T) {
 		t.Errorf("setName %q, resume token _data type %q", got.SetName, got.Token)
 	}
 }
+
+// The standalone server has no authentication: -h says so, and an address
+// other than loopback gets a warning on stderr (a loopback one none).
+func TestNoAuthenticationNotice(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if c := run([]string{"-h"}, &stdout, &stderr, make(chan struct{})); c != 2 {
+		t.Fatalf("-h: exit code %d, want 2", c)
+	}
+	if !strings.Contains(stderr.String(), "no authentication") {
+		t.Errorf("-h does not say the server has no authentication:\n%s", stderr.String())
+	}
+
+	tests := []struct {
+		name, addr string
+		warn       bool
+	}{
+		{"loopback", "127.0.0.1:0", false},
+		{"every interface", "0.0.0.0:0", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stop := make(chan struct{})
+			close(stop)
+			var stdout, stderr bytes.Buffer
+			if c := run([]string{"-addr", tc.addr}, &stdout, &stderr, stop); c != 0 {
+				t.Fatalf("exit code %d (stderr %q)", c, stderr.String())
+			}
+			warned := strings.Contains(stderr.String(), "WARNING") && strings.Contains(stderr.String(), "no authentication")
+			if warned != tc.warn {
+				t.Errorf("-addr %s: warned %v, want %v (stderr %q)", tc.addr, warned, tc.warn, stderr.String())
+			}
+		})
+	}
+}

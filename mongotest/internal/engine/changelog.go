@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// Operation types of change-log entries, as change events name them.
+const (
+	opInsert        = "insert"
+	opUpdate        = "update"
+	opReplace       = "replace"
+	opDelete        = "delete"
+	opDrop          = "drop"
+	opRename        = "rename"
+	opDropDatabase  = "dropDatabase"
+	opInvalidate    = "invalidate"
+	opCreate        = "create"
+	opCreateIndexes = "createIndexes"
+	opDropIndexes   = "dropIndexes"
+	opModify        = "modify"
+)
+
+// entry is one write in the change log: the single source of truth that
+// change-stream cursors read. Entries are immutable once appended.
+type entry struct {
+	time bson.Timestamp
+	wall time.Time
+	op   string
+	db   string
+	coll string // empty for dropDatabase
+	uuid [16]byte
+
+	// expanded marks entries shown only with showExpandedEvents (create,
+	// createIndexes, dropIndexes, modify).
+	expanded bool
+
+	docKey     bsoncore.Document // {_id: …} for document writes
+	postImage  bsoncore.Document // the document after an insert, replace or update
+	preImage   bsoncore.Document // the document before an update, replace or delete
+	imagesKept bool              // the collection records pre- and post-images
+	updateDesc bsoncore.Document // updateDescription of an update
+	// paths with ambiguous components (numeric keys), for disambiguatedPaths.
+	disambiguated bsoncore.Document
+
+	toDB, toColl string            // rename target
+	opDesc       bsoncore.Document // operationDescription of expanded events
+	nsType       string            // "collection", "view" or "timeseries" for create
+	stateBefore  bsoncore.Document // stateBeforeChange of a modify event
+
+}
+
+// changeLog is the ordered list of entries. Entries below index 0 were
+// truncated; seq numbers count from the first entry ever written.
+type changeLog struct {
+	entries []*entry
+	base    uint64 // seq of entries[0]
+	limit   int
+	// truncatedThrough is the time of the newest dropped entry: a resume
+	// point older than it has lost history.
+	truncatedThrough bson.Timestamp
+	// wake is closed and replaced on every append, waking waiting getMores.
+	wake chan struct{}
+}
+
+func newChangeLog(limit int) changeLog {
+	return changeLog{limit: limit, wake: make(chan struct{})}
+}
+
+// end returns the seq the next entry will get.
+func (l *changeLog) end() uint64 { return l.base + uint64(len(l.entries)) }
+
+// at returns the entry with the given seq, or nil when it was truncated or
+// not yet written.
+func (l *changeLog) at(seq uint64) *entry {
+	if seq < l.base || seq >= l.end() {
+		return nil
+	}
+	return l.entries[seq-l.base]
+}
+
+// firstAfter returns the seq of the first entry whose time is after t.
+func (l *changeLog) firstAfter(t bson.Timestamp) uint64 {
+	lo, hi := 0, len(l.entries)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if tsLessEq(l.entries[m].time, t) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return l.base + uint64(lo)
+}
+
+// firstAtOrAfter returns the seq of the first entry whose time is t or later.
+func (l *changeLog) firstAtOrAfter(t bson.Timestamp) uint64 {
+	lo, hi := 0, len(l.entries)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if tsLess(l.entries[m].time, t) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return l.base + uint64(lo)
+}
+
+// appendLocked adds e (whose time is already set) and wakes waiters.
+func (l *changeLog) appendLocked(e *entry) {
+	l.entries = append(l.entries, e)
+	if l.limit > 0 && len(l.entries) > l.limit {
+		l.truncateLocked(len(l.entries) - l.limit)
+	}
+	l.wakeLocked()
+}
+
+func (l *changeLog) wakeLocked() {
+	close(l.wake)
+	l.wake = make(chan struct{})
+}
+
+// truncateLocked drops the n oldest entries.
+func (l *changeLog) truncateLocked(n int) {
+	if n <= 0 {
+		return
+	}
+	l.truncatedThrough = l.entries[n-1].time
+	// Copy so the dropped entries can be collected.
+	rest := make([]*entry, len(l.entries)-n, max(len(l.entries)-n, 16))
+	copy(rest, l.entries[n:])
+	l.entries = rest
+	l.base += uint64(n)
+}
+
+// appendEntryLocked stamps e with the next cluster time and logs it.
+func (e *Engine) appendEntryLocked(en *entry) {
+	en.time = e.tickLocked()
+	en.wall = time.Now()
+	e.log.appendLocked(en)
+}
+
+func tsLess(a, b bson.Timestamp) bool {
+	return a.T < b.T || (a.T == b.T && a.I < b.I)
+}
+
+func tsLessEq(a, b bson.Timestamp) bool { return !tsLess(b, a) }

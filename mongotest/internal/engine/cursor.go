@@ -1,0 +1,243 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// cursor is an open server cursor: a change stream (a view over the change
+// log) or the rest of a find result.
+type cursor struct {
+	id   int64
+	ns   string // the ns the cursor replies carry
+	db   string
+	coll string // the collection getMore must name
+
+	stream *streamState        // change-stream cursors
+	docs   []bsoncore.Document // find cursors: documents not yet returned
+
+	busy     bool // a getMore is running on it
+	killed   bool
+	lastUsed time.Time // when it was opened or its last getMore ended
+}
+
+// Cursor is a cursor a getMore checked out: until Release, no other
+// getMore can use it and it does not time out.
+type Cursor struct{ c *cursor }
+
+// IsStream reports whether the cursor is a change stream.
+func (c Cursor) IsStream() bool { return c.c.stream != nil }
+
+// reapIdleLocked kills the cursors left unused for longer than the cursor
+// timeout.
+func (e *Engine) reapIdleLocked() {
+	if e.cursorTimeout < 0 {
+		return
+	}
+	now := e.now()
+	for _, c := range e.cursors {
+		if !c.busy && now.Sub(c.lastUsed) > e.cursorTimeout {
+			e.closeCursorLocked(c)
+		}
+	}
+}
+
+// registerCursorLocked gives c a new id and records it.
+func (e *Engine) registerCursorLocked(c *cursor) {
+	e.reapIdleLocked()
+	c.lastUsed = e.now()
+	e.lastCID++
+	// Cursor ids look random on a real server; keep them positive and large.
+	c.id = e.lastCID*1_000_003 + 7_000_000_000
+	e.cursors[c.id] = c
+}
+
+func (e *Engine) closeCursorLocked(c *cursor) {
+	c.killed = true
+	delete(e.cursors, c.id)
+}
+
+// Checkout finds cursor id for a getMore on db.coll and marks it busy. It
+// fails with CursorNotFound when there is no such cursor, Unauthorized
+// when it belongs to another namespace, and OperationFailed when another
+// getMore is using it.
+func (e *Engine) Checkout(id int64, db, coll string) (Cursor, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.reapIdleLocked()
+	c := e.cursors[id]
+	if c == nil || c.killed {
+		return Cursor{}, codes.Errorf(codes.CursorNotFound, "cursor id %d not found", id)
+	}
+	if c.db != db || c.coll != coll {
+		return Cursor{}, codes.Errorf(codes.Unauthorized, "Requested getMore on namespace '%s.%s', but cursor belongs to a different namespace %s", db, coll, c.db+"."+c.coll)
+	}
+	if c.busy {
+		return Cursor{}, codes.Errorf(codes.OperationFailed, "cursor id %d is already in use", id)
+	}
+	c.busy = true
+	return Cursor{c}, nil
+}
+
+// Release ends a checkout: the cursor's idle time starts again.
+func (e *Engine) Release(cur Cursor) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur.c.busy = false
+	cur.c.lastUsed = e.now()
+}
+
+// Kill destroys a checked-out cursor, as a getMore that fails after
+// checkout does on a real server.
+func (e *Engine) Kill(cur Cursor) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closeCursorLocked(cur.c)
+}
+
+// NextDocs returns the reply {cursor: {id, ns, nextBatch}} with the next
+// batchSize documents (0: all) of a find cursor; the last batch reports
+// id 0 and closes the cursor.
+func (e *Engine) NextDocs(cur Cursor, batchSize int) bsoncore.Document {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := cur.c
+	out := c.docs
+	if batchSize > 0 && len(out) > batchSize {
+		out, c.docs = out[:batchSize], out[batchSize:]
+	} else {
+		c.docs = nil
+	}
+	id := c.id
+	if len(c.docs) == 0 {
+		id = 0
+		e.closeCursorLocked(c)
+	}
+	return CursorReply(id, c.ns, "nextBatch", out)
+}
+
+// NextEvents appends the fields of a getMore reply on a change-stream
+// cursor, {cursor: {id, ns, nextBatch, postBatchResumeToken}}, to out, an
+// opened reply document. batchSize bounds the events (0: only the 16 MiB
+// bound). With no event to return it waits up to await for one; an empty
+// batch after that is the answer. It fails with CursorNotFound when the
+// cursor was killed meanwhile, InterruptedAtShutdown at Shutdown, and
+// ctx's error when ctx ends first.
+func (e *Engine) NextEvents(ctx context.Context, cur Cursor, out []byte, batchSize int, await time.Duration) ([]byte, error) {
+	c := cur.c
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	limit := batchSize
+	if limit == 0 {
+		limit = -1
+	}
+	start := len(out)
+	for {
+		e.mu.Lock()
+		if c.killed {
+			e.mu.Unlock()
+			return nil, codes.Errorf(codes.CursorNotFound, "cursor id %d not found", c.id)
+		}
+		reply, n, err := e.appendStreamReplyLocked(out[:start], c, "nextBatch", limit)
+		if err != nil {
+			e.closeCursorLocked(c)
+			e.mu.Unlock()
+			return nil, err
+		}
+		if n > 0 || c.killed || await == 0 {
+			e.mu.Unlock()
+			return reply, nil
+		}
+		out = reply // keep the capacity for the next attempt
+		wake := e.log.wake
+		done := e.done
+		e.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(await)
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+			await = 0
+		case <-done:
+			return nil, codes.Errorf(codes.InterruptedAtShutdown, "interrupted at shutdown")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// OpenDocCursor answers a find or an aggregate on db.coll with docs: the
+// reply {cursor: {id, ns, firstBatch}} holds the first batchSize of them
+// (0: none), and a cursor keeps the rest for getMore, unless single asks
+// for one batch only.
+func (e *Engine) OpenDocCursor(db, coll string, docs []bsoncore.Document, batchSize int64, single bool) bsoncore.Document {
+	cur := &cursor{ns: db + "." + coll, db: db, coll: coll}
+	first := docs
+	if batchSize > 0 && int64(len(docs)) > batchSize {
+		first, cur.docs = docs[:batchSize], docs[batchSize:]
+	} else if batchSize == 0 && !single {
+		first, cur.docs = nil, docs
+	}
+	if len(cur.docs) == 0 || single {
+		return CursorReply(0, cur.ns, "firstBatch", first)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.registerCursorLocked(cur)
+	return CursorReply(cur.id, cur.ns, "firstBatch", first)
+}
+
+// CursorReply builds {cursor: {id, ns, <batchKey>: docs}}.
+func CursorReply(id int64, ns, batchKey string, docs []bsoncore.Document) bsoncore.Document {
+	size := 128
+	for _, d := range docs {
+		size += len(d) + 8
+	}
+	idx, out := bsoncore.AppendDocumentStart(make([]byte, 0, size))
+	cidx, out := bsoncore.AppendDocumentElementStart(out, "cursor")
+	out = bsoncore.AppendInt64Element(out, "id", id)
+	out = bsoncore.AppendStringElement(out, "ns", ns)
+	aidx, out := bsoncore.AppendArrayElementStart(out, batchKey)
+	for i, d := range docs {
+		out = bsoncore.AppendDocumentElement(out, bsonutil.ArrayKey(i), d)
+	}
+	out, _ = bsoncore.AppendArrayEnd(out, aidx)
+	out, _ = bsoncore.AppendDocumentEnd(out, cidx)
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
+}
+
+// KillCursors kills the cursors ids names and wakes the getMores waiting
+// on them. It returns the ids it killed and those it did not find.
+func (e *Engine) KillCursors(ids []int64) (killed, notFound []int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, id := range ids {
+		if c := e.cursors[id]; c != nil {
+			e.closeCursorLocked(c)
+			killed = append(killed, id)
+		} else {
+			notFound = append(notFound, id)
+		}
+	}
+	e.log.wakeLocked() // end getMores waiting on killed cursors
+	return killed, notFound
+}
+
+// OpenCursors returns how many cursors are open: change streams and
+// unfinished find results.
+func (e *Engine) OpenCursors() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.reapIdleLocked()
+	return len(e.cursors)
+}

@@ -1,0 +1,183 @@
+package handler
+
+import (
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/failpoint"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// handleConfigureFailPoint is a real server's test command
+//
+//	{configureFailPoint: "failCommand" | "failGetMoreAfterCursorCheckout",
+//	 mode: "alwaysOn" | "off" | {times: n} | {skip: n},
+//	 data: {failCommands, errorCode, errorLabels, closeConnection,
+//	        blockConnection, blockTimeMS, appName}}
+//
+// run on admin. The reply's count is how often the previous configuration
+// fired.
+func handleConfigureFailPoint(f *failpoint.Set, r *request) (bsoncore.Document, error) {
+	if r.db != "admin" {
+		return nil, codes.Errorf(codes.Unauthorized, "configureFailPoint may only be run against the admin database.")
+	}
+	name, ok := r.arg(r.name).StringValueOK()
+	if !ok {
+		return nil, codes.Errorf(codes.TypeMismatch, "configureFailPoint: the failpoint name must be a string")
+	}
+	var fp failpoint.Spec
+	switch name {
+	case "failCommand":
+	case "failGetMoreAfterCursorCheckout":
+		fp.AfterCursorCheckout = true
+	default:
+		return nil, codes.Errorf(codes.BadValue, "mongotest supports the failpoints failCommand and failGetMoreAfterCursorCheckout, not %q", name)
+	}
+	on, err := parseFailPointMode(r.arg("mode"), &fp)
+	if err != nil {
+		return nil, err
+	}
+	if !on {
+		n := f.Off(fp.AfterCursorCheckout)
+		return marshal(bson.D{{Key: "count", Value: int32(n)}})
+	}
+	if v := r.arg("data"); v.Type != 0 {
+		data, ok := v.DocumentOK()
+		if !ok {
+			return nil, codes.Errorf(codes.TypeMismatch, "configureFailPoint: data must be an object")
+		}
+		if err := parseFailPointData(data, &fp); err != nil {
+			return nil, err
+		}
+	}
+	if !fp.AfterCursorCheckout && fp.Commands == nil {
+		return nil, codes.Errorf(codes.InvalidOptions, "failCommand failpoint requires data.failCommands: the names of the commands to fail")
+	}
+	n := f.Off(fp.AfterCursorCheckout)
+	f.Configure(fp)
+	return marshal(bson.D{{Key: "count", Value: int32(n)}})
+}
+
+// parseFailPointMode reads mode into fp; it returns false for "off".
+func parseFailPointMode(v bsoncore.Value, fp *failpoint.Spec) (bool, error) {
+	if str, ok := v.StringValueOK(); ok {
+		switch str {
+		case "alwaysOn":
+			return true, nil
+		case "off":
+			return false, nil
+		}
+		return false, codes.Errorf(codes.BadValue, "unknown failpoint mode %q: expected alwaysOn, off, {times: n} or {skip: n}", str)
+	}
+	d, ok := v.DocumentOK()
+	if !ok {
+		return false, codes.Errorf(codes.TypeMismatch, "failpoint mode must be a string or an object, not %s", v.Type)
+	}
+	elems, _ := d.Elements()
+	if len(elems) != 1 {
+		return false, codes.Errorf(codes.BadValue, "failpoint mode must have exactly one of times or skip")
+	}
+	n, ok := bsonutil.AsInt64(elems[0].Value())
+	if !ok || n < 0 || n > 1<<31 {
+		return false, codes.Errorf(codes.BadValue, "failpoint mode %s must be a non-negative integer", elems[0].Key())
+	}
+	switch elems[0].Key() {
+	case "times":
+		fp.Times = int(n)
+		return n > 0, nil
+	case "skip":
+		fp.Skip = int(n)
+		return true, nil
+	}
+	return false, codes.Errorf(codes.BadValue, "mongotest does not support failpoint mode %s: expected times or skip", elems[0].Key())
+}
+
+// parseFailPointData reads the data document of failCommand.
+func parseFailPointData(data bsoncore.Document, fp *failpoint.Spec) error {
+	elems, err := data.Elements()
+	if err != nil {
+		return codes.Errorf(codes.FailedToParse, "configureFailPoint data: %v", err)
+	}
+	block := false
+	var blockMS int64
+	for _, el := range elems {
+		k, v := el.Key(), el.Value()
+		switch k {
+		case "failCommands":
+			names, err := stringArray(v, k)
+			if err != nil {
+				return err
+			}
+			fp.Commands = names
+		case "errorLabels":
+			labels, err := stringArray(v, k)
+			if err != nil {
+				return err
+			}
+			fp.ErrorLabels = labels
+		case "errorCode":
+			n, ok := bsonutil.AsInt64(v)
+			if !ok || n < -(1<<31) || n >= 1<<31 {
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.errorCode must be a 32-bit integer")
+			}
+			fp.ErrorCode = int32(n)
+		case "closeConnection":
+			b, ok := v.BooleanOK()
+			if !ok {
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.closeConnection must be a boolean")
+			}
+			fp.CloseConnection = b
+		case "blockConnection":
+			b, ok := v.BooleanOK()
+			if !ok {
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.blockConnection must be a boolean")
+			}
+			block = b
+		case "blockTimeMS":
+			n, ok := bsonutil.AsInt64(v)
+			if !ok || n < 0 {
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.blockTimeMS must be a non-negative integer")
+			}
+			blockMS = n
+		case "appName":
+			str, ok := v.StringValueOK()
+			if !ok {
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.appName must be a string")
+			}
+			fp.AppName = str
+		case "threadName", "namespace":
+			return codes.Errorf(codes.NotImplemented, "mongotest does not support failpoint data.%s", k)
+		default:
+			return codes.Errorf(codes.BadValue, "mongotest does not support failpoint data.%s", k)
+		}
+	}
+	if block {
+		if blockMS == 0 {
+			return codes.Errorf(codes.InvalidOptions, "failpoint data.blockConnection requires blockTimeMS")
+		}
+		fp.BlockFor = time.Duration(blockMS) * time.Millisecond
+	}
+	return nil
+}
+
+func stringArray(v bsoncore.Value, field string) ([]string, error) {
+	arr, ok := v.ArrayOK()
+	if !ok {
+		return nil, codes.Errorf(codes.TypeMismatch, "failpoint data.%s must be an array of strings", field)
+	}
+	vals, err := arr.Values()
+	if err != nil {
+		return nil, codes.Errorf(codes.FailedToParse, "failpoint data.%s: %v", field, err)
+	}
+	out := make([]string, 0, len(vals))
+	for _, x := range vals {
+		str, ok := x.StringValueOK()
+		if !ok {
+			return nil, codes.Errorf(codes.TypeMismatch, "failpoint data.%s must be an array of strings", field)
+		}
+		out = append(out, str)
+	}
+	return out, nil
+}
