@@ -38,6 +38,20 @@
 // dropDatabase invalidates the streams it ends. As on a real server, a
 // cursor outlives the connection that opened it; it ends when exhausted,
 // killed, or left unused for Options.CursorTimeout (ten minutes by default).
+// Cursor ids are random, and only the session that opened a cursor may
+// continue it. A resume token older than the server's history fails with
+// ChangeStreamHistoryLost (286), one that names no event of it with
+// ChangeStreamFatalError (280).
+//
+// It answers as a single-node replica set does the commands that test
+// harnesses send at setup: killAllSessions, serverStatus, getParameter,
+// replSetGetStatus and listCommands; replSetStepDown and replSetFreeze
+// fail as they fail on one node, and the Atlas Search index commands as
+// on a server without a search service. A create of an existing
+// collection with the same options succeeds. A write concern of w greater
+// than 1 cannot be met by one node: the write is applied and the reply
+// carries UnsatisfiableWriteConcern (100). A change stream reads with read
+// concern majority only; another level is refused with InvalidOptions (72).
 //
 // # Faults
 //
@@ -46,7 +60,11 @@
 // its labels, a closed connection, a delay), also after a getMore has
 // checked out its cursor, where a resumable code makes the driver resume
 // the stream. Clients can do the same with the configureFailPoint command,
-// so tests written for a real server run unchanged. Restart drops every
+// so tests written for a real server run unchanged: its data may also
+// carry a writeConcernError, which the command that runs gets in its
+// reply, and fields a real server does not use are ignored. Error labels
+// are added as a real server adds them: RetryableWriteError to a
+// retryable write, TransientTransactionError inside a transaction. Restart drops every
 // connection and cursor and keeps the data and history, as a restarted
 // replica set would; DropConnections simulates a network failure;
 // TruncateHistory makes the history seen so far unavailable, as an oplog

@@ -101,14 +101,14 @@ var specsDirs = []struct {
 	finished bool
 }{
 	{name: "crud", floor: 220},
-	{name: "transactions", floor: 91},
-	{name: "transactions-convenient-api", floor: 14},
-	{name: "retryable-writes", floor: 59},
+	{name: "transactions", floor: 26},
+	{name: "transactions-convenient-api", floor: 1},
+	{name: "retryable-writes", floor: 76},
 	{name: "retryable-reads", floor: 277, finished: true},
 	{name: "sessions", floor: 14},
 	{name: "collection-management", floor: 3},
-	{name: "index-management", floor: 1},
-	{name: "run-command", floor: 15},
+	{name: "index-management", floor: 14},
+	{name: "run-command", floor: 14},
 }
 
 // TestSpecs runs the unified spec tests of ../shared/conformance/specs

@@ -15,7 +15,10 @@ type Engine struct {
 	mu    sync.Mutex
 	dbs   map[string]*database
 	clock bson.Timestamp
-	log   changeLog
+	// origin is the cluster time the engine started at, where its history
+	// begins: a resume point before it is older than the history.
+	origin bson.Timestamp
+	log    changeLog
 	// cursors are the open cursors. As on a real server a cursor belongs
 	// to no connection: it stays open when the connection that created it
 	// closes, and the driver may continue it on another connection of its
@@ -30,9 +33,8 @@ type Engine struct {
 	// cursorTimeout is how long a cursor may stay unused; negative: never.
 	cursorTimeout time.Duration
 	// now is the clock of cursor timeouts (a test may replace it).
-	now     func() time.Time
-	lastCID int64
-	closed  bool
+	now    func() time.Time
+	closed bool
 	// done is closed by Shutdown, waking every waiting getMore.
 	done chan struct{}
 	// retries remembers the replies of retryable writes (retry.go). It
@@ -50,9 +52,11 @@ func New(historyLimit int, cursorTimeout time.Duration) *Engine {
 	if cursorTimeout == 0 {
 		cursorTimeout = DefaultCursorTimeout
 	}
+	start := bson.Timestamp{T: uint32(time.Now().Unix()), I: 1}
 	return &Engine{
 		dbs:           make(map[string]*database),
-		clock:         bson.Timestamp{T: uint32(time.Now().Unix()), I: 1},
+		clock:         start,
+		origin:        start,
 		log:           newChangeLog(historyLimit),
 		cursors:       make(map[int64]*cursor),
 		cursorTimeout: cursorTimeout,

@@ -74,7 +74,7 @@ func handleCollectionAggregate(e *engine.Engine, r *request) (bsoncore.Document,
 	if err != nil {
 		return nil, err
 	}
-	return e.OpenDocCursor(r.db, coll, docs, batchSize, false), nil
+	return e.OpenDocCursor(r.db, coll, r.session(), docs, batchSize, false), nil
 }
 
 // aggregateBatchSize reads cursor.batchSize (default 101); the cursor

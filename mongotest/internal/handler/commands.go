@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"sort"
 	"strings"
 
 	"github.com/go-changestream/changestream/mongotest/internal/engine"
@@ -34,12 +35,14 @@ var commands = []command{
 	{"count", withEngine(handleCount)},
 	{"create", withEngine(handleCreate)},
 	{"createIndexes", withEngine(handleCreateIndexes)},
+	{"createSearchIndexes", plain(handleSearchIndexes)},
 	{"delete", retryableWrite(handleDelete)},
 	{"deleteIndexes", withEngine(handleDropIndexes)},
 	{"distinct", withEngine(handleDistinct)},
 	{"drop", withEngine(handleDrop)},
 	{"dropDatabase", withEngine(handleDropDatabase)},
 	{"dropIndexes", withEngine(handleDropIndexes)},
+	{"dropSearchIndex", plain(handleSearchIndexes)},
 	{"endSessions", withEngine(handleEndSessions)},
 	{"find", withEngine(handleFind)},
 	{"findAndModify", retryableWrite(handleFindAndModify)},
@@ -48,17 +51,24 @@ var commands = []command{
 	{"getParameter", plain(handleGetParameter)},
 	{"hostInfo", withTopology(handleHostInfo)},
 	{"insert", retryableWrite(handleInsert)},
+	{"killAllSessions", withEngine(handleKillAllSessions)},
 	{"killCursors", withEngine(handleKillCursors)},
 	{"killSessions", withEngine(handleEndSessions)},
 	{"listCollections", withEngine(handleListCollections)},
+	{"listCommands", handleListCommands},
 	{"listDatabases", withEngine(handleListDatabases)},
 	{"listIndexes", withEngine(handleListIndexes)},
 	{"logout", plain(handleEmptyOK)},
 	{"ping", plain(handleEmptyOK)},
 	{"refreshSessions", plain(handleEmptyOK)},
 	{"renameCollection", withEngine(handleRenameCollection)},
+	{"replSetFreeze", plain(handleReplSetFreeze)},
+	{"replSetGetStatus", withTopology(handleReplSetGetStatus)},
+	{"replSetStepDown", plain(handleReplSetStepDown)},
 	{"saslContinue", plain(handleEmptyOK)},
+	{"serverStatus", withTopology(handleServerStatus)},
 	{"update", retryableWrite(handleUpdate)},
+	{"updateSearchIndex", plain(handleSearchIndexes)},
 }
 
 // commandIndex finds the rows of commands by lower-case name.
@@ -89,4 +99,15 @@ func withFailPoints(h func(f *failpoint.Set, r *request) (bsoncore.Document, err
 
 func withTopology(h func(t *Topology, r *request) (bsoncore.Document, error)) handlerFunc {
 	return func(env *env, r *request) (bsoncore.Document, error) { return h(env.topology, r) }
+}
+
+// commandNames lists every command the server answers, hello and isMaster
+// included, sorted; listCommands reports it.
+func commandNames() []string {
+	names := []string{"hello", "isMaster"}
+	for _, c := range commands {
+		names = append(names, c.name)
+	}
+	sort.Strings(names)
+	return names
 }

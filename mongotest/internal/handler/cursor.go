@@ -46,7 +46,7 @@ func handleGetMore(env *env, r *request) (bsoncore.Document, error) {
 	}
 
 	e := env.engine
-	cur, err := e.Checkout(id, r.db, coll)
+	cur, err := e.Checkout(id, r.db, coll, r.session())
 	if err != nil {
 		return nil, err
 	}

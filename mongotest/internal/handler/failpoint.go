@@ -14,8 +14,8 @@ import (
 //
 //	{configureFailPoint: "failCommand" | "failGetMoreAfterCursorCheckout",
 //	 mode: "alwaysOn" | "off" | {times: n} | {skip: n},
-//	 data: {failCommands, errorCode, errorLabels, closeConnection,
-//	        blockConnection, blockTimeMS, appName}}
+//	 data: {failCommands, errorCode, errorLabels, writeConcernError,
+//	        closeConnection, blockConnection, blockTimeMS, appName}}
 //
 // run on admin. The reply's count is how often the previous configuration
 // fired.
@@ -75,23 +75,29 @@ func parseFailPointMode(v bsoncore.Value, fp *failpoint.Spec) (bool, error) {
 	if !ok {
 		return false, codes.Errorf(codes.TypeMismatch, "failpoint mode must be a string or an object, not %s", v.Type)
 	}
-	elems, _ := d.Elements()
-	if len(elems) != 1 {
-		return false, codes.Errorf(codes.BadValue, "failpoint mode must have exactly one of times or skip")
+	// As on a real server, times wins over skip when both are given (the
+	// Go driver's tests send both); activationProbability is not
+	// implemented.
+	count := func(key string) (int, error) {
+		n, ok := bsonutil.AsInt64(d.Lookup(key))
+		if !ok || n < 0 || n > 1<<31 {
+			return 0, codes.Errorf(codes.BadValue, "failpoint mode %s must be a non-negative integer", key)
+		}
+		return int(n), nil
 	}
-	n, ok := bsonutil.AsInt64(elems[0].Value())
-	if !ok || n < 0 || n > 1<<31 {
-		return false, codes.Errorf(codes.BadValue, "failpoint mode %s must be a non-negative integer", elems[0].Key())
+	switch {
+	case d.Lookup("times").Type != 0:
+		n, err := count("times")
+		fp.Times = n
+		return n > 0, err
+	case d.Lookup("skip").Type != 0:
+		n, err := count("skip")
+		fp.Skip = n
+		return true, err
+	case d.Lookup("activationProbability").Type != 0:
+		return false, codes.Errorf(codes.NotImplemented, "mongotest does not support failpoint mode activationProbability")
 	}
-	switch elems[0].Key() {
-	case "times":
-		fp.Times = int(n)
-		return n > 0, nil
-	case "skip":
-		fp.Skip = int(n)
-		return true, nil
-	}
-	return false, codes.Errorf(codes.BadValue, "mongotest does not support failpoint mode %s: expected times or skip", elems[0].Key())
+	return false, codes.Errorf(codes.BadValue, "invalid failpoint mode object: expected times or skip")
 }
 
 // parseFailPointData reads the data document of failCommand.
@@ -147,10 +153,23 @@ func parseFailPointData(data bsoncore.Document, fp *failpoint.Spec) error {
 				return codes.Errorf(codes.TypeMismatch, "failpoint data.appName must be a string")
 			}
 			fp.AppName = str
-		case "threadName", "namespace":
+		case "writeConcernError":
+			d, ok := v.DocumentOK()
+			if !ok {
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.writeConcernError must be an object")
+			}
+			if _, ok := d.Lookup("code").AsInt32OK(); !ok {
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.writeConcernError must have an integer code")
+			}
+			fp.WriteConcernError = d
+		case "threadName", "namespace", "errorExtraInfo":
+			// mongod uses these; mongotest does not implement them.
 			return codes.Errorf(codes.NotImplemented, "mongotest does not support failpoint data.%s", k)
+		case "failInternalCommands":
+			// mongotest runs no internal commands: nothing to fail.
 		default:
-			return codes.Errorf(codes.BadValue, "mongotest does not support failpoint data.%s", k)
+			// mongod reads only the fields it knows and ignores the rest
+			// (the Node.js driver's tests send errmsg).
 		}
 	}
 	if block {

@@ -58,7 +58,7 @@ func retryKey(r *request) (string, int64, bool) {
 // replaced by an error, or lost with the connection.
 func afterExecution(f *failpoint.Set, r *request) func(bsoncore.Document, error) (bsoncore.Document, error) {
 	return func(body bsoncore.Document, err error) (bsoncore.Document, error) {
-		if act := f.AfterExecution(r.c.AppName, r.name); act != nil {
+		if act := f.AfterExecution(r.failPointCommand()); act != nil {
 			if ferr := act.Apply(r.c.Ctx); ferr != nil {
 				return nil, ferr
 			}
