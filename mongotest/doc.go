@@ -43,6 +43,16 @@
 // ChangeStreamHistoryLost (286), one that names no event of it with
 // ChangeStreamFatalError (280).
 //
+// Multi-document transactions work as on one node: a transaction reads
+// the snapshot of its first command and its own writes; its writes are
+// invisible to others until commitTransaction and discarded by
+// abortTransaction; a document another open transaction has written, or
+// that changed after the snapshot, is a WriteConflict (112) labelled
+// TransientTransactionError, which aborts the transaction. The change
+// events of a transaction are logged at commit, in order, each with the
+// transaction's lsid and txnNumber (and, unlike a real server, each with a
+// cluster time of its own).
+//
 // It answers as a single-node replica set does the commands that test
 // harnesses send at setup: killAllSessions, serverStatus, getParameter,
 // replSetGetStatus and listCommands; replSetStepDown and replSetFreeze
@@ -85,7 +95,7 @@
 // one key, not one per element). Aggregations on collections support the
 // common stages ($match, $sort, $skip, $limit, $project, $group, $count ...)
 // that CountDocuments and simple reports use. It does not persist data,
-// authenticate, compress, use TLS, run transactions across commands, or
+// authenticate, compress, use TLS, or
 // act as a sharded cluster or a multi-member replica set (there are no
 // secondaries and no elections). Every command, option, query operator or
 // stage it does not implement is rejected with an error that names it,

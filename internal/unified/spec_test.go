@@ -101,14 +101,14 @@ var specsDirs = []struct {
 	finished bool
 }{
 	{name: "crud", floor: 220},
-	{name: "transactions", floor: 26},
-	{name: "transactions-convenient-api", floor: 1},
+	{name: "transactions", floor: 158},
+	{name: "transactions-convenient-api", floor: 27, finished: true},
 	{name: "retryable-writes", floor: 76},
 	{name: "retryable-reads", floor: 277, finished: true},
 	{name: "sessions", floor: 14},
 	{name: "collection-management", floor: 3},
 	{name: "index-management", floor: 14},
-	{name: "run-command", floor: 14},
+	{name: "run-command", floor: 15},
 }
 
 // TestSpecs runs the unified spec tests of ../shared/conformance/specs

@@ -45,6 +45,7 @@ const (
 	OperationFailed                    = 96
 	UnsatisfiableWriteConcern          = 100
 	WriteConflict                      = 112
+	ConflictingOperationInProgress     = 117
 	FailedToSatisfyReadPreference      = 133
 	CappedPositionLost                 = 136
 	StaleEpoch                         = 150
@@ -205,6 +206,7 @@ var names = map[int32]string{
 	NotSecondary:                       "NotSecondary",
 	UnsatisfiableWriteConcern:          "UnsatisfiableWriteConcern",
 	WriteConflict:                      "WriteConflict",
+	ConflictingOperationInProgress:     "ConflictingOperationInProgress",
 	NoSuchSession:                      "NoSuchSession",
 	SnapshotTooOld:                     "SnapshotTooOld",
 	SnapshotUnavailable:                "SnapshotUnavailable",

@@ -50,6 +50,10 @@ type entry struct {
 	nsType       string            // "collection", "view" or "timeseries" for create
 	stateBefore  bsoncore.Document // stateBeforeChange of a modify event
 
+	// lsid and txnNumber name the transaction of a write committed in
+	// one (lsid nil otherwise).
+	lsid      bsoncore.Document
+	txnNumber int64
 }
 
 // changeLog is the ordered list of entries. Entries below index 0 were

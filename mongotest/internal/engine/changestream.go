@@ -340,6 +340,11 @@ func (e *Engine) appendEventLocked(dst []byte, st *streamState, en *entry, tok T
 	if en.op == opUpdate {
 		out = appendUpdateDesc(out, en, sp.ShowExpanded)
 	}
+	if en.lsid != nil {
+		// A write of a transaction names its session and transaction.
+		out = bsoncore.AppendDocumentElement(out, "lsid", en.lsid)
+		out = bsoncore.AppendInt64Element(out, "txnNumber", en.txnNumber)
+	}
 	if sp.ShowExpanded && en.opDesc != nil {
 		out = bsoncore.AppendDocumentElement(out, "operationDescription", en.opDesc)
 	}

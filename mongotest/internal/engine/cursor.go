@@ -279,10 +279,12 @@ func sessionString(id string) string {
 }
 
 // KillAllSessions ends every session, as killAllSessions does on a real
-// server: the cursors opened in a session are killed.
+// server: their transactions are aborted and the cursors opened in a
+// session are killed.
 func (e *Engine) KillAllSessions() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.endTransactionsLocked(nil)
 	for _, c := range e.cursors {
 		if c.session != "" {
 			e.closeCursorLocked(c)

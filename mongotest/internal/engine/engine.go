@@ -37,6 +37,8 @@ type Engine struct {
 	closed bool
 	// done is closed by Shutdown, waking every waiting getMore.
 	done chan struct{}
+	// txns are the sessions' transactions (transaction.go), by lsid id.
+	txns map[string]*txn
 	// retries remembers the replies of retryable writes (retry.go). It
 	// has its own lock and, like the data, survives Restart.
 	retries retryTable
@@ -59,6 +61,7 @@ func New(historyLimit int, cursorTimeout time.Duration) *Engine {
 		origin:        start,
 		log:           newChangeLog(historyLimit),
 		cursors:       make(map[int64]*cursor),
+		txns:          make(map[string]*txn),
 		cursorTimeout: cursorTimeout,
 		done:          make(chan struct{}),
 		now:           time.Now,

@@ -25,11 +25,11 @@ type command struct {
 // matched without regard to case. hello and isMaster are answered by
 // Serve itself, before any failpoint.
 var commands = []command{
-	{"abortTransaction", notSupported},
+	{"abortTransaction", withControl(handleAbortTransaction)},
 	{"aggregate", withEngine(handleAggregate)},
 	{"buildInfo", plain(handleBuildInfo)},
 	{"collMod", withEngine(handleCollMod)},
-	{"commitTransaction", notSupported},
+	{"commitTransaction", withControl(handleCommitTransaction)},
 	{"configureFailPoint", withFailPoints(handleConfigureFailPoint)},
 	{"connectionStatus", plain(handleConnectionStatus)},
 	{"count", withEngine(handleCount)},
@@ -90,6 +90,11 @@ func plain(h func(r *request) (bsoncore.Document, error)) handlerFunc {
 }
 
 func withEngine(h func(e *engine.Engine, r *request) (bsoncore.Document, error)) handlerFunc {
+	return func(env *env, r *request) (bsoncore.Document, error) { return env.runInTxn(r, h) }
+}
+
+// withControl gives the transaction commands the data's engine itself.
+func withControl(h func(e *engine.Engine, r *request) (bsoncore.Document, error)) handlerFunc {
 	return func(env *env, r *request) (bsoncore.Document, error) { return h(env.engine, r) }
 }
 

@@ -22,7 +22,7 @@ func retryableWrite(h func(e *engine.Engine, r *request) (bsoncore.Document, err
 		after := afterExecution(env.failpoints, r)
 		key, txn, ok := retryKey(r)
 		if !ok {
-			return after(h(env.engine, r))
+			return after(env.runInTxn(r, h))
 		}
 		retry, reply, err := env.engine.BeginRetry(r.c.Ctx, key, txn)
 		if err != nil && r.c.Ctx.Err() != nil && errors.Is(err, r.c.Ctx.Err()) {
