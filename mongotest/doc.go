@@ -72,7 +72,10 @@
 // the stream. Clients can do the same with the configureFailPoint command,
 // so tests written for a real server run unchanged: its data may also
 // carry a writeConcernError, which the command that runs gets in its
-// reply, and fields a real server does not use are ignored. Error labels
+// reply, and fields a real server does not use are ignored; the
+// onPrimaryTransactionalWrite failpoint loses the reply of a retryable
+// write it applied (or fails it unapplied), once per command where a real
+// server fires it per statement. Error labels
 // are added as a real server adds them: RetryableWriteError to a
 // retryable write, TransientTransactionError inside a transaction. Restart drops every
 // connection and cursor and keeps the data and history, as a restarted

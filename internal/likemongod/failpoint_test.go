@@ -104,3 +104,31 @@ func TestFailPointLabels(t *testing.T) {
 		})
 	}
 }
+
+// onPrimaryTransactionalWrite applies a retryable write and loses its
+// reply with the connection (or, with failBeforeCommitExceptionCode,
+// does not apply it): the driver's retry then succeeds and the document
+// is written once.
+func TestOnPrimaryTransactionalWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data bson.D
+	}{
+		{name: "write applied, reply lost"},
+		{name: "write not applied", data: bson.D{{Key: "failBeforeCommitExceptionCode", Value: 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			// No deadline: under one the driver retries without limit.
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			f.failPoint(t, "onPrimaryTransactionalWrite", bson.D{{Key: "times", Value: 1}}, tc.data)
+			if _, err := f.coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+				t.Fatalf("retryable insert: %v", err)
+			}
+			if n, err := f.coll.CountDocuments(f.ctx, bson.D{}); err != nil || n != 1 {
+				t.Fatalf("count = %d, %v; want 1", n, err)
+			}
+		})
+	}
+}

@@ -103,7 +103,7 @@ var specsDirs = []struct {
 	{name: "crud", floor: 220},
 	{name: "transactions", floor: 158},
 	{name: "transactions-convenient-api", floor: 27, finished: true},
-	{name: "retryable-writes", floor: 76},
+	{name: "retryable-writes", floor: 111},
 	{name: "retryable-reads", floor: 277, finished: true},
 	{name: "sessions", floor: 14},
 	{name: "collection-management", floor: 3},

@@ -68,6 +68,13 @@ type Spec struct {
 	// ErrorCode is zero and CloseConnection is off.
 	WriteConcernError bsoncore.Document
 
+	// OnPrimaryTransactionalWrite makes this a real server's
+	// onPrimaryTransactionalWrite failpoint: it applies to retryable
+	// writes only (a txnNumber outside a transaction), and has a slot of
+	// its own beside failCommand. mongotest fires it once per command,
+	// where a real server fires it per statement of the command.
+	OnPrimaryTransactionalWrite bool
+
 	// AfterExecution applies the failpoint after the command has run, so
 	// that its effect stays and only the reply is lost: with
 	// CloseConnection the client sees a network error for a write the
@@ -84,8 +91,9 @@ type Spec struct {
 // has none.
 type Set struct {
 	mu     sync.Mutex
-	before *armed // failCommand
-	after  *armed // failGetMoreAfterCursorCheckout
+	before   *armed // failCommand
+	after    *armed // failGetMoreAfterCursorCheckout
+	txnWrite *armed // onPrimaryTransactionalWrite
 }
 
 // armed is a configured failpoint and its remaining budget.
@@ -105,11 +113,27 @@ func (f *Set) Configure(fp Spec) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if fp.AfterCursorCheckout {
+	switch {
+	case fp.AfterCursorCheckout:
 		f.after = a
-	} else {
+	case fp.OnPrimaryTransactionalWrite:
+		f.txnWrite = a
+	default:
 		f.before = a
 	}
+}
+
+// OffTxnWrite disables onPrimaryTransactionalWrite and returns how many
+// times it fired.
+func (f *Set) OffTxnWrite() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	if f.txnWrite != nil {
+		n = f.txnWrite.hits
+	}
+	f.txnWrite = nil
+	return n
 }
 
 // Off disables one kind of failpoint and returns how many times it fired.
@@ -132,7 +156,7 @@ func (f *Set) Off(afterCheckout bool) int {
 func (f *Set) Clear() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.before, f.after = nil, nil
+	f.before, f.after, f.txnWrite = nil, nil, nil
 }
 
 // Action is what a matching failpoint does to a command.
@@ -177,15 +201,20 @@ func (f *Set) AfterExecution(cmd Command) *Action {
 	return f.fireBefore(cmd, true)
 }
 
-// fireBefore fires the failCommand failpoint if it matches cmd and its
+// fireBefore fires the failCommand failpoint, or else the
+// onPrimaryTransactionalWrite one, if it matches cmd and its
 // AfterExecution is afterExec.
 func (f *Set) fireBefore(cmd Command, afterExec bool) *Action {
+	slot := &f.before
 	a := f.before
 	if a == nil || a.fp.AfterExecution != afterExec || !a.fire(cmd.AppName, cmd.Name, true) {
-		return nil
+		slot, a = &f.txnWrite, f.txnWrite
+		if a == nil || !cmd.TxnNumber || cmd.Autocommit || a.fp.AfterExecution != afterExec || !a.fire(cmd.AppName, cmd.Name, true) {
+			return nil
+		}
 	}
 	if a.remaining == 0 {
-		f.before = nil
+		*slot = nil
 	}
 	act := a.action(Labels(cmd, a.fp.ErrorCode, 0))
 	if a.fp.WriteConcernError != nil && a.fp.ErrorCode == 0 && !a.fp.CloseConnection {

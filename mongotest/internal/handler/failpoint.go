@@ -32,15 +32,30 @@ func handleConfigureFailPoint(f *failpoint.Set, r *request) (bsoncore.Document, 
 	case "failCommand":
 	case "failGetMoreAfterCursorCheckout":
 		fp.AfterCursorCheckout = true
+	case "onPrimaryTransactionalWrite":
+		fp.OnPrimaryTransactionalWrite = true
 	default:
-		return nil, codes.Errorf(codes.BadValue, "mongotest supports the failpoints failCommand and failGetMoreAfterCursorCheckout, not %q", name)
+		return nil, codes.Errorf(codes.BadValue, "mongotest supports the failpoints failCommand, failGetMoreAfterCursorCheckout and onPrimaryTransactionalWrite, not %q", name)
 	}
 	on, err := parseFailPointMode(r.arg("mode"), &fp)
 	if err != nil {
 		return nil, err
 	}
+	off := func() int {
+		if fp.OnPrimaryTransactionalWrite {
+			return f.OffTxnWrite()
+		}
+		return f.Off(fp.AfterCursorCheckout)
+	}
 	if !on {
-		n := f.Off(fp.AfterCursorCheckout)
+		return marshal(bson.D{{Key: "count", Value: int32(off())}})
+	}
+	if fp.OnPrimaryTransactionalWrite {
+		if err := parseTxnWriteData(r.arg("data"), &fp); err != nil {
+			return nil, err
+		}
+		n := off()
+		f.Configure(fp)
 		return marshal(bson.D{{Key: "count", Value: int32(n)}})
 	}
 	if v := r.arg("data"); v.Type != 0 {
@@ -98,6 +113,34 @@ func parseFailPointMode(v bsoncore.Value, fp *failpoint.Spec) (bool, error) {
 		return false, codes.Errorf(codes.NotImplemented, "mongotest does not support failpoint mode activationProbability")
 	}
 	return false, codes.Errorf(codes.BadValue, "invalid failpoint mode object: expected times or skip")
+}
+
+// parseTxnWriteData reads the data of onPrimaryTransactionalWrite, which
+// fires on retryable writes: {closeConnection (default true),
+// failBeforeCommitExceptionCode}. Without the code the write is applied
+// and its reply lost with the connection; with it the write is not
+// applied and the command fails with the code (or, with the connection
+// closed, with a network error).
+func parseTxnWriteData(v bsoncore.Value, fp *failpoint.Spec) error {
+	fp.Commands = []string{"insert", "update", "delete", "findAndModify"}
+	fp.CloseConnection = true
+	data, _ := v.DocumentOK()
+	if v.Type != 0 && data == nil {
+		return codes.Errorf(codes.TypeMismatch, "configureFailPoint: data must be an object")
+	}
+	if b, ok := data.Lookup("closeConnection").BooleanOK(); ok {
+		fp.CloseConnection = b
+	}
+	if c := data.Lookup("failBeforeCommitExceptionCode"); c.Type != 0 {
+		n, ok := bsonutil.AsInt64(c)
+		if !ok || n == 0 || n < -(1<<31) || n >= 1<<31 {
+			return codes.Errorf(codes.TypeMismatch, "failpoint data.failBeforeCommitExceptionCode must be a non-zero 32-bit integer")
+		}
+		fp.ErrorCode = int32(n)
+		return nil
+	}
+	fp.AfterExecution = true
+	return nil
 }
 
 // parseFailPointData reads the data document of failCommand.
