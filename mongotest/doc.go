@@ -14,13 +14,15 @@
 // discovers the server as its primary, and change streams, sessions and
 // retryable writes work as against a real replica set. Options (nil means
 // defaults) set the address, the replica-set name, how much change
-// history is kept and a logger.
+// history is kept, how often an idle server advances its cluster time
+// (IdleWriteInterval, ten seconds as on a replica set) and a logger.
 //
 // # What it supports
 //
 // Documents are kept in memory. The data commands a change-stream consumer
 // needs are served: insert, update, delete, findAndModify, find and
-// getMore, create, drop, dropDatabase, renameCollection, createIndexes,
+// getMore, the client-level bulkWrite, create, drop, dropDatabase,
+// renameCollection, createIndexes,
 // dropIndexes, collMod, listCollections and listDatabases, with query
 // filters over equality, dotted paths and the comparison, logical and
 // element operators. Every write is recorded in one change log, with its

@@ -3,6 +3,7 @@ package likemongod_test
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -60,4 +61,34 @@ func TestResumeBeforeHistory(t *testing.T) {
 		return
 	}
 	wantCode(t, err, 286, "resume from a token older than the server's history")
+}
+
+// An idle server's cluster time advances, as a replica set's periodic
+// no-op writer makes it: an idle change stream's postBatchResumeToken
+// moves on without any write.
+func TestIdleClusterTimeAdvances(t *testing.T) {
+	if os.Getenv("MONGODB_URI") != "" {
+		t.Skip("needs mongotest (Options.IdleWriteInterval; a replica set writes its no-op every 10 s); MONGODB_URI is set")
+	}
+	srv := mongotest.New(t, &mongotest.Options{IdleWriteInterval: 20 * time.Millisecond})
+	f := &fixture{srv: srv, uri: srv.URI()}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f.ctx = ctx
+	coll := f.connect(t).Database("idle").Collection("c")
+	cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetMaxAwaitTime(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	first := cs.ResumeToken()
+	for string(cs.ResumeToken()) == string(first) {
+		// Each TryNext is a getMore the server holds for up to 100 ms.
+		if cs.TryNext(ctx) {
+			t.Fatalf("event on an idle server: %s", cs.Current)
+		}
+		if err := cs.Err(); err != nil {
+			t.Fatalf("idle stream: %v (the resume token never advanced)", err)
+		}
+	}
 }

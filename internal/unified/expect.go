@@ -133,7 +133,10 @@ func checkError(m *matcher, ee *ExpectError, res bson.RawValue, err error) error
 	}
 	if ee.ExpectResult.Type != 0 {
 		if res.Type == 0 {
-			return fmt.Errorf("expectError.expectResult: no partial result with %v", err)
+			if merr := m.matchOperatorAbsent(ee.ExpectResult); merr != nil {
+				return fmt.Errorf("expectError.expectResult: no partial result with %v: %w", err, merr)
+			}
+			return nil
 		}
 		if err := m.matchRoot(ee.ExpectResult, res); err != nil {
 			return fmt.Errorf("expectError.expectResult %s: %w", res, err)

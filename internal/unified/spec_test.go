@@ -100,10 +100,10 @@ var specsDirs = []struct {
 	floor    int
 	finished bool
 }{
-	{name: "crud", floor: 220},
-	{name: "transactions", floor: 158},
+	{name: "crud", floor: 258},
+	{name: "transactions", floor: 160},
 	{name: "transactions-convenient-api", floor: 27, finished: true},
-	{name: "retryable-writes", floor: 111},
+	{name: "retryable-writes", floor: 115},
 	{name: "retryable-reads", floor: 277, finished: true},
 	{name: "sessions", floor: 14},
 	{name: "collection-management", floor: 3},

@@ -144,6 +144,7 @@ func (l *changeLog) truncateLocked(n int) {
 func (e *Engine) appendEntryLocked(en *entry) {
 	en.time = e.tickLocked()
 	en.wall = time.Now()
+	e.lastWrite = en.wall
 	e.log.appendLocked(en)
 }
 

@@ -37,6 +37,8 @@ type Engine struct {
 	closed bool
 	// done is closed by Shutdown, waking every waiting getMore.
 	done chan struct{}
+	// lastWrite is when the clock last advanced (a write or a no-op).
+	lastWrite time.Time
 	// txns are the sessions' transactions (transaction.go), by lsid id.
 	txns map[string]*txn
 	// retries remembers the replies of retryable writes (retry.go). It
@@ -59,6 +61,7 @@ func New(historyLimit int, cursorTimeout time.Duration) *Engine {
 		dbs:           make(map[string]*database),
 		clock:         start,
 		origin:        start,
+		lastWrite:     time.Now(),
 		log:           newChangeLog(historyLimit),
 		cursors:       make(map[int64]*cursor),
 		txns:          make(map[string]*txn),
@@ -80,6 +83,19 @@ func (e *Engine) ClusterTime() bson.Timestamp {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.clock
+}
+
+// NoopIfIdle advances the cluster time, as a replica set's periodic no-op
+// write does, when nothing was written for idle; getMores waiting on the
+// change log see the new time in their postBatchResumeToken.
+func (e *Engine) NoopIfIdle(idle time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if time.Since(e.lastWrite) < idle {
+		return
+	}
+	e.tickLocked()
+	e.lastWrite = time.Now()
 }
 
 // tickLocked advances the cluster clock and returns the new time. Times are

@@ -90,7 +90,7 @@ type Spec struct {
 // failGetMoreAfterCursorCheckout, as on a real server. Its zero value
 // has none.
 type Set struct {
-	mu     sync.Mutex
+	mu       sync.Mutex
 	before   *armed // failCommand
 	after    *armed // failGetMoreAfterCursorCheckout
 	txnWrite *armed // onPrimaryTransactionalWrite

@@ -28,6 +28,7 @@ var commands = []command{
 	{"abortTransaction", withControl(handleAbortTransaction)},
 	{"aggregate", withEngine(handleAggregate)},
 	{"buildInfo", plain(handleBuildInfo)},
+	{"bulkWrite", retryableWrite(handleBulkWrite)},
 	{"collMod", withEngine(handleCollMod)},
 	{"commitTransaction", withControl(handleCommitTransaction)},
 	{"configureFailPoint", withFailPoints(handleConfigureFailPoint)},

@@ -35,7 +35,7 @@ func (r *request) txnRequest() (engine.TxnRequest, error) {
 var allowedInTxn = map[string]bool{
 	"find": true, "getMore": true, "killCursors": true, "insert": true, "update": true, "delete": true,
 	"findAndModify": true, "aggregate": true, "distinct": true, "create": true, "createIndexes": true,
-	"commitTransaction": true, "abortTransaction": true,
+	"bulkWrite": true, "commitTransaction": true, "abortTransaction": true,
 }
 
 // txnEngine returns the engine a command runs against: the data, or the
