@@ -55,6 +55,14 @@
 // transaction's lsid and txnNumber (and, unlike a real server, each with a
 // cluster time of its own).
 //
+// A snapshot session (read concern snapshot outside a transaction) reads
+// find, aggregate and distinct as of the cluster time of its first read,
+// which the reply reports as atClusterTime; mongotest keeps the data of
+// the last few such times, and an older one fails with SnapshotTooOld
+// (239). Other commands refuse read concern snapshot, as on a real server.
+// Field names with dots and dollars are written with $setField (and read
+// with $getField).
+//
 // It answers as a single-node replica set does the commands that test
 // harnesses send at setup: killAllSessions, serverStatus, getParameter,
 // replSetGetStatus and listCommands; replSetStepDown and replSetFreeze

@@ -211,3 +211,31 @@ func TestTransactionChangeEvents(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot session reads the data as of its first read, whatever is
+// written after; a write in it is refused, as on a real server.
+func TestSnapshotSession(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.coll.InsertOne(f.ctx, bson.D{{Key: "_id", Value: 1}, {Key: "x", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.client.StartSession(options.Session().SetSnapshot(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.EndSession(f.ctx)
+	sctx := mongo.NewSessionContext(f.ctx, s)
+	var doc struct{ X int }
+	if err := f.coll.FindOne(sctx, bson.D{{Key: "_id", Value: 1}}).Decode(&doc); err != nil || doc.X != 1 {
+		t.Fatalf("first snapshot read: %+v, %v", doc, err)
+	}
+	if _, err := f.coll.UpdateOne(f.ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 2}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.coll.FindOne(sctx, bson.D{{Key: "_id", Value: 1}}).Decode(&doc); err != nil || doc.X != 1 {
+		t.Fatalf("second snapshot read: %+v, %v; want x 1", doc, err)
+	}
+	if _, err := f.coll.InsertOne(sctx, bson.D{{Key: "_id", Value: 2}}); err == nil {
+		t.Fatal("insert in a snapshot session succeeded")
+	}
+}

@@ -100,14 +100,14 @@ var specsDirs = []struct {
 	floor    int
 	finished bool
 }{
-	{name: "crud", floor: 258},
-	{name: "transactions", floor: 160},
+	{name: "crud", floor: 282},
+	{name: "transactions", floor: 161},
 	{name: "transactions-convenient-api", floor: 27, finished: true},
 	{name: "retryable-writes", floor: 115},
 	{name: "retryable-reads", floor: 277, finished: true},
-	{name: "sessions", floor: 14},
+	{name: "sessions", floor: 28, finished: true},
 	{name: "collection-management", floor: 3},
-	{name: "index-management", floor: 14},
+	{name: "index-management", floor: 18, finished: true},
 	{name: "run-command", floor: 15},
 }
 

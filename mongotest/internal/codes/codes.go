@@ -28,6 +28,7 @@ const (
 	NamespaceExists                    = 48
 	MaxTimeMSExpired                   = 50
 	DollarPrefixedFieldName            = 52
+	InvalidIdField                     = 53
 	EmptyFieldName                     = 56
 	CommandNotFound                    = 59
 	StaleShardVersion                  = 63
@@ -161,6 +162,7 @@ var names = map[int32]string{
 	NamespaceExists:                    "NamespaceExists",
 	MaxTimeMSExpired:                   "MaxTimeMSExpired",
 	DollarPrefixedFieldName:            "DollarPrefixedFieldName",
+	InvalidIdField:                     "InvalidIdField",
 	EmptyFieldName:                     "EmptyFieldName",
 	CommandNotSupportedOnView:          "CommandNotSupportedOnView",
 	CommandNotFound:                    "CommandNotFound",

@@ -39,6 +39,9 @@ type Engine struct {
 	done chan struct{}
 	// lastWrite is when the clock last advanced (a write or a no-op).
 	lastWrite time.Time
+	// snapshots are copies of the data kept for snapshot reads
+	// (transaction.go), oldest first.
+	snapshots []snapshot
 	// txns are the sessions' transactions (transaction.go), by lsid id.
 	txns map[string]*txn
 	// retries remembers the replies of retryable writes (retry.go). It

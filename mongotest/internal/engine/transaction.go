@@ -5,6 +5,7 @@ import (
 
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
@@ -113,16 +114,7 @@ func (e *Engine) Txn(req TxnRequest) (*Engine, error) {
 		}
 		t = &txn{session: req.Session, lsid: req.LSID, number: req.Number, locked: map[docRef]bool{}}
 		t.base = cloneDatabases(e.dbs)
-		t.ws = &Engine{
-			dbs:           cloneDatabases(e.dbs),
-			clock:         e.clock,
-			origin:        e.clock,
-			log:           newChangeLog(0),
-			cursors:       make(map[int64]*cursor),
-			cursorTimeout: e.cursorTimeout,
-			done:          make(chan struct{}),
-			now:           e.now,
-		}
+		t.ws = e.workspaceLocked()
 		e.txns[req.Session] = t
 		return t.ws, nil
 	}
@@ -311,4 +303,57 @@ func (e *Engine) EndTransactions(sessions []string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.endTransactionsLocked(sessions)
+}
+
+// workspaceLocked returns an engine over a copy of the data as it is now.
+func (e *Engine) workspaceLocked() *Engine {
+	return &Engine{
+		dbs:           cloneDatabases(e.dbs),
+		clock:         e.clock,
+		origin:        e.clock,
+		log:           newChangeLog(0),
+		cursors:       make(map[int64]*cursor),
+		txns:          make(map[string]*txn),
+		cursorTimeout: e.cursorTimeout,
+		done:          make(chan struct{}),
+		now:           e.now,
+	}
+}
+
+// maxSnapshots bounds the snapshots kept for snapshot reads.
+const maxSnapshots = 16
+
+// Snapshot returns an engine over the data as of the cluster time at (nil:
+// now) and that time, for a read with read concern snapshot outside a
+// transaction. mongotest keeps the data as of the times earlier snapshot
+// reads were answered at (the last few): a time it has no copy of fails
+// with SnapshotTooOld (239), as one older than a real server's history
+// window does. Such an engine is read-only for the caller.
+func (e *Engine) Snapshot(at *bson.Timestamp) (*Engine, bson.Timestamp, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.clock
+	if at != nil {
+		t = *at
+	}
+	for _, s := range e.snapshots {
+		if s.time == t {
+			return s.ws, t, nil
+		}
+	}
+	if t != e.clock {
+		return nil, t, codes.Errorf(codes.SnapshotTooOld, "Read timestamp Timestamp(%d, %d) is older than the oldest available timestamp.", t.T, t.I)
+	}
+	ws := e.workspaceLocked()
+	e.snapshots = append(e.snapshots, snapshot{time: t, ws: ws})
+	if len(e.snapshots) > maxSnapshots {
+		e.snapshots = e.snapshots[1:]
+	}
+	return ws, t, nil
+}
+
+// snapshot is the data as of one cluster time, kept for snapshot reads.
+type snapshot struct {
+	time bson.Timestamp
+	ws   *Engine
 }

@@ -16,7 +16,7 @@ var findAndModifyFields = map[string]bool{
 	"collation": true, "hint": true, "comment": true, "maxTimeMS": true, "writeConcern": true,
 	"$db": true, "lsid": true, "txnNumber": true, "$clusterTime": true, "$readPreference": true,
 	"apiVersion": true, "apiStrict": true, "apiDeprecationErrors": true, "autocommit": true,
-	"startTransaction": true, "backpressure": true,
+	"startTransaction": true, "backpressure": true, "readConcern": true, "rawData": true,
 }
 
 func handleFindAndModify(e *engine.Engine, r *request) (bsoncore.Document, error) {

@@ -77,6 +77,10 @@ type request struct {
 	db   string
 	cmd  bsoncore.Document
 
+	// atClusterTime is the time a snapshot read is answered at, which its
+	// reply reports.
+	atClusterTime *bson.Timestamp
+
 	// buf is the pooled buffer of a reply built in place (see startReply),
 	// and built its fields once the handler called finishReply.
 	buf   *[]byte

@@ -24,6 +24,9 @@ func retryableWrite(h func(e *engine.Engine, r *request) (bsoncore.Document, err
 		if !ok {
 			return after(env.runInTxn(r, h))
 		}
+		if _, err := snapshotRead(r); err != nil {
+			return nil, err
+		}
 		retry, reply, err := env.engine.BeginRetry(r.c.Ctx, key, txn)
 		if err != nil && r.c.Ctx.Err() != nil && errors.Is(err, r.c.Ctx.Err()) {
 			return nil, errConnClosed

@@ -1,6 +1,8 @@
 package handler
 
 import (
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"github.com/go-changestream/changestream/mongotest/internal/engine"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -45,7 +47,17 @@ func (env *env) txnEngine(r *request) (*engine.Engine, error) {
 		if r.arg("startTransaction").Type != 0 {
 			return nil, codes.Errorf(codes.InvalidOptions, "startTransaction requires autocommit: false and a txnNumber")
 		}
-		return env.engine, nil
+		if snap, err := snapshotRead(r); err != nil || !snap {
+			return env.engine, err
+		}
+		var at *bson.Timestamp
+		rc, _ := r.arg("readConcern").DocumentOK()
+		if t, i, ok := rc.Lookup("atClusterTime").TimestampOK(); ok {
+			at = &bson.Timestamp{T: t, I: i}
+		}
+		e, t, err := env.engine.Snapshot(at)
+		r.atClusterTime = &t
+		return e, err
 	}
 	if !allowedInTxn[r.name] {
 		return nil, codes.Errorf(codes.OperationNotSupportedInTransaction, "Cannot run '%s' in a multi-document transaction.", r.name)
@@ -71,6 +83,9 @@ func (env *env) runInTxn(r *request, h func(e *engine.Engine, r *request) (bsonc
 		return nil, err
 	}
 	body, err := h(e, r)
+	if err == nil && r.atClusterTime != nil {
+		return withAtClusterTime(body, *r.atClusterTime), nil
+	}
 	if err == nil && e != env.engine {
 		if cerr := env.engine.CheckTxnWrites(r.session()); cerr != nil {
 			return nil, cerr
@@ -107,4 +122,53 @@ func txnControl(r *request) (engine.TxnRequest, error) {
 		return engine.TxnRequest{}, codes.Errorf(codes.InvalidOptions, "%s must be run within a transaction", r.name)
 	}
 	return r.txnRequest()
+}
+
+// snapshotReads are the commands a real server runs with read concern
+// snapshot outside a transaction.
+var snapshotReads = map[string]bool{"find": true, "aggregate": true, "distinct": true}
+
+// snapshotRead reports whether the command reads with read concern
+// snapshot outside a transaction; a command other than find, aggregate
+// and distinct cannot, as on a real server.
+func snapshotRead(r *request) (bool, error) {
+	rc, ok := r.arg("readConcern").DocumentOK()
+	if !ok {
+		return false, nil
+	}
+	if level, _ := rc.Lookup("level").StringValueOK(); level != "snapshot" {
+		if rc.Lookup("atClusterTime").Type != 0 {
+			return false, codes.Errorf(codes.InvalidOptions, "readConcern.atClusterTime requires read concern level snapshot")
+		}
+		return false, nil
+	}
+	if !snapshotReads[r.name] {
+		return false, codes.Errorf(codes.InvalidOptions, "Command %s does not support { readConcern: { level: \"snapshot\" } } outside a transaction", r.name)
+	}
+	return true, nil
+}
+
+// withAtClusterTime adds the time a snapshot read was answered at to its
+// reply: in the cursor of find and aggregate, at the top of distinct, as
+// a real server reports it.
+func withAtClusterTime(body bsoncore.Document, t bson.Timestamp) bsoncore.Document {
+	idx, out := bsoncore.AppendDocumentStart(nil)
+	elems, _ := body.Elements()
+	inCursor := false
+	for _, el := range elems {
+		if cur, ok := el.Value().DocumentOK(); ok && el.Key() == "cursor" {
+			cidx, o := bsoncore.AppendDocumentElementStart(out, "cursor")
+			o = append(o, cur[4:len(cur)-1]...)
+			o = bsoncore.AppendTimestampElement(o, "atClusterTime", t.T, t.I)
+			out, _ = bsoncore.AppendDocumentEnd(o, cidx)
+			inCursor = true
+			continue
+		}
+		out = append(out, el...)
+	}
+	if !inCursor {
+		out = bsoncore.AppendTimestampElement(out, "atClusterTime", t.T, t.I)
+	}
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
 }
