@@ -61,7 +61,10 @@
 // the last few such times, and an older one fails with SnapshotTooOld
 // (239). Other commands refuse read concern snapshot, as on a real server.
 // Field names with dots and dollars are written with $setField (and read
-// with $getField).
+// with $getField). A collection aggregation may end with $merge (on _id)
+// or $out, whose writes are change events like any other ($out deletes
+// the target's documents and inserts the results, where a real server
+// renames a temporary collection over the target).
 //
 // It answers as a single-node replica set does the commands that test
 // harnesses send at setup: killAllSessions, serverStatus, getParameter,

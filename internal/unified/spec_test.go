@@ -100,10 +100,10 @@ var specsDirs = []struct {
 	floor    int
 	finished bool
 }{
-	{name: "crud", floor: 282},
+	{name: "crud", floor: 294},
 	{name: "transactions", floor: 161},
 	{name: "transactions-convenient-api", floor: 27, finished: true},
-	{name: "retryable-writes", floor: 115},
+	{name: "retryable-writes", floor: 117},
 	{name: "retryable-reads", floor: 277, finished: true},
 	{name: "sessions", floor: 28, finished: true},
 	{name: "collection-management", floor: 3},

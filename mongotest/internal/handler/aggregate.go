@@ -66,13 +66,23 @@ func handleCollectionAggregate(e *engine.Engine, r *request) (bsoncore.Document,
 	if err != nil {
 		return nil, err
 	}
-	stages, err := query.CompileCollPipeline(r.arg("pipeline").Array())
+	pipeline, write, err := splitWriteStage(r, r.arg("pipeline").Array())
+	if err != nil {
+		return nil, err
+	}
+	stages, err := query.CompileCollPipeline(pipeline)
 	if err != nil {
 		return nil, err
 	}
 	docs, err := e.Aggregate(r.db, coll, stages)
 	if err != nil {
 		return nil, err
+	}
+	if write != nil {
+		if err := write.write(e, docs); err != nil {
+			return nil, err
+		}
+		return engine.CursorReply(0, r.db+"."+coll, "firstBatch", nil), nil
 	}
 	return e.OpenDocCursor(r.db, coll, r.session(), docs, batchSize, false), nil
 }
