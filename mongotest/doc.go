@@ -61,7 +61,11 @@
 // the last few such times, and an older one fails with SnapshotTooOld
 // (239). Other commands refuse read concern snapshot, as on a real server.
 // Field names with dots and dollars are written with $setField (and read
-// with $getField). A collection aggregation may end with $merge (on _id)
+// with $getField). Filters may use $expr with the comparison and logical
+// expression operators; the let option of aggregate, find, findAndModify,
+// update, delete and bulkWrite defines constant variables for them. A
+// command of a transaction that fails aborts the transaction, as on a
+// real server. A collection aggregation may end with $merge (on _id)
 // or $out, whose writes are change events like any other ($out deletes
 // the target's documents and inserts the results, where a real server
 // renames a temporary collection over the target).

@@ -100,8 +100,8 @@ var specsDirs = []struct {
 	floor    int
 	finished bool
 }{
-	{name: "crud", floor: 294},
-	{name: "transactions", floor: 161},
+	{name: "crud", floor: 308},
+	{name: "transactions", floor: 162},
 	{name: "transactions-convenient-api", floor: 27, finished: true},
 	{name: "retryable-writes", floor: 117},
 	{name: "retryable-reads", floor: 277, finished: true},

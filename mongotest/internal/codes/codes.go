@@ -103,6 +103,7 @@ const (
 	Location16412   = 16412 // '.' in a field name of an expression object
 	Location16872   = 16872 // "$" alone
 	Location13113   = 13113 // $merge whenNotMatched: fail
+	Location16020   = 16020 // wrong number of expression arguments
 	Location17276   = 17276 // undefined variable
 	Location31002   = 31002 // $unset argument of the wrong type
 	Location31119   = 31119 // $unset with an empty array

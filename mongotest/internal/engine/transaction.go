@@ -357,3 +357,13 @@ type snapshot struct {
 	time bson.Timestamp
 	ws   *Engine
 }
+
+// AbortOpenTransaction aborts the session's open transaction, if any: a
+// command of it failed.
+func (e *Engine) AbortOpenTransaction(session string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if t := e.txns[session]; t != nil && t.state == txnActive {
+		e.abortLocked(t)
+	}
+}

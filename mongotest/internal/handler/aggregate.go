@@ -54,7 +54,7 @@ func handleCollectionAggregate(e *engine.Engine, r *request) (bsoncore.Document,
 	if err := engine.ValidCollName(r.db, coll); err != nil {
 		return nil, err
 	}
-	for _, key := range []string{"explain", "let"} {
+	for _, key := range []string{"explain"} {
 		if r.arg(key).Type != 0 {
 			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support aggregate with %s", key)
 		}

@@ -24,10 +24,7 @@ func handleBulkWrite(e *engine.Engine, r *request) (bsoncore.Document, error) {
 		return nil, codes.Errorf(codes.Unauthorized, "bulkWrite may only be run against the admin database.")
 	}
 	// bypassDocumentValidation needs nothing: mongotest has no validators
-	// (collMod refuses them).
-	if r.arg("let").Type != 0 {
-		return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support bulkWrite with let")
-	}
+	// (collMod refuses them); let was applied by Serve.
 	ops, err := r.docsArg("ops")
 	if err != nil {
 		return nil, err

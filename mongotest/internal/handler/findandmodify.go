@@ -27,9 +27,6 @@ func handleFindAndModify(e *engine.Engine, r *request) (bsoncore.Document, error
 	elems, _ := r.cmd.Elements()
 	for _, el := range elems {
 		if !findAndModifyFields[el.Key()] {
-			if el.Key() == "let" {
-				return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support findAndModify with let")
-			}
 			return nil, codes.Errorf(codes.Location40415, "BSON field 'findAndModify.%s' is an unknown field.", el.Key())
 		}
 	}

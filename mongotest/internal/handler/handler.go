@@ -105,6 +105,13 @@ func (m *Mux) Serve(c *Conn, msg *wire.Message) Result {
 		return m.ErrorResult(codes.Errorf(codes.FailedToParse, "empty command document"))
 	}
 	r := &request{c: c, msg: msg, name: name, cmd: msg.Cmd}
+	if letCommands[name] {
+		cmd, err := applyLet(msg.Cmd)
+		if err != nil {
+			return m.ErrorResult(codes.As(err))
+		}
+		r.cmd = cmd
+	}
 	r.db, _ = msg.Cmd.Lookup("$db").StringValueOK()
 	if r.db == "" {
 		return m.ErrorResult(codes.Errorf(codes.FailedToParse, "command %s has no $db", name))

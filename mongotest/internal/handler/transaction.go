@@ -86,7 +86,13 @@ func (env *env) runInTxn(r *request, h func(e *engine.Engine, r *request) (bsonc
 	if err == nil && r.atClusterTime != nil {
 		return withAtClusterTime(body, *r.atClusterTime), nil
 	}
-	if err == nil && e != env.engine {
+	if e != env.engine {
+		// As on a real server, a command of a transaction that fails, or
+		// whose write fails, aborts the transaction.
+		if err != nil || body.Lookup("writeErrors").Type != 0 {
+			env.engine.AbortOpenTransaction(r.session())
+			return body, err
+		}
 		if cerr := env.engine.CheckTxnWrites(r.session()); cerr != nil {
 			return nil, cerr
 		}

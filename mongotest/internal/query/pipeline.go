@@ -730,7 +730,10 @@ func compileAggExpr(v bsoncore.Value) (aggExpr, error) {
 			case "$getField", "$setField", "$unsetField":
 				return compileFieldOp(op, elems[0].Value())
 			}
-			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE, $literal, $getField, $setField and $unsetField)", op)
+			if x, ok, err := compileOperatorExpr(op, elems[0].Value()); ok {
+				return x, err
+			}
+			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE, $literal, $getField, $setField, $unsetField, $eq, $ne, $gt, $gte, $lt, $lte, $cmp, $and, $or and $not)", op)
 		}
 		obj := objExpr{}
 		for _, el := range elems {
