@@ -3,14 +3,14 @@ package mongotest
 import (
 	"context"
 	"fmt"
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
-	"github.com/go-changestream/changestream/mongotest/internal/handler"
-	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"net"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/handler"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -334,4 +334,146 @@ func BenchmarkDriverDrain(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)*benchEvents/b.Elapsed().Seconds(), "events/s")
+}
+
+// idleCursorServer is a server with n idle change-stream cursors open
+// on shop.orders, and a connection to send commands to it directly.
+type idleCursorServer struct {
+	s    *Server
+	c    *conn
+	sink *sinkConn
+	// stream is one more cursor, which the getMore benchmark reads.
+	stream int64
+	// opened are the cursors the aggregate benchmark opened.
+	opened []int64
+}
+
+func newIdleCursorServer(b *testing.B, n int) *idleCursorServer {
+	s, err := NewServer(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Close)
+	c, sink := newSinkConn(s)
+	b.Cleanup(c.cancel)
+	x := &idleCursorServer{s: s, c: c, sink: sink}
+	for range n {
+		x.aggregate(b)
+	}
+	x.stream, x.opened = x.opened[0], nil
+	if got := s.OpenCursors(); got != n {
+		b.Fatalf("%d cursors open, want %d", got, n)
+	}
+	return x
+}
+
+var (
+	idleAggregate = bsoncore.NewDocumentBuilder().
+		AppendString("aggregate", "orders").
+		AppendArray("pipeline", bsoncore.NewArrayBuilder().AppendDocument(
+			bsoncore.NewDocumentBuilder().AppendDocument("$changeStream", bsoncore.NewDocumentBuilder().Build()).Build()).Build()).
+		AppendDocument("cursor", bsoncore.NewDocumentBuilder().Build()).
+		AppendString("$db", "shop").Build()
+)
+
+func (x *idleCursorServer) send(b *testing.B, cmd bsoncore.Document) bsoncore.Document {
+	x.sink.parts = x.sink.parts[:0]
+	if !x.c.handle(&wire.Message{OpCode: wiremessage.OpMsg, RequestID: 1, Cmd: cmd}) {
+		b.Fatalf("connection closed by %s", cmd)
+	}
+	return x.sink.lastReply(b)
+}
+
+// aggregate opens one more change stream.
+func (x *idleCursorServer) aggregate(b *testing.B) {
+	reply := x.send(b, idleAggregate)
+	id, ok := reply.Lookup("cursor", "id").Int64OK()
+	if !ok || id == 0 {
+		b.Fatalf("aggregate: %s", reply)
+	}
+	x.opened = append(x.opened, id)
+}
+
+// getMore reads the stream, which has no event: an empty batch at once.
+func (x *idleCursorServer) getMore(b *testing.B) {
+	cmd := bsoncore.NewDocumentBuilder().
+		AppendInt64("getMore", x.stream).AppendString("collection", "orders").
+		AppendInt32("maxTimeMS", 0).AppendString("$db", "shop").Build()
+	reply := x.send(b, cmd)
+	if id, _ := reply.Lookup("cursor", "id").Int64OK(); id != x.stream {
+		b.Fatalf("getMore: %s", reply)
+	}
+}
+
+// killOpened closes the cursors aggregate opened, so that the number of
+// open cursors stays what the benchmark says.
+func (x *idleCursorServer) killOpened(b *testing.B) {
+	if len(x.opened) == 0 {
+		return
+	}
+	arr := bsoncore.NewArrayBuilder()
+	for _, id := range x.opened {
+		arr.AppendInt64(id)
+	}
+	x.send(b, bsoncore.NewDocumentBuilder().AppendString("killCursors", "orders").
+		AppendArray("cursors", arr.Build()).AppendString("$db", "shop").Build())
+	x.opened = x.opened[:0]
+}
+
+// BenchmarkIdleCursors measures aggregate (opening a change stream) and
+// getMore (an empty batch) with 10 and with 100 000 idle change-stream
+// cursors open: a cursor operation must not scan the cursor table, so the
+// cost with 100 000 stays within twice the cost with 10. The ratio
+// sub-benchmark alternates the two servers within each iteration, which
+// keeps the comparison fair on a shared machine.
+func BenchmarkIdleCursors(b *testing.B) {
+	small, large := newIdleCursorServer(b, 10), newIdleCursorServer(b, 100_000)
+	const batch = 500 // operations between two killOpened
+	ops := map[string]func(x *idleCursorServer, b *testing.B){
+		"aggregate": (*idleCursorServer).aggregate,
+		"getMore":   (*idleCursorServer).getMore,
+	}
+	for _, op := range []string{"aggregate", "getMore"} {
+		for _, x := range []*idleCursorServer{small, large} {
+			b.Run(fmt.Sprintf("%s/cursors=%d", op, x.s.OpenCursors()), func(b *testing.B) {
+				b.ReportAllocs()
+				n := 0
+				for b.Loop() {
+					ops[op](x, b)
+					if n++; n%batch == 0 {
+						b.StopTimer()
+						x.killOpened(b)
+						b.StartTimer()
+					}
+				}
+				b.StopTimer()
+				x.killOpened(b)
+			})
+		}
+	}
+	b.Run("ratio", func(b *testing.B) {
+		var took [2][2]time.Duration // [op][server]
+		for b.Loop() {
+			for i, op := range []string{"aggregate", "getMore"} {
+				for j, x := range []*idleCursorServer{small, large} {
+					t0 := time.Now()
+					for range batch {
+						ops[op](x, b)
+					}
+					took[i][j] += time.Since(t0)
+					b.StopTimer()
+					x.killOpened(b)
+					b.StartTimer()
+				}
+			}
+		}
+		aggRatio := float64(took[0][1]) / float64(took[0][0])
+		getMoreRatio := float64(took[1][1]) / float64(took[1][0])
+		b.ReportMetric(aggRatio, "aggregate-100k/10")
+		b.ReportMetric(getMoreRatio, "getMore-100k/10")
+		b.Logf("100 000 idle cursors vs 10: aggregate %.2fx, getMore %.2fx (%d iterations of %d operations)", aggRatio, getMoreRatio, b.N, batch)
+		if aggRatio > 2 || getMoreRatio > 2 {
+			b.Errorf("with 100 000 idle cursors an operation costs more than twice as much as with 10: aggregate %.2fx, getMore %.2fx", aggRatio, getMoreRatio)
+		}
+	})
 }

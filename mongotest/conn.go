@@ -3,10 +3,6 @@ package mongotest
 import (
 	"context"
 	"errors"
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
-	"github.com/go-changestream/changestream/mongotest/internal/handler"
-	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/handler"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 )
 
@@ -56,11 +56,20 @@ func (c *conn) serve() {
 		defer close(readerDone)
 		defer c.close()
 		for {
-			frame, err := wire.ReadFrame(c.nc, nil)
+			frame, err := wire.ReadFrame(c.nc, c.s.frameBudget, func() {
+				c.nc.SetReadDeadline(time.Now().Add(c.s.frameTimeout))
+			})
+			if err == nil {
+				// Between messages a client may stay idle as long as it likes.
+				err = c.nc.SetReadDeadline(time.Time{})
+			}
 			if err != nil {
 				var fe *wire.FrameError
+				var ne net.Error
 				if errors.As(err, &fe) {
 					c.s.log.Info("mongotest: closing connection", "conn", c.hc.ID, "err", err)
+				} else if errors.As(err, &ne) && ne.Timeout() {
+					c.s.log.Info("mongotest: closing connection: a message did not arrive whole within FrameTimeout", "conn", c.hc.ID, "timeout", c.s.frameTimeout)
 				} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 					c.s.log.Debug("mongotest: read", "conn", c.hc.ID, "err", err)
 				}

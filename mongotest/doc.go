@@ -14,8 +14,12 @@
 // discovers the server as its primary, and change streams, sessions and
 // retryable writes work as against a real replica set. Options (nil means
 // defaults) set the address, the replica-set name, how much change
-// history is kept, how often an idle server advances its cluster time
-// (IdleWriteInterval, ten seconds as on a replica set) and a logger.
+// history is kept, the cursor timeout, how often an idle server advances
+// its cluster time (IdleWriteInterval, ten seconds as on a replica set),
+// the connection limits and a logger. A server shared by many tests or run
+// standalone bounds what one client can take: the number of connections,
+// the memory of messages not yet whole, and the time a message may take to
+// arrive.
 //
 // # What it supports
 //

@@ -1,9 +1,10 @@
 package mongotest
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/failpoint"
 	"slices"
 	"time"
+
+	"github.com/go-changestream/changestream/mongotest/internal/failpoint"
 )
 
 // FailPoint describes a fault the server injects into the commands it

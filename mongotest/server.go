@@ -1,17 +1,19 @@
 package mongotest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
-	"github.com/go-changestream/changestream/mongotest/internal/engine"
-	"github.com/go-changestream/changestream/mongotest/internal/failpoint"
-	"github.com/go-changestream/changestream/mongotest/internal/handler"
 	"log/slog"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-changestream/changestream/mongotest/internal/engine"
+	"github.com/go-changestream/changestream/mongotest/internal/failpoint"
+	"github.com/go-changestream/changestream/mongotest/internal/handler"
+	"github.com/go-changestream/changestream/mongotest/internal/wire"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -48,6 +50,19 @@ type Options struct {
 	// the writer off.
 	IdleWriteInterval time.Duration
 
+	// MaxConnections bounds the client connections open at once; a
+	// connection beyond it is closed as soon as it is accepted. The zero
+	// value is 1024; a negative value is an error.
+	MaxConnections int
+
+	// FrameTimeout is how long a client may take to send the rest of a
+	// message once its first bytes arrived; a connection that stops
+	// halfway through a message is closed after it. Unfinished messages
+	// also share a bound on the memory they hold (4 × 48 MB, the largest
+	// message), beyond which the connection is closed. The zero value is
+	// 30 seconds; a negative value is an error.
+	FrameTimeout time.Duration
+
 	// Logger receives one debug line per command and one info line per
 	// connection. The zero value discards the logs.
 	Logger *slog.Logger
@@ -55,6 +70,15 @@ type Options struct {
 
 // defaultIdleWriteInterval is a replica set's periodic no-op write period.
 const defaultIdleWriteInterval = 10 * time.Second
+
+// Defaults of the connection limits.
+const (
+	defaultMaxConnections = 1024
+	defaultFrameTimeout   = 30 * time.Second
+	// frameMemory bounds the bytes buffered in unfinished messages across
+	// every connection of a server.
+	frameMemory = 4 * wire.MaxMessageSize
+)
 
 // Server is a MongoDB wire-protocol server that behaves like a single-node
 // replica set running MongoDB 8.2. Create one with NewServer or New; stop it
@@ -77,6 +101,10 @@ type Server struct {
 	done    chan struct{}  // closed by Close
 	wg      sync.WaitGroup // the accept loop and every connection goroutine
 
+	maxConns     int
+	frameTimeout time.Duration
+	frameBudget  *wire.Budget
+
 	// frameHook, when set before the first connection, sees every frame
 	// the server reads (tests record fuzz seeds with it).
 	frameHook func(frame []byte)
@@ -90,6 +118,12 @@ func NewServer(opts *Options) (*Server, error) {
 	}
 	if opts.HistoryLimit < 0 {
 		return nil, fmt.Errorf("mongotest: HistoryLimit %d is negative", opts.HistoryLimit)
+	}
+	if opts.MaxConnections < 0 {
+		return nil, fmt.Errorf("mongotest: MaxConnections %d is negative", opts.MaxConnections)
+	}
+	if opts.FrameTimeout < 0 {
+		return nil, fmt.Errorf("mongotest: FrameTimeout %v is negative", opts.FrameTimeout)
 	}
 	addr := opts.Addr
 	if addr == "" {
@@ -116,7 +150,11 @@ func NewServer(opts *Options) (*Server, error) {
 		fp:      &failpoint.Set{},
 		topo:    handler.NewTopology(ln.Addr().String(), setName),
 		conns:   make(map[*conn]struct{}),
-		done:    make(chan struct{}),
+
+		maxConns:     cmp.Or(opts.MaxConnections, defaultMaxConnections),
+		frameTimeout: cmp.Or(opts.FrameTimeout, defaultFrameTimeout),
+		frameBudget:  wire.NewBudget(frameMemory),
+		done:         make(chan struct{}),
 	}
 	s.mux = handler.NewMux(s.engine, s.fp, s.topo)
 	s.wg.Add(1)
@@ -277,6 +315,12 @@ func (s *Server) acceptLoop() {
 			s.mu.Unlock()
 			nc.Close()
 			return
+		}
+		if len(s.conns) >= s.maxConns {
+			s.mu.Unlock()
+			s.log.Warn("mongotest: too many connections, closing the new one", "max", s.maxConns, "remote", nc.RemoteAddr().String())
+			nc.Close()
+			continue
 		}
 		s.nextCID++
 		c := newConn(s, nc, s.nextCID)

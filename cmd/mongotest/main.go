@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	mongotest [-addr 127.0.0.1:27017] [-replset rs0] [-history N] [-cursor-timeout D] [-v]
+//	mongotest [-addr 127.0.0.1:27017] [-replset rs0] [-history N] [-cursor-timeout D] [-max-conns N] [-v]
 //
 // The first line it prints on standard output is the connection string.
 // It serves until interrupted (SIGINT or SIGTERM), then closes every
@@ -46,6 +46,7 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	replSet := fs.String("replset", "rs0", "replica-set `name` to report")
 	history := fs.Int("history", 0, "keep at most `N` change-log entries (0: all)")
 	cursorTimeout := fs.Duration("cursor-timeout", 0, "kill cursors left unused this `long` (0: ten minutes, as a real server; negative: never)")
+	maxConns := fs.Int("max-conns", 0, "accept at most `N` connections at once, closing those beyond (0: 1024)")
 	verbose := fs.Bool("v", false, "log connections and commands to standard error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -60,11 +61,12 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	srv, err := mongotest.NewServer(&mongotest.Options{
-		Addr:          *addr,
-		ReplicaSet:    *replSet,
-		HistoryLimit:  *history,
-		CursorTimeout: *cursorTimeout,
-		Logger:        logger,
+		Addr:           *addr,
+		ReplicaSet:     *replSet,
+		HistoryLimit:   *history,
+		CursorTimeout:  *cursorTimeout,
+		MaxConnections: *maxConns,
+		Logger:         logger,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, err)

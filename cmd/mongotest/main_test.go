@@ -90,6 +90,7 @@ func TestBadArguments(t *testing.T) {
 		{"unknown flag", []string{"-nope"}, 2},
 		{"extra argument", []string{"-addr", "127.0.0.1:0", "extra"}, 2},
 		{"negative history", []string{"-addr", "127.0.0.1:0", "-history", "-1"}, 1},
+		{"negative connection limit", []string{"-addr", "127.0.0.1:0", "-max-conns", "-1"}, 1},
 		{"bad address", []string{"-addr", "256.0.0.1:1"}, 1},
 	}
 	for _, tc := range tests {

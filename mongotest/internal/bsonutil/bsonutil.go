@@ -10,7 +10,6 @@ import (
 	"strconv"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 

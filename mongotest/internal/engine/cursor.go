@@ -30,6 +30,42 @@ type cursor struct {
 	busy     bool // a getMore is running on it
 	killed   bool
 	lastUsed time.Time // when it was opened or its last getMore ended
+	// prev and next link the cursor into Engine.idle while it is open and
+	// not busy (inIdle).
+	prev, next *cursor
+	inIdle     bool
+}
+
+// idleList is the list of idle cursors, least recently used first. Its
+// links live in the cursors, so that a getMore allocates nothing to leave
+// and rejoin it. Its zero value is empty.
+type idleList struct{ head, tail *cursor }
+
+func (l *idleList) pushBack(c *cursor) {
+	c.prev, c.next, c.inIdle = l.tail, nil, true
+	if l.tail != nil {
+		l.tail.next = c
+	} else {
+		l.head = c
+	}
+	l.tail = c
+}
+
+func (l *idleList) remove(c *cursor) {
+	if !c.inIdle {
+		return
+	}
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		l.tail = c.prev
+	}
+	c.prev, c.next, c.inIdle = nil, nil, false
 }
 
 // Cursor is a cursor a getMore checked out: until Release, no other
@@ -40,16 +76,19 @@ type Cursor struct{ c *cursor }
 func (c Cursor) IsStream() bool { return c.c.stream != nil }
 
 // reapIdleLocked kills the cursors left unused for longer than the cursor
-// timeout.
+// timeout. The idle list is in the order the cursors were last used, so
+// it examines the expired cursors and one more.
 func (e *Engine) reapIdleLocked() {
 	if e.cursorTimeout < 0 {
 		return
 	}
 	now := e.now()
-	for _, c := range e.cursors {
-		if !c.busy && now.Sub(c.lastUsed) > e.cursorTimeout {
-			e.closeCursorLocked(c)
+	for c := e.idle.head; c != nil; c = e.idle.head {
+		e.cursorVisits++
+		if now.Sub(c.lastUsed) <= e.cursorTimeout {
+			return
 		}
+		e.closeCursorLocked(c)
 	}
 }
 
@@ -69,11 +108,13 @@ func (e *Engine) registerCursorLocked(c *cursor) {
 		}
 	}
 	e.cursors[c.id] = c
+	e.idle.pushBack(c)
 }
 
 func (e *Engine) closeCursorLocked(c *cursor) {
 	c.killed = true
 	delete(e.cursors, c.id)
+	e.idle.remove(c)
 }
 
 // Checkout finds cursor id for a getMore on db.coll, sent in the session
@@ -105,6 +146,7 @@ func (e *Engine) Checkout(id int64, db, coll, session string) (Cursor, error) {
 		return Cursor{}, codes.Errorf(codes.OperationFailed, "cursor id %d is already in use", id)
 	}
 	c.busy = true
+	e.idle.remove(c)
 	return Cursor{c}, nil
 }
 
@@ -112,8 +154,12 @@ func (e *Engine) Checkout(id int64, db, coll, session string) (Cursor, error) {
 func (e *Engine) Release(cur Cursor) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	cur.c.busy = false
-	cur.c.lastUsed = e.now()
+	c := cur.c
+	c.busy = false
+	c.lastUsed = e.now()
+	if !c.killed && e.cursors[c.id] == c { // still open: not killed, no Shutdown
+		e.idle.pushBack(c)
+	}
 }
 
 // Kill destroys a checked-out cursor, as a getMore that fails after

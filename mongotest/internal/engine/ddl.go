@@ -2,10 +2,10 @@ package engine
 
 import (
 	"bytes"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
-	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"sort"
 
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )

@@ -30,11 +30,17 @@ type Engine struct {
 	// cursorTimeout (reaped lazily, when cursors are opened, used or
 	// counted).
 	cursors map[int64]*cursor
+	// idle holds the open cursors no getMore is using, least recently
+	// used first, so that reaping expired ones does not scan the table.
+	idle idleList
 	// cursorTimeout is how long a cursor may stay unused; negative: never.
 	cursorTimeout time.Duration
 	// now is the clock of cursor timeouts (a test may replace it).
-	now    func() time.Time
-	closed bool
+	now     func() time.Time
+	// cursorVisits counts the cursors the cursor operations examined, so
+	// that a test can check they do not scan the table.
+	cursorVisits int
+	closed       bool
 	// done is closed by Shutdown, waking every waiting getMore.
 	done chan struct{}
 	// lastWrite is when the clock last advanced (a write or a no-op).
@@ -124,6 +130,9 @@ func (e *Engine) Shutdown() {
 		close(e.done)
 	}
 	e.cursors = make(map[int64]*cursor)
+	for c := e.idle.head; c != nil; c = e.idle.head {
+		e.idle.remove(c)
+	}
 }
 
 // Restart kills every cursor, as a server restart does, and calls
@@ -133,9 +142,8 @@ func (e *Engine) Shutdown() {
 func (e *Engine) Restart(dropConnections func()) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for id, c := range e.cursors {
-		c.killed = true
-		delete(e.cursors, id)
+	for _, c := range e.cursors {
+		e.closeCursorLocked(c)
 	}
 	e.log.wakeLocked()
 	dropConnections()

@@ -1,9 +1,9 @@
 package engine
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"sort"
 
+	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 

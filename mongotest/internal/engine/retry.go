@@ -2,9 +2,9 @@ package engine
 
 import (
 	"context"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"sync"
 
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 

@@ -3,8 +3,8 @@ package engine
 import (
 	"encoding/binary"
 	"encoding/hex"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
 
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )

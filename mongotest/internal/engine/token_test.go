@@ -2,9 +2,9 @@ package engine
 
 import (
 	"fmt"
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"testing"
 
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )

@@ -2,11 +2,11 @@ package engine
 
 import (
 	"encoding/binary"
+	"strings"
+
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"github.com/go-changestream/changestream/mongotest/internal/query"
-	"strings"
-
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 

@@ -4,7 +4,6 @@ import (
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"github.com/go-changestream/changestream/mongotest/internal/query"
-
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 

@@ -1,11 +1,11 @@
 package handler
 
 import (
+	"time"
+
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"github.com/go-changestream/changestream/mongotest/internal/wire"
-	"time"
-
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )

@@ -1,12 +1,12 @@
 package query
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"math"
 	"strconv"
 	"strings"
 
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 

@@ -1,13 +1,13 @@
 package query
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"math"
 	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 

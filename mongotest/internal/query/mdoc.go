@@ -2,8 +2,8 @@ package query
 
 import (
 	"bytes"
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 

@@ -1,10 +1,10 @@
 package query
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
-	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"strings"
 
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 

@@ -1,10 +1,10 @@
 package query
 
 import (
-	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"strconv"
 	"strings"
 
+	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 

@@ -7,10 +7,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
+
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
-	"io"
-
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 )
@@ -65,35 +66,94 @@ func (e *FrameError) ReplyError() *codes.Error {
 // Error describes what is malformed.
 func (e *FrameError) Error() string { return "mongotest: malformed message: " + e.reason }
 
+// firstChunk is how much of a frame's body ReadFrame buffers before more
+// of it has arrived; the buffer then doubles as the body comes in.
+const firstChunk = 64 << 10
+
+// Budget bounds the bytes buffered in frames not yet whole, across every
+// connection that shares it, so that clients sending frames they do not
+// finish cannot make the server hold more than that. A nil *Budget does
+// not bound anything.
+type Budget struct {
+	mu   sync.Mutex
+	free int
+}
+
+// NewBudget returns a budget of n bytes.
+func NewBudget(n int) *Budget { return &Budget{free: n} }
+
+func (b *Budget) take(n int) bool {
+	if b == nil {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n > b.free {
+		return false
+	}
+	b.free -= n
+	return true
+}
+
+func (b *Budget) give(n int) {
+	if b != nil && n > 0 {
+		b.mu.Lock()
+		b.free += n
+		b.mu.Unlock()
+	}
+}
+
 // ReadFrame reads one whole wire message from r. The returned slice starts
-// with the 16-byte header.
-func ReadFrame(r io.Reader, buf []byte) ([]byte, error) {
+// with the 16-byte header. started, when not nil, is called once the
+// header has arrived (the caller may then bound the time the rest takes).
+// The body is buffered as it arrives, never more than twice what arrived
+// plus 64 KiB, so a header announcing a large frame costs nothing until
+// its bytes come; what the buffer holds beyond its first 64 KiB is taken
+// from budget while the frame is unfinished, and a frame that would
+// exceed the budget fails with a *FrameError.
+func ReadFrame(r io.Reader, budget *Budget, started func()) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
-	n := int32(binary.LittleEndian.Uint32(hdr[:]))
+	if started != nil {
+		started()
+	}
+	n := int(int32(binary.LittleEndian.Uint32(hdr[:])))
 	if n < HeaderLen+4 || n > MaxMessageSize {
 		return nil, &FrameError{reason: fmt.Sprintf("message length %d outside [%d, %d]", n, HeaderLen+4, MaxMessageSize)}
 	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
+	buf := make([]byte, 4, min(n, firstChunk))
 	copy(buf, hdr[:])
-	if _, err := io.ReadFull(r, buf[4:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	taken := 0
+	defer func() { budget.give(taken) }()
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			grow := min(n, 2*cap(buf)) - cap(buf)
+			if !budget.take(grow) {
+				return nil, &FrameError{reason: fmt.Sprintf("a message of %d bytes would exceed the memory the server gives unfinished messages", n)}
+			}
+			taken += grow
+			grown := make([]byte, len(buf), cap(buf)+grow)
+			copy(grown, buf)
+			buf = grown
 		}
-		return nil, err
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil && len(buf) < n {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
 	}
 	return buf, nil
 }
 
-// parseMessage decodes a frame read by readFrame. Every document is
-// validated, so handlers can trust what they are given. On error the
-// returned message, when not nil, still tells how to answer (request id,
-// opcode): see errFrame.
+// Parse decodes a frame read by ReadFrame. Every document is validated,
+// so handlers can trust what they are given. On error the returned
+// message, when not nil, still tells how to answer (request id, opcode):
+// see FrameError.
 func Parse(frame []byte) (*Message, error) {
 	length, reqID, _, op, rem, ok := wiremessage.ReadHeader(frame)
 	if !ok {

@@ -14,7 +14,7 @@ func FuzzParseMessage(f *testing.F) {
 	f.Add(make([]byte, 16))
 	f.Add([]byte{21, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xdd, 7, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		if got, err := ReadFrame(bytes.NewReader(frame), nil); err == nil && !bytes.Equal(got, frame[:len(got)]) {
+		if got, err := ReadFrame(bytes.NewReader(frame), nil, nil); err == nil && !bytes.Equal(got, frame[:len(got)]) {
 			t.Fatalf("readFrame returned bytes it was not given")
 		}
 		m, err := Parse(frame)
