@@ -375,6 +375,15 @@ func (es *entities) newSession(spec bson.Raw) (*sessionEntity, error) {
 				opts.SetCausalConsistency(el.Value().Boolean())
 			case "snapshot":
 				opts.SetSnapshot(el.Value().Boolean())
+			case "snapshotTime":
+				// The name of an entity saved from getSnapshotTime.
+				id, _ := el.Value().StringValueOK()
+				v, ok := es.value(id)
+				if !ok || v.Type != bson.TypeTimestamp {
+					return nil, fmt.Errorf("sessionOptions.snapshotTime: no timestamp entity %q", id)
+				}
+				t, i := v.Timestamp()
+				opts.SetSnapshotTime(bson.Timestamp{T: t, I: i})
 			case "defaultTransactionOptions":
 				to, err := transactionOptions(el.Value().Document())
 				if err != nil {

@@ -105,7 +105,7 @@ var specsDirs = []struct {
 	{name: "transactions-convenient-api", floor: 27, finished: true},
 	{name: "retryable-writes", floor: 117},
 	{name: "retryable-reads", floor: 277, finished: true},
-	{name: "sessions", floor: 28, finished: true},
+	{name: "sessions", floor: 33, finished: true},
 	{name: "collection-management", floor: 3},
 	{name: "index-management", floor: 18, finished: true},
 	{name: "run-command", floor: 15},
