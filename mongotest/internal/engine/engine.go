@@ -36,7 +36,7 @@ type Engine struct {
 	// cursorTimeout is how long a cursor may stay unused; negative: never.
 	cursorTimeout time.Duration
 	// now is the clock of cursor timeouts (a test may replace it).
-	now     func() time.Time
+	now func() time.Time
 	// cursorVisits counts the cursors the cursor operations examined, so
 	// that a test can check they do not scan the table.
 	cursorVisits int
