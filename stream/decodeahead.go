@@ -146,12 +146,18 @@ func (s *Stream[T]) fillAhead() bool {
 	q := a.q
 	q.items = q.items[:0]
 	for len(q.items) < aheadMax && s.cs.RemainingBatchLength() > 0 {
-		before := s.cs.ID()
+		// As fetch does around each call of the driver's stream.
+		if err := s.paceResumes(); err != nil {
+			break // the next fetch gets it again and ends the stream
+		}
+		before, left := s.cs.ID(), s.cs.RemainingBatchLength()
 		s.cursorID = before
-		if !s.cs.TryNext(s.ictx) {
+		got := s.cs.TryNext(s.ictx)
+		s.noteResume(before, got)
+		s.noteBatch(got, left)
+		if !got {
 			break // a driver error: the next fetch sees it
 		}
-		s.noteResume(before)
 		f, whole := s.takeRaw()
 		if !whole {
 			continue // a fragment of a split event
