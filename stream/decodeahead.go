@@ -74,7 +74,7 @@ const aheadMax = 256
 // queued reports whether events taken ahead wait to be handed out.
 func (a *decodeAhead[T]) queued() bool { return a.head < a.n }
 
-// workers returns how many goroutines may decode besides the stream's.
+// aheadWorkers returns how many goroutines may decode besides the stream's.
 func aheadWorkers() int { return runtime.GOMAXPROCS(0) - 1 }
 
 // nextAhead returns the next event taken ahead, decoded, filling the queue
