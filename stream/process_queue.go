@@ -105,7 +105,8 @@ func (b *inbox[T]) notify() {
 // res (the slices of the previous take, which run is done with) to fill
 // next, so that taking allocates nothing once the slices have grown.
 func (b *inbox[T]) take(arr []arrival[T], res []result) ([]arrival[T], []result) {
-	clear(arr)
+	clear(arr) // let the events go
+	clear(res)
 	b.mu.Lock()
 	arr, b.arrivals = b.arrivals, arr[:0]
 	res, b.results = b.results, res[:0]
