@@ -60,17 +60,19 @@ type Stream[T any] struct {
 	slab         []byte          // see own
 	driverTok    tokenMemo       // see driverToken
 	afterStart   bool            // cs was opened with startAfter and has returned no event
+	firstBatch   bool            // cs is new: its first batch is not counted yet
 	taken        bool            // an event was taken from a driver stream
 	userResume   bool            // the user's driver options set a resume option Watch used
 	split        reassembler     // split.go: fragments of an event not yet whole
 	clock        serverClock     // clustertime.go: the cluster time of the latest reply
 	codec        codec           // decode.go: how documents are decoded
 	pf           prefetcher      // prefetch.go: fetching ahead
+	resumeRun    resumeRun       // resumes.go: the driver's resumes without an event
 
 	mu      sync.Mutex
 	closed  bool
 	term    error // why the stream ended, if it did
-	stats   Stats // Events, Resumes and Rewatches
+	stats   Stats // Events, Resumes, Rewatches, Batches and LastBatch
 	inBody  bool  // an All loop body is running
 	manual  bool  // no commit on the next call: Options.ManualCommit, Batches
 	loopErr error // the error of the Close made by All or Batches, for the next Close
@@ -142,6 +144,9 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if pipeline == nil {
 		pipeline = mongo.Pipeline{}
 	}
+	if pipeline, err = scopeStore(target, pipeline, o.Store); err != nil { // store_scope.go
+		return nil, err
+	}
 	if o.SplitEvents {
 		var err error
 		if pipeline, err = withSplitStage(pipeline); err != nil {
@@ -190,7 +195,7 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if err != nil {
 		return nil, classify(err)
 	}
-	s.cs = cs
+	s.cs, s.firstBatch = cs, true
 	s.afterStart = from.how == fromStartAfter || (from.how == fromOriginal && userStartAfter)
 	s.userResume = from.how == fromOriginal && userResume
 	s.used <- struct{}{}
@@ -248,8 +253,9 @@ func killerFor(target Watcher) func(context.Context, int64) error {
 // Next watches again from the last event it returned, with backoff (see
 // Options), and goes on: the caller sees neither an error nor a gap. Errors
 // no new watch can mend end the stream: ErrHistoryLost, ErrInvalidToken,
-// ErrFatal, ErrEventTooLarge, and the server's own errors (authentication,
-// authorization, an invalid pipeline) as they are.
+// ErrFatal, ErrEventTooLarge, ErrResumeFailing (the driver's own resumes
+// kept failing for RewatchTimeout), and the server's own errors
+// (authentication, authorization, an invalid pipeline) as they are.
 //
 // A *DecodeError means the event could not be decoded into T; the stream
 // goes on with the next event. A *CheckpointError means checkpoints could
@@ -477,11 +483,15 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 				return fetched[T]{tok: s.driverToken()}
 			}
 		}
-		before, inHand := s.cs.ID(), s.cs.RemainingBatchLength() > 0
+		if err := s.paceResumes(); err != nil { // resumes.go
+			return fetched[T]{err: err, ended: true}
+		}
+		before, left := s.cs.ID(), s.cs.RemainingBatchLength()
 		s.cursorID = before
 		got := s.cs.TryNext(s.ictx)
-		s.noteResume(before)
-		if !inHand {
+		s.noteResume(before, got)
+		s.noteBatch(got, left)
+		if left == 0 {
 			// A round trip: the reply brought the server's cluster time.
 			s.pos.serverTime(s.clock.read(s.cs))
 		}
@@ -555,6 +565,22 @@ func (s *Stream[T]) take() (f fetched[T], whole bool) {
 	return f, true
 }
 
+// noteBatch counts a batch of the server when the driver's TryNext that
+// returned got started one: left documents remained of the batch in hand
+// before it, or the batch in hand is the first of a new watch.
+func (s *Stream[T]) noteBatch(got bool, left int) {
+	fresh := left == 0 || s.firstBatch
+	s.firstBatch = false
+	if !got || !fresh {
+		return
+	}
+	n := s.cs.RemainingBatchLength() + 1
+	s.mu.Lock()
+	s.stats.Batches++
+	s.stats.LastBatch = n
+	s.mu.Unlock()
+}
+
 // driverToken returns the driver's resume token, copied once per change.
 func (s *Stream[T]) driverToken() Token {
 	d, m := s.cs.ResumeToken(), &s.driverTok
@@ -598,6 +624,10 @@ func (s *Stream[T]) ResumeToken() Token {
 // early, after the last event whose loop body completed. With
 // Options.ManualCommit, and for Batches, it saves the position last
 // committed and commits nothing new. Close returns the error of that save.
+// The save comes before the server cursor is killed, so that a server that
+// is unreachable does not use up ctx first; Close then also returns the
+// error of killing the cursor, and Stats tells the two apart
+// (Stats().CheckpointErr is nil after a successful save).
 func (s *Stream[T]) Close(ctx context.Context) error {
 	return s.close(ctx, true)
 }
@@ -639,19 +669,20 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 		s.pending = nil
 	}
 	s.cancel()
-	var err error
+	// The checkpoint first: killing cursors on a server that is down can
+	// use up ctx, and a local save must not wait for the network.
+	err := s.pos.close(ctx, commitLast)
+	if err != nil {
+		s.log.Warn("changestream: could not save the checkpoint on Close", "err", err)
+	}
 	if s.cs != nil {
-		err = s.cs.Close(ctx)
+		err = errors.Join(err, s.cs.Close(ctx))
 	}
 	if killID != 0 && s.kill != nil {
 		if kerr := s.kill(ctx, killID); kerr != nil {
 			s.log.Warn("changestream: could not kill the server cursor of an interrupted call", "cursor", killID, "err", kerr)
 			err = errors.Join(err, kerr)
 		}
-	}
-	if cerr := s.pos.close(ctx, commitLast); cerr != nil {
-		s.log.Warn("changestream: could not save the checkpoint on Close", "err", cerr)
-		err = errors.Join(err, cerr)
 	}
 	s.log.Debug("changestream: closed")
 	return err
