@@ -334,8 +334,8 @@ func BenchmarkThroughput(b *testing.B) {
 				{"All", readAll},
 				{"Next", readNext[stream.Event[benchOrder]](nil)},
 				{"Next-noprefetch", readNext[stream.Event[benchOrder]](&stream.Options{DisablePrefetch: true})},
-				{"All-nodecodeahead", readAllWith(&stream.Options{DisableDecodeAhead: true})},
-				{"Next-nodecodeahead", readNext[stream.Event[benchOrder]](&stream.Options{DisableDecodeAhead: true})},
+				{"All-decodeahead", readAllWith(&stream.Options{DecodeAhead: true})},
+				{"Next-decodeahead", readNext[stream.Event[benchOrder]](&stream.Options{DecodeAhead: true})},
 				{"Raw", readNext[bson.Raw](nil)},
 				{"Batches-1000", readBatches(1000)},
 			}

@@ -28,7 +28,7 @@ import (
 // prefetch) until the queue is empty and the batch is consumed. The workers live as long as one batch; stop,
 // called by Close, makes them quit and waits for them.
 type decodeAhead[T any] struct {
-	off  bool            // Options.DisableDecodeAhead
+	off  bool            // not Options.DecodeAhead
 	no   bool            // decided at the first fill: it cannot help
 	decs []*aheadDecoder // one per worker, kept across batches
 	wg   sync.WaitGroup  // the workers of the current batch

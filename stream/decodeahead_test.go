@@ -95,7 +95,7 @@ func TestDecodeAheadNeverMovesTheCheckpointAheadOfDelivery(t *testing.T) {
 	needCores(t)
 	f := newFixture(t)
 	store := &stream.MemoryStore{}
-	opts := &stream.Options{Store: store, Name: "ahead", CheckpointEvery: 1}
+	opts := &stream.Options{Store: store, Name: "ahead", CheckpointEvery: 1, DecodeAhead: true}
 	s, err := stream.Watch[stream.Event[gatedDoc]](f.ctx, f.coll, nil, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func TestCloseDuringDecodeAhead(t *testing.T) {
 	before := streamGoroutines()
 	f := newFixture(t)
 	store := &stream.MemoryStore{}
-	s, err := stream.Watch[stream.Event[gatedDoc]](f.ctx, f.coll, nil, &stream.Options{Store: store, Name: "ahead"})
+	s, err := stream.Watch[stream.Event[gatedDoc]](f.ctx, f.coll, nil, &stream.Options{Store: store, Name: "ahead", DecodeAhead: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,13 +187,13 @@ func TestCloseDuringDecodeAhead(t *testing.T) {
 // events come in stream order, each decode error in its place, with or
 // without decoding ahead.
 func TestDecodeAheadKeepsStreamOrder(t *testing.T) {
-	for _, off := range []bool{false, true} {
-		t.Run(fmt.Sprintf("DisableDecodeAhead=%v", off), func(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("DecodeAhead=%v", on), func(t *testing.T) {
 			needCores(t)
 			f := newFixture(t)
 			coll, _ := largeCollection(t, f)
 			cs := options.ChangeStream().SetFullDocumentBeforeChange(options.Required).SetBatchSize(5)
-			opts := &stream.Options{SplitEvents: true, DisableDecodeAhead: off}
+			opts := &stream.Options{SplitEvents: true, DecodeAhead: on}
 			s, err := stream.Watch[stream.Event[bigDoc]](f.ctx, coll, nil, opts, cs)
 			if err != nil {
 				t.Fatal(err)

@@ -164,7 +164,7 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 		opts:     o,
 		backoff:  backoff{initial: o.RewatchDelay, max: o.RewatchMaxDelay},
 		pf:       prefetcher{off: o.DisablePrefetch},
-		ahead:    decodeAhead[T]{off: o.DisableDecodeAhead},
+		ahead:    decodeAhead[T]{off: !o.DecodeAhead},
 		sem:      make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		used:     make(chan struct{}, 1),
