@@ -56,6 +56,7 @@ type Stream[T any] struct {
 
 	pending      chan fetched[T] // result of the fetch in flight, nil if none
 	pendingBlock bool            // that fetch waits for an event
+	fetchers     sync.WaitGroup  // the goroutines running a fetch; Close waits for them
 	cursorID     int64           // the server cursor of the latest driver call
 	slab         []byte          // see own
 	driverTok    tokenMemo       // see driverToken
@@ -432,9 +433,7 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 		if err := ctx.Err(); err != nil {
 			return f, false, err
 		}
-		ch := make(chan fetched[T], 1)
-		s.pending, s.pendingBlock = ch, block
-		go func() { ch <- s.fetch(block) }()
+		s.startFetch(block, block)
 	}
 	if !block && s.pendingBlock {
 		select {
@@ -464,6 +463,19 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 	case <-s.done:
 		return f, false, ErrClosed
 	}
+}
+
+// startFetch runs one fetch in a goroutine of its own (block as for
+// fetch) whose result pending receives; waits tells whether a caller waits
+// for an event from it. The caller holds sem.
+func (s *Stream[T]) startFetch(block, waits bool) {
+	ch := make(chan fetched[T], 1)
+	s.pending, s.pendingBlock = ch, waits
+	s.fetchers.Add(1)
+	go func() {
+		defer s.fetchers.Done()
+		ch <- s.fetch(block)
+	}()
 }
 
 // fetch gets the next event from the driver's stream: one round trip at
@@ -669,6 +681,8 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 		s.pending = nil
 	}
 	s.cancel()
+	// A fetch goroutine whose result was taken may still be returning.
+	s.fetchers.Wait()
 	// The checkpoint first: killing cursors on a server that is down can
 	// use up ctx, and a local save must not wait for the network.
 	err := s.pos.close(ctx, commitLast)
