@@ -159,6 +159,14 @@ type Options struct {
 	// is returned. After a batch of one event nothing is fetched between
 	// calls.
 	DisablePrefetch bool
+
+	// AcceptChangedPipeline makes Watch accept a checkpoint saved by a
+	// stream on the same target with another pipeline or other
+	// change-stream options (see Identity): use it for one run when the
+	// pipeline changed on purpose and the stream should go on from the old
+	// position. Without it Watch returns a *CheckpointMismatchError. A
+	// checkpoint of another target is refused either way.
+	AcceptChangedPipeline bool
 }
 
 // resolve checks the options and fills in defaults. It never modifies the

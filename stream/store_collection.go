@@ -18,7 +18,11 @@ import (
 // collection, one document per stream:
 //
 //	{_id: "<stream name>", token: {_data: "8264..."}, clusterTime: Timestamp(...),
-//	 wallTime: ISODate(...) or null, updatedAt: ISODate(...)}
+//	 wallTime: ISODate(...) or null, updatedAt: ISODate(...),
+//	 identity: {v: 1, target: "collection shop.orders", fingerprint: "v1:3f0a..."}}
+//
+// identity is the checkpoint's Identity, absent when it is the zero value
+// (documents written before identities existed have none).
 //
 // Save upserts the stream's document (a replace by _id) with majority write
 // concern unless CollectionStoreOptions says otherwise; Load reads it by _id
@@ -110,6 +114,13 @@ func (c *CollectionStore) Save(ctx context.Context, name string, cp Checkpoint) 
 		{Key: "wallTime", Value: wall},
 		{Key: "updatedAt", Value: bson.NewDateTimeFromTime(cp.UpdatedAt)},
 	}
+	if !cp.Identity.IsZero() {
+		doc = append(doc, bson.E{Key: "identity", Value: bson.D{
+			{Key: "v", Value: identityVersion},
+			{Key: "target", Value: cp.Identity.Target},
+			{Key: "fingerprint", Value: cp.Identity.Fingerprint},
+		}})
+	}
 	_, err = c.coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: name}}, doc, options.Replace().SetUpsert(true))
 	if err != nil {
 		return fmt.Errorf("changestream: save checkpoint of stream %q to %s: %w", name, c.source, err)
@@ -173,5 +184,33 @@ func decodeCheckpointDoc(raw bson.Raw) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("updatedAt is BSON type %s, not a date", uv.Type)
 	}
 	cp.UpdatedAt = time.UnixMilli(ms).UTC()
+
+	if iv, err := raw.LookupErr("identity"); err == nil {
+		if cp.Identity, err = decodeIdentityDoc(iv); err != nil {
+			return Checkpoint{}, err
+		}
+	}
 	return cp, nil
+}
+
+// decodeIdentityDoc reads the identity of a checkpoint document.
+func decodeIdentityDoc(v bson.RawValue) (Identity, error) {
+	d, ok := v.DocumentOK()
+	if !ok {
+		return Identity{}, fmt.Errorf("identity is BSON type %s, not a document", v.Type)
+	}
+	ver, ok := d.Lookup("v").AsInt64OK()
+	if !ok || ver != identityVersion {
+		return Identity{}, fmt.Errorf("identity version is not %d", identityVersion)
+	}
+	target, ok1 := d.Lookup("target").StringValueOK()
+	fp, ok2 := d.Lookup("fingerprint").StringValueOK()
+	if !ok1 || !ok2 {
+		return Identity{}, errors.New("the identity's target or fingerprint is missing or not a string")
+	}
+	id := Identity{Target: target, Fingerprint: fp}
+	if id.IsZero() {
+		return Identity{}, errors.New("the identity is empty")
+	}
+	return id, nil
 }

@@ -32,16 +32,20 @@ import (
 //
 //	{
 //	  "format": "go-changestream checkpoint",
-//	  "version": 1,
+//	  "version": 2,
 //	  "stream": "orders",
 //	  "token": "82642AD66D000000012B022C0100296E5A1004...",
 //	  "clusterTime": {"t": 1680529005, "i": 1},
 //	  "wallTime": "2023-04-03T13:36:45.123Z",
-//	  "updatedAt": "2023-04-03T13:36:46.001234567Z"
+//	  "updatedAt": "2023-04-03T13:36:46.001234567Z",
+//	  "identity": {"v": 1, "target": "collection shop.orders", "fingerprint": "v1:3f0a..."}
 //	}
 //
 // token is the Token's text form (Token.String); wallTime is omitted when
-// zero; times are RFC 3339 in UTC. Load reports a missing file as
+// zero; times are RFC 3339 in UTC. identity is the checkpoint's Identity;
+// a checkpoint with the zero Identity is written as version 1, without
+// it, and version 1 files (written before identities existed) are read
+// as checkpoints of unknown identity. Load reports a missing file as
 // ErrNoCheckpoint, and a file that is truncated, damaged, written by another
 // program or by a newer version of this format, or that holds another
 // stream's checkpoint, as a *CorruptCheckpointError naming the file.
@@ -58,8 +62,9 @@ type FileStore struct {
 const (
 	// checkpointFormat is the format marker of a checkpoint file.
 	checkpointFormat = "go-changestream checkpoint"
-	// checkpointVersion is the format version this package writes and reads.
-	checkpointVersion = 1
+	// checkpointVersion is the newest format version this package writes
+	// and reads: 2 adds "identity" to version 1.
+	checkpointVersion = 2
 	// checkpointSuffix ends the name of every checkpoint file.
 	checkpointSuffix = ".checkpoint.json"
 	// maxCheckpointFile bounds how much of a file Load reads; a checkpoint
@@ -221,6 +226,14 @@ type checkpointFile struct {
 	ClusterTime *checkpointFileTS `json:"clusterTime"`
 	WallTime    string            `json:"wallTime,omitempty"`
 	UpdatedAt   string            `json:"updatedAt"`
+	Identity    *checkpointFileID `json:"identity,omitempty"`
+}
+
+// checkpointFileID is the Identity in a checkpoint file, version 2.
+type checkpointFileID struct {
+	V           *int    `json:"v"`
+	Target      *string `json:"target"`
+	Fingerprint *string `json:"fingerprint"`
 }
 
 // checkpointFileTS is a bson.Timestamp in a checkpoint file.
@@ -239,7 +252,7 @@ func encodeCheckpointFile(name string, cp Checkpoint) ([]byte, error) {
 	t, i := cp.ClusterTime.T, cp.ClusterTime.I
 	doc := checkpointFile{
 		Format:      checkpointFormat,
-		Version:     checkpointVersion,
+		Version:     1,
 		Stream:      name,
 		Token:       cp.Token.String(),
 		ClusterTime: &checkpointFileTS{T: &t, I: &i},
@@ -247,6 +260,11 @@ func encodeCheckpointFile(name string, cp Checkpoint) ([]byte, error) {
 	}
 	if !cp.WallTime.IsZero() {
 		doc.WallTime = cp.WallTime.UTC().Format(time.RFC3339Nano)
+	}
+	if !cp.Identity.IsZero() {
+		v, target, fp := identityVersion, cp.Identity.Target, cp.Identity.Fingerprint
+		doc.Version = 2
+		doc.Identity = &checkpointFileID{V: &v, Target: &target, Fingerprint: &fp}
 	}
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -280,11 +298,11 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 	if head.Format != checkpointFormat {
 		return Checkpoint{}, fmt.Errorf("not a checkpoint file: format marker is %s, want %q", describeJSON(head.Format), checkpointFormat)
 	}
-	if v, ok := head.Version.(float64); !ok || v != checkpointVersion {
+	if v, ok := head.Version.(float64); !ok || (v != 1 && v != 2) {
 		if ok && v > checkpointVersion {
 			return Checkpoint{}, fmt.Errorf("format version %v is newer than this library reads (%d)", v, checkpointVersion)
 		}
-		return Checkpoint{}, fmt.Errorf("format version is %s, want %d", describeJSON(head.Version), checkpointVersion)
+		return Checkpoint{}, fmt.Errorf("format version is %s, want 1 or %d", describeJSON(head.Version), checkpointVersion)
 	}
 
 	var doc checkpointFile
@@ -296,7 +314,7 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return Checkpoint{}, errors.New("bad checkpoint: data after the JSON object")
 	}
-	if doc.Format != checkpointFormat || doc.Version != checkpointVersion {
+	if doc.Format != checkpointFormat || (doc.Version != 1 && doc.Version != 2) {
 		// Only a file whose keys differ in case from ours gets here.
 		return Checkpoint{}, errors.New("bad checkpoint: format marker or version is misspelt")
 	}
@@ -330,6 +348,24 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 	}
 	if cp.UpdatedAt.IsZero() {
 		return Checkpoint{}, errors.New("updatedAt is the zero time")
+	}
+	switch {
+	case doc.Version == 1 && doc.Identity != nil:
+		return Checkpoint{}, errors.New("a version 1 file has no identity")
+	case doc.Version == 2 && doc.Identity == nil:
+		return Checkpoint{}, errors.New("the identity of a version 2 file is missing")
+	case doc.Version == 2:
+		id := doc.Identity
+		if id.V == nil || *id.V != identityVersion {
+			return Checkpoint{}, fmt.Errorf("identity version is not %d", identityVersion)
+		}
+		if id.Target == nil || id.Fingerprint == nil {
+			return Checkpoint{}, errors.New("the identity is incomplete")
+		}
+		cp.Identity = Identity{Target: *id.Target, Fingerprint: *id.Fingerprint}
+		if cp.Identity.IsZero() {
+			return Checkpoint{}, errors.New("the identity of a version 2 file is empty")
+		}
 	}
 	return cp, nil
 }

@@ -142,6 +142,10 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if pipeline == nil {
 		pipeline = mongo.Pipeline{}
 	}
+	identity, err := identityOf(target, pipeline, csOpts)
+	if err != nil {
+		return nil, err
+	}
 	if o.SplitEvents {
 		var err error
 		if pipeline, err = withSplitStage(pipeline); err != nil {
@@ -163,6 +167,7 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 		used:     make(chan struct{}, 1),
 	}
 	s.pos = newPosition(&o)
+	s.pos.identity = identity
 	s.manual = o.ManualCommit
 	userStartAfter, userResume := driverResumeOptions(csOpts)
 	from := resumePoint{how: fromOriginal}
@@ -172,6 +177,9 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 			return nil, err
 		}
 		if ok {
+			if err := checkIdentity(o.Name, cp.Identity, identity, o.AcceptChangedPipeline); err != nil {
+				return nil, err
+			}
 			from = resumePoint{how: fromResumeAfter, tok: cp.Token}
 			s.pos.loaded(cp)
 			if userResume {
