@@ -22,6 +22,16 @@ import (
 // safe for concurrent use, also by several processes sharing the directory
 // (the last Save wins).
 //
+// One consumer at a time: a Stream with a FileStore holds an exclusive OS
+// file lock (flock) on "orders.checkpoint.lock" from Watch to Close, so
+// that a second Watch of the same name, in another process or in this one,
+// fails at once with an error wrapping ErrStreamInUse. The operating system
+// releases the lock when the process ends, also when it is killed, so a
+// crash leaves no stale lock. The lock is advisory: it binds Streams, not
+// Load and Save called directly. Locks are taken on Linux, macOS and the
+// BSDs; elsewhere (Windows) Watch takes none. flock over NFS depends on the
+// NFS version and client; keep the directory on a local file system.
+//
 // Save replaces the file atomically: it writes a temporary file in the same
 // directory (a name starting with "."), syncs it to disk, renames it over
 // the checkpoint file and syncs the directory, so that after a crash the
@@ -67,6 +77,8 @@ const (
 	checkpointVersion = 2
 	// checkpointSuffix ends the name of every checkpoint file.
 	checkpointSuffix = ".checkpoint.json"
+	// lockSuffix ends the name of every lock file.
+	lockSuffix = ".checkpoint.lock"
 	// maxCheckpointFile bounds how much of a file Load reads; a checkpoint
 	// is a few hundred bytes.
 	maxCheckpointFile = 1 << 20
@@ -105,6 +117,14 @@ func (f *FileStore) Path(name string) (string, error) {
 		return "", err
 	}
 	return filepath.Join(f.dir, name+checkpointSuffix), nil
+}
+
+// lockPath returns the lock file of stream name.
+func (f *FileStore) lockPath(name string) (string, error) {
+	if _, err := f.Path(name); err != nil {
+		return "", err
+	}
+	return filepath.Join(f.dir, name+lockSuffix), nil
 }
 
 // checkFileStreamName validates name as a FileStore stream name.

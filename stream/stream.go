@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"slices"
@@ -74,6 +75,8 @@ type Stream[T any] struct {
 	inBody  bool  // an All loop body is running
 	manual  bool  // no commit on the next call: Options.ManualCommit, Batches
 	loopErr error // the error of the Close made by All or Batches, for the next Close
+
+	unlock func() error // releases the store's hold on the stream name; nil if none
 }
 
 // tokenMemo is the driver's last resume token and our copy of it, so that
@@ -171,6 +174,18 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	s.manual = o.ManualCommit
 	userStartAfter, userResume := driverResumeOptions(csOpts)
 	from := resumePoint{how: fromOriginal}
+	if l, ok := o.Store.(storeLocker); ok {
+		unlock, err := l.lock(o.Name)
+		if err != nil {
+			return nil, err
+		}
+		s.unlock = unlock
+		defer func() {
+			if s.cs == nil { // Watch failed
+				_ = unlock()
+			}
+		}()
+	}
 	if o.Store != nil {
 		cp, ok, err := loadCheckpoint(ctx, &o)
 		if err != nil {
@@ -660,6 +675,11 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 	if cerr := s.pos.close(ctx, commitLast); cerr != nil {
 		s.log.Warn("changestream: could not save the checkpoint on Close", "err", cerr)
 		err = errors.Join(err, cerr)
+	}
+	if s.unlock != nil {
+		if uerr := s.unlock(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("changestream: release the lock of stream %q: %w", s.opts.Name, uerr))
+		}
 	}
 	s.log.Debug("changestream: closed")
 	return err
