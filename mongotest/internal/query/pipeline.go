@@ -724,10 +724,17 @@ func compileAggExpr(v bsoncore.Value) (aggExpr, error) {
 			if len(elems) > 1 {
 				return nil, codes.Errorf(codes.Location15983, "an expression specification must contain exactly one field, the name of the expression. Found %d fields in %s", len(elems), d)
 			}
-			if op == "$literal" {
+			switch op {
+			case "$literal":
 				return constExpr{elems[0].Value()}, nil
+			case "$toHashedIndexKey":
+				x, err := compileAggExpr(elems[0].Value())
+				if err != nil {
+					return nil, err
+				}
+				return hashedKeyExpr{x}, nil
 			}
-			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE and $literal)", op)
+			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE, $literal and $toHashedIndexKey)", op)
 		}
 		obj := objExpr{}
 		for _, el := range elems {
