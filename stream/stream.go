@@ -77,6 +77,7 @@ type Stream[T any] struct {
 	loopErr error // the error of the Close made by All or Batches, for the next Close
 
 	unlock func() error // releases the store's hold on the stream name; nil if none
+	lease  *lease       // lease.go: the lease of an active consumer; nil without Options.LeaseTTL
 }
 
 // tokenMemo is the driver's last resume token and our copy of it, so that
@@ -183,6 +184,22 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 		defer func() {
 			if s.cs == nil { // Watch failed
 				_ = unlock()
+			}
+		}()
+	}
+	if o.LeaseTTL > 0 {
+		l, err := o.Store.(leaser).acquireLease(ctx, o.Name, o.Instance, o.LeaseTTL, s.log.With("instance", o.Instance))
+		if err != nil {
+			return nil, err
+		}
+		s.lease = l
+		o.Store = fencedStore{o.Store.(*CollectionStore), l}
+		s.opts.Store = o.Store
+		s.pos.store = o.Store
+		s.stats.Role, s.stats.LeaseEpoch = "active", l.epoch
+		defer func() {
+			if s.cs == nil { // Watch failed
+				_ = l.release(context.WithoutCancel(ctx))
 			}
 		}()
 	}
@@ -376,6 +393,16 @@ func (s *Stream[T]) deliverHeld(ctx context.Context, block bool) (d delivery[T],
 		f, ok, err := s.await(ctx, block)
 		if err != nil || !ok {
 			return d, false, err
+		}
+		if f.got && s.lease != nil {
+			if err := s.lease.check(); err != nil {
+				// Not ours to deliver: the stream ends before it.
+				s.mu.Lock()
+				s.term = err
+				s.stats.Role = "lost"
+				s.mu.Unlock()
+				return d, false, err
+			}
 		}
 		switch {
 		case f.ended:
@@ -675,6 +702,12 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 	if cerr := s.pos.close(ctx, commitLast); cerr != nil {
 		s.log.Warn("changestream: could not save the checkpoint on Close", "err", cerr)
 		err = errors.Join(err, cerr)
+	}
+	if s.lease != nil {
+		if lerr := s.lease.release(ctx); lerr != nil {
+			s.log.Warn("changestream: could not release the lease", "err", lerr)
+			err = errors.Join(err, lerr)
+		}
 	}
 	if s.unlock != nil {
 		if uerr := s.unlock(); uerr != nil {
