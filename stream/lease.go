@@ -56,8 +56,9 @@ type lease struct {
 	log   *slog.Logger
 
 	mu         sync.Mutex
-	validUntil time.Time // monotonic
-	lost       error     // set once the lease is known lost
+	validUntil time.Time     // monotonic
+	lost       error         // set once the lease is known lost
+	lostCh     chan struct{} // closed when lost is set
 
 	stop chan struct{}
 	done chan struct{}
@@ -84,6 +85,7 @@ func (l *lease) check() error {
 	}
 	if time.Now().After(l.validUntil) {
 		l.lost = fmt.Errorf("%w: stream %q: not renewed for the lease TTL %v (epoch %d)", ErrLeaseLost, l.name, l.ttl, l.epoch)
+		close(l.lostCh)
 		l.log.Warn("changestream: lease expired before it could be renewed; the stream stops", "epoch", l.epoch)
 	}
 	return l.lost
@@ -94,6 +96,7 @@ func (l *lease) markLost(err error) {
 	defer l.mu.Unlock()
 	if l.lost == nil {
 		l.lost = err
+		close(l.lostCh)
 		l.log.Warn("changestream: lease lost; the stream stops", "epoch", l.epoch, "err", err)
 	}
 }
@@ -235,7 +238,7 @@ func (c *CollectionStore) acquireLease(ctx context.Context, name, owner string, 
 			seenAt = time.Time{}
 			continue // someone else moved first
 		}
-		l := &lease{store: c, name: name, owner: owner, epoch: epoch, ttl: ttl, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+		l := &lease{store: c, name: name, owner: owner, epoch: epoch, ttl: ttl, log: log, stop: make(chan struct{}), done: make(chan struct{}), lostCh: make(chan struct{})}
 		l.extend(start)
 		if from != nil {
 			log.Info("changestream: active: took the stream over", "role", "active", "epoch", epoch, "from", from.Owner, "released", from.Beat == -1)

@@ -395,13 +395,9 @@ func (s *Stream[T]) deliverHeld(ctx context.Context, block bool) (d delivery[T],
 			return d, false, err
 		}
 		if f.got && s.lease != nil {
-			if err := s.lease.check(); err != nil {
+			if s.lease.check() != nil {
 				// Not ours to deliver: the stream ends before it.
-				s.mu.Lock()
-				s.term = err
-				s.stats.Role = "lost"
-				s.mu.Unlock()
-				return d, false, err
+				return d, false, s.leaseLost()
 			}
 		}
 		switch {
@@ -499,6 +495,10 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 			return f, false, err
 		}
 	}
+	var lost <-chan struct{} // nil without a lease
+	if s.lease != nil {
+		lost = s.lease.lostCh
+	}
 	select {
 	case f = <-s.pending:
 		s.pending = nil
@@ -507,7 +507,21 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 		return f, false, ctx.Err()
 	case <-s.done:
 		return f, false, ErrClosed
+	case <-lost:
+		return f, false, s.leaseLost()
 	}
+}
+
+// leaseLost ends the stream with the lease's error.
+func (s *Stream[T]) leaseLost() error {
+	err := s.lease.check()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.term == nil {
+		s.term = err
+	}
+	s.stats.Role = "lost"
+	return err
 }
 
 // fetch gets the next event from the driver's stream: one round trip at
