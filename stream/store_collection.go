@@ -22,7 +22,11 @@ import (
 //	 identity: {v: 1, target: "collection shop.orders", fingerprint: "v1:3f0a..."}}
 //
 // identity is the checkpoint's Identity, absent when it is the zero value
-// (documents written before identities existed have none).
+// (documents written before identities existed have none). With
+// Options.LeaseTTL the document also holds the stream's lease,
+// lease: {owner, epoch, beat, renewedAt}, and savedEpoch, the lease epoch
+// of the last fenced save; a document with a lease and no token yet is no
+// checkpoint (ErrNoCheckpoint).
 //
 // Save upserts the stream's document (an update by _id that sets the
 // checkpoint's fields) with majority write concern unless
