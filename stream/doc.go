@@ -58,7 +58,10 @@
 // per attempt (Options.RewatchDelay, RewatchMaxDelay, RewatchAttempts,
 // RewatchTimeout, Logger): the caller sees neither an error nor a gap. A
 // stream opened with startAfter keeps startAfter until its first event.
-// Nothing in this package ever restarts a stream "from now".
+// The driver's own resumes get the same backoff when they fail again
+// without an event, and end the stream with ErrResumeFailing after
+// RewatchTimeout. Nothing in this package ever restarts a stream "from
+// now".
 //
 // With Options.Store and Options.Name, the stream keeps a checkpoint in a
 // TokenStore (MemoryStore, FileStore, CollectionStore or your own): Watch

@@ -67,6 +67,7 @@ type Stream[T any] struct {
 	clock        serverClock     // clustertime.go: the cluster time of the latest reply
 	codec        codec           // decode.go: how documents are decoded
 	pf           prefetcher      // prefetch.go: fetching ahead
+	resumeRun    resumeRun       // resumes.go: the driver's resumes without an event
 
 	mu      sync.Mutex
 	closed  bool
@@ -146,8 +147,11 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if pipeline == nil {
 		pipeline = mongo.Pipeline{}
 	}
-	identity, err := identityOf(target, pipeline, csOpts)
+	identity, err := identityOf(target, pipeline, csOpts) // before the store's scope stage
 	if err != nil {
+		return nil, err
+	}
+	if pipeline, err = scopeStore(target, pipeline, o.Store); err != nil { // store_scope.go
 		return nil, err
 	}
 	if o.SplitEvents {
@@ -288,8 +292,9 @@ func killerFor(target Watcher) func(context.Context, int64) error {
 // Next watches again from the last event it returned, with backoff (see
 // Options), and goes on: the caller sees neither an error nor a gap. Errors
 // no new watch can mend end the stream: ErrHistoryLost, ErrInvalidToken,
-// ErrFatal, ErrEventTooLarge, and the server's own errors (authentication,
-// authorization, an invalid pipeline) as they are.
+// ErrFatal, ErrEventTooLarge, ErrResumeFailing (the driver's own resumes
+// kept failing for RewatchTimeout), and the server's own errors
+// (authentication, authorization, an invalid pipeline) as they are.
 //
 // A *DecodeError means the event could not be decoded into T; the stream
 // goes on with the next event. A *CheckpointError means checkpoints could
@@ -541,10 +546,13 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 				return fetched[T]{tok: s.driverToken()}
 			}
 		}
+		if err := s.paceResumes(); err != nil { // resumes.go
+			return fetched[T]{err: err, ended: true}
+		}
 		before, inHand := s.cs.ID(), s.cs.RemainingBatchLength() > 0
 		s.cursorID = before
 		got := s.cs.TryNext(s.ictx)
-		s.noteResume(before)
+		s.noteResume(before, got)
 		if !inHand {
 			// A round trip: the reply brought the server's cluster time.
 			s.pos.serverTime(s.clock.read(s.cs))
@@ -662,6 +670,10 @@ func (s *Stream[T]) ResumeToken() Token {
 // early, after the last event whose loop body completed. With
 // Options.ManualCommit, and for Batches, it saves the position last
 // committed and commits nothing new. Close returns the error of that save.
+// The save comes before the server cursor is killed, so that a server that
+// is unreachable does not use up ctx first; Close then also returns the
+// error of killing the cursor, and Stats tells the two apart
+// (Stats().CheckpointErr is nil after a successful save).
 func (s *Stream[T]) Close(ctx context.Context) error {
 	return s.close(ctx, true)
 }
@@ -703,19 +715,20 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 		s.pending = nil
 	}
 	s.cancel()
-	var err error
+	// The checkpoint first: killing cursors on a server that is down can
+	// use up ctx, and a local save must not wait for the network.
+	err := s.pos.close(ctx, commitLast)
+	if err != nil {
+		s.log.Warn("changestream: could not save the checkpoint on Close", "err", err)
+	}
 	if s.cs != nil {
-		err = s.cs.Close(ctx)
+		err = errors.Join(err, s.cs.Close(ctx))
 	}
 	if killID != 0 && s.kill != nil {
 		if kerr := s.kill(ctx, killID); kerr != nil {
 			s.log.Warn("changestream: could not kill the server cursor of an interrupted call", "cursor", killID, "err", kerr)
 			err = errors.Join(err, kerr)
 		}
-	}
-	if cerr := s.pos.close(ctx, commitLast); cerr != nil {
-		s.log.Warn("changestream: could not save the checkpoint on Close", "err", cerr)
-		err = errors.Join(err, cerr)
 	}
 	if s.lease != nil {
 		if lerr := s.lease.release(ctx); lerr != nil {
