@@ -178,7 +178,8 @@ func TestHAOneActiveConsumer(t *testing.T) {
 	}()
 
 	seen := make([]bool, haWrites)
-	nseen, events, takeovers, lostLines := 0, 0, 0, 0
+	nseen, events, takeovers := 0, 0, 0
+	lostBy := map[int]int{} // "lost" lines per child
 	active := -1
 	var maxTakeover time.Duration
 	handle := func(l haLine) {
@@ -199,7 +200,7 @@ func TestHAOneActiveConsumer(t *testing.T) {
 			}
 			active = l.child
 		case l.text == "lost":
-			lostLines++
+			lostBy[l.child]++
 		default:
 			t.Fatalf("child %d: bad line %q", l.child, l.text)
 		}
@@ -247,12 +248,12 @@ func TestHAOneActiveConsumer(t *testing.T) {
 				t.Fatal(err)
 			}
 			awaitActive(victim, time.Now())
-			before := lostLines
+			before := lostBy[victim]
 			if err := p.Signal(syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}
 			// The stopped instance notices that its lease is gone.
-			for lostLines == before {
+			for lostBy[victim] == before {
 				l := next("the stopped instance to report its lost lease")
 				if l.child == victim && strings.HasPrefix(l.text, "ev ") {
 					t.Logf("the stopped instance handled an event after SIGCONT: %s (it was in flight at SIGSTOP)", l.text)
