@@ -80,6 +80,25 @@ type Stats struct {
 	// CheckpointErr is the error of the last failed save, or nil when the
 	// last save succeeded.
 	CheckpointErr error
+
+	// Committed counts the events whose position was committed: the
+	// consumer asked for the next event, called Commit or Close after
+	// handling them, or Batches or Process committed them (see
+	// Options.Store). It counts without a Store too.
+	Committed int64
+
+	// CheckpointSaves counts the checkpoints saved with Options.Store, and
+	// CheckpointFailures the saves that failed (each retry that fails
+	// counts again).
+	CheckpointSaves, CheckpointFailures int64
+
+	// Batches counts the server's batches that brought at least one
+	// document: the first batch of each watch and of each resume, and the
+	// replies to getMore. LastBatch is the number of documents in the
+	// latest of them. A stream that keeps up with the writes sees batches
+	// of one; a stream that is behind, full batches.
+	Batches   int64
+	LastBatch int
 }
 
 // Stats returns the stream's figures. It may be called from any goroutine
@@ -99,6 +118,7 @@ func (s *Stream[T]) Stats() Stats {
 		st.CommittedLag = lagBetween(st.CommittedClusterTime, ps.newest)
 	}
 	st.Checkpoint, st.CheckpointErr = ps.saved, ps.saveErr
+	st.Committed, st.CheckpointSaves, st.CheckpointFailures = ps.committedEvents, ps.saves, ps.saveFailures
 	if s.lease != nil && st.Role == "active" && s.lease.check() != nil {
 		st.Role = "lost"
 	}
