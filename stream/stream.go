@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"slices"
@@ -77,6 +78,9 @@ type Stream[T any] struct {
 	inBody  bool  // an All loop body is running
 	manual  bool  // no commit on the next call: Options.ManualCommit, Batches
 	loopErr error // the error of the Close made by All or Batches, for the next Close
+
+	unlock func() error // releases the store's hold on the stream name; nil if none
+	lease  *lease       // lease.go: the lease of an active consumer; nil without Options.LeaseTTL
 }
 
 // tokenMemo is the driver's last resume token and our copy of it, so that
@@ -145,6 +149,10 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if pipeline == nil {
 		pipeline = mongo.Pipeline{}
 	}
+	identity, err := identityOf(target, pipeline, csOpts) // before the store's scope stage
+	if err != nil {
+		return nil, err
+	}
 	if pipeline, err = scopeStore(target, pipeline, o.Store); err != nil { // store_scope.go
 		return nil, err
 	}
@@ -169,15 +177,47 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 		used:     make(chan struct{}, 1),
 	}
 	s.pos = newPosition(&o)
+	s.pos.identity = identity
 	s.manual = o.ManualCommit
 	userStartAfter, userResume := driverResumeOptions(csOpts)
 	from := resumePoint{how: fromOriginal}
+	if l, ok := o.Store.(storeLocker); ok {
+		unlock, err := l.lock(o.Name)
+		if err != nil {
+			return nil, err
+		}
+		s.unlock = unlock
+		defer func() {
+			if s.cs == nil { // Watch failed
+				_ = unlock()
+			}
+		}()
+	}
+	if o.LeaseTTL > 0 {
+		l, err := o.Store.(leaser).acquireLease(ctx, o.Name, o.Instance, o.LeaseTTL, s.log.With("instance", o.Instance))
+		if err != nil {
+			return nil, err
+		}
+		s.lease = l
+		o.Store = fencedStore{o.Store.(*CollectionStore), l}
+		s.opts.Store = o.Store
+		s.pos.store = o.Store
+		s.stats.Role, s.stats.LeaseEpoch = "active", l.epoch
+		defer func() {
+			if s.cs == nil { // Watch failed
+				_ = l.release(context.WithoutCancel(ctx))
+			}
+		}()
+	}
 	if o.Store != nil {
 		cp, ok, err := loadCheckpoint(ctx, &o)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
+			if err := checkIdentity(o.Name, cp.Identity, identity, o.AcceptChangedPipeline); err != nil {
+				return nil, err
+			}
 			from = resumePoint{how: fromResumeAfter, tok: cp.Token}
 			s.pos.loaded(cp)
 			if userResume {
@@ -361,6 +401,12 @@ func (s *Stream[T]) deliverHeld(ctx context.Context, block bool) (d delivery[T],
 		if err != nil || !ok {
 			return d, false, err
 		}
+		if f.got && s.lease != nil {
+			if s.lease.check() != nil {
+				// Not ours to deliver: the stream ends before it.
+				return d, false, s.leaseLost()
+			}
+		}
 		switch {
 		case f.ended:
 		case f.got:
@@ -454,6 +500,10 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 			return f, false, err
 		}
 	}
+	var lost <-chan struct{} // nil without a lease
+	if s.lease != nil {
+		lost = s.lease.lostCh
+	}
 	select {
 	case f = <-s.pending:
 		s.pending = nil
@@ -462,6 +512,8 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 		return f, false, ctx.Err()
 	case <-s.done:
 		return f, false, ErrClosed
+	case <-lost:
+		return f, false, s.leaseLost()
 	}
 }
 
@@ -476,6 +528,18 @@ func (s *Stream[T]) startFetch(block, waits bool) {
 		defer s.fetchers.Done()
 		ch <- s.fetch(block)
 	}()
+}
+
+// leaseLost ends the stream with the lease's error.
+func (s *Stream[T]) leaseLost() error {
+	err := s.lease.check()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.term == nil {
+		s.term = err
+	}
+	s.stats.Role = "lost"
+	return err
 }
 
 // fetch gets the next event from the driver's stream: one round trip at
@@ -696,6 +760,17 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 		if kerr := s.kill(ctx, killID); kerr != nil {
 			s.log.Warn("changestream: could not kill the server cursor of an interrupted call", "cursor", killID, "err", kerr)
 			err = errors.Join(err, kerr)
+		}
+	}
+	if s.lease != nil {
+		if lerr := s.lease.release(ctx); lerr != nil {
+			s.log.Warn("changestream: could not release the lease", "err", lerr)
+			err = errors.Join(err, lerr)
+		}
+	}
+	if s.unlock != nil {
+		if uerr := s.unlock(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("changestream: release the lock of stream %q: %w", s.opts.Name, uerr))
 		}
 	}
 	s.log.Debug("changestream: closed")
