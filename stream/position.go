@@ -53,6 +53,7 @@ type position struct {
 	interval time.Duration
 	maxFail  int
 	log      *slog.Logger
+	identity Identity // stamped on every checkpoint saved
 
 	saveMu   sync.Mutex // held over a Save
 	failures int        // failed saves in a row; saveMu
@@ -298,6 +299,7 @@ func (p *position) save(ctx context.Context, force bool, timeout time.Duration) 
 		defer cancel()
 	}
 	cp.UpdatedAt = time.Now()
+	cp.Identity = p.identity
 	err := p.store.Save(ctx, p.name, cp)
 
 	p.mu.Lock()
