@@ -32,10 +32,10 @@ type entry struct {
 	// operations of one applyOps oplog entry on a real server.
 	txnOp uint32
 	wall  time.Time
-	op   string
-	db   string
-	coll string // empty for dropDatabase
-	uuid [16]byte
+	op    string
+	db    string
+	coll  string // empty for dropDatabase
+	uuid  [16]byte
 
 	// expanded marks entries shown only with showExpandedEvents (create,
 	// createIndexes, dropIndexes, modify).
