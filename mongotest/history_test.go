@@ -1,6 +1,7 @@
 package mongotest_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync/atomic"
@@ -262,7 +263,12 @@ func TestHistoryLimitInTransaction(t *testing.T) {
 		if ts, i := cs.Current.Lookup("clusterTime").Timestamp(); (bson.Timestamp{T: ts, I: i}) != commit {
 			t.Fatalf("event clusterTime {%d %d}, want the commit's %v", ts, i, commit)
 		}
-		tokens = append(tokens, cs.ResumeToken())
+		tokens = append(tokens, cs.Current.Lookup("_id").Document())
+	}
+	// Caught up at the commit's time, the stream's postBatchResumeToken
+	// is its last event's token.
+	if got := cs.ResumeToken(); !bytes.Equal(got, tokens[2]) {
+		t.Errorf("resume token after the transaction's events %s, want the last event's %s", got, tokens[2])
 	}
 	lost := func(name string, opts *options.ChangeStreamOptionsBuilder) {
 		t.Helper()

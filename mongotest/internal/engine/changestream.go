@@ -250,7 +250,10 @@ func (e *Engine) postBatchTokenLocked(st *streamState, stoppedAtEvent bool) Toke
 			hw = en.pos().before()
 		}
 	}
-	if st.hasLastEvent && !st.lastEvent.pos().less(hw) {
+	// The last event stands for a mark of its time (what lies between them
+	// was read and not shown, so resuming after either gives the same
+	// events): a caught-up stream reports its last event's token.
+	if st.hasLastEvent && !tsLess(st.lastEvent.time, hw.time) {
 		return st.lastEvent
 	}
 	return Token{time: hw.time, txnOp: hw.op, fragment: wholeEvent, kind: kindHighWater}
