@@ -48,6 +48,13 @@ type Checkpoint struct {
 	// UpdatedAt is when the checkpoint was saved. Save fills it with the
 	// current time when it is zero.
 	UpdatedAt time.Time
+
+	// Identity says which stream saved the checkpoint: what it watches and
+	// a fingerprint of its pipeline. A Stream stamps it on every checkpoint
+	// it saves and Watch refuses a checkpoint of another identity; the zero
+	// value (unknown) is accepted. A TokenStore must store it and give it
+	// back from Load as it was saved.
+	Identity Identity
 }
 
 // ErrNoCheckpoint is returned by TokenStore.Load when no checkpoint was
