@@ -269,6 +269,40 @@ func readAll(ctx context.Context, env *benchEnv, batch int32, n int) error {
 	return nil
 }
 
+// readBatches is a range loop over Stream[Event[Order]].Batches with
+// batches of max events.
+func readBatches(max int) reader {
+	return func(ctx context.Context, env *benchEnv, batch int32, n int) error {
+		s, err := stream.Watch[stream.Event[benchOrder]](ctx, env.coll, nil, nil, env.csOpts(batch))
+		if err != nil {
+			return err
+		}
+		got := 0
+		for evs, err := range s.Batches(ctx, min(max, n), time.Second) {
+			if err != nil {
+				return err
+			}
+			if got += len(evs); got >= n {
+				break
+			}
+			if n-got < max {
+				// The last batch would wait for events past the pool.
+				for range n - got {
+					if _, err := s.Next(ctx); err != nil {
+						return err
+					}
+				}
+				got = n
+				break
+			}
+		}
+		if got != n {
+			return fmt.Errorf("Batches ended after %d events", got)
+		}
+		return nil
+	}
+}
+
 // BenchmarkThroughput reads prefilled insert events through the raw driver
 // and each form of Stream, on mongotest over loopback.
 func BenchmarkThroughput(b *testing.B) {
@@ -288,6 +322,7 @@ func BenchmarkThroughput(b *testing.B) {
 				{"Next", readNext[stream.Event[benchOrder]](nil)},
 				{"Next-noprefetch", readNext[stream.Event[benchOrder]](&stream.Options{DisablePrefetch: true})},
 				{"Raw", readNext[bson.Raw](nil)},
+				{"Batches-1000", readBatches(1000)},
 			}
 			for _, f := range forms {
 				b.Run(fmt.Sprintf("doc=%s/batch=%s/form=%s", sh.name, bname, f.name), func(b *testing.B) {

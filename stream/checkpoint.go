@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -36,129 +34,6 @@ func (e *CheckpointError) Unwrap() error { return e.Err }
 // saveTimeout bounds one Save made by the stream itself (Close's uses the
 // caller's context).
 const saveTimeout = 30 * time.Second
-
-// checkpointer commits and saves a stream's position. Its methods are
-// called from the consumer's goroutine, the fetch goroutine (idle
-// positions) and Close; mu serialises them.
-type checkpointer struct {
-	store    TokenStore
-	name     string
-	every    int
-	interval time.Duration
-	maxFail  int
-	log      *slog.Logger
-
-	mu        sync.Mutex
-	committed Checkpoint // the newest committed position
-	pending   int        // committed events not saved yet
-	dirty     bool       // committed differs from saved
-	lastSave  time.Time  // when the last save succeeded (or the stream opened)
-	saved     Checkpoint // the last checkpoint saved or loaded
-	failures  int        // failed saves in a row
-	lastErr   error      // the last save error, nil after a success
-
-	// pub is a copy of saved and lastErr for Stats, which must not wait
-	// for a slow Save holding mu.
-	pubMu  sync.Mutex
-	pubCp  Checkpoint
-	pubErr error
-}
-
-func newCheckpointer(o *Options) *checkpointer {
-	return &checkpointer{
-		store: o.Store, name: o.Name, every: o.CheckpointEvery,
-		interval: o.CheckpointInterval, maxFail: o.CheckpointFailures,
-		log: o.Logger, lastSave: time.Now(),
-	}
-}
-
-// commit records cp, the position after events more consumed events, and
-// saves it when the throttle allows (or always with force). It returns a
-// *CheckpointError when this save makes maxFail failures in a row, and with
-// force the error of any failed save.
-func (c *checkpointer) commit(ctx context.Context, cp Checkpoint, events int, force bool) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !cp.Token.IsZero() && !cp.Token.Equal(c.committed.Token) {
-		c.committed = cp
-		c.dirty = !cp.Token.Equal(c.saved.Token)
-	}
-	c.pending += events
-	if !c.dirty {
-		return nil
-	}
-	if !force && c.pending < c.every && time.Since(c.lastSave) < c.interval {
-		return nil
-	}
-	err := c.saveLocked(ctx)
-	if force && err == nil && c.dirty {
-		// A final save: its failure is always reported.
-		return fmt.Errorf("changestream: could not save the checkpoint of stream %q: %w", c.name, c.lastErr)
-	}
-	return err
-}
-
-func (c *checkpointer) saveLocked(ctx context.Context) error {
-	cp := c.committed
-	cp.UpdatedAt = time.Now()
-	err := c.store.Save(ctx, c.name, cp)
-	if err == nil {
-		c.saved, c.dirty, c.pending, c.lastSave = cp, false, 0, cp.UpdatedAt
-		c.failures, c.lastErr = 0, nil
-		c.publish()
-		c.log.Debug("changestream: checkpoint saved", "token", cp.Token.String())
-		return nil
-	}
-	c.failures++
-	c.lastErr = err
-	c.publish()
-	c.log.Warn("changestream: could not save the checkpoint; retrying at the next commit",
-		"failures", c.failures, "token", cp.Token.String(), "err", err)
-	if c.failures >= c.maxFail {
-		n := c.failures
-		c.failures = 0
-		return &CheckpointError{Stream: c.name, Failures: n, Err: err}
-	}
-	return nil
-}
-
-// flush saves the committed position if it was not saved yet.
-func (c *checkpointer) flush(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.dirty {
-		return nil
-	}
-	if err := c.saveLocked(ctx); err != nil {
-		return err
-	}
-	if c.dirty {
-		return fmt.Errorf("changestream: could not save the checkpoint of stream %q: %w", c.name, c.lastErr)
-	}
-	return nil
-}
-
-// loaded records the checkpoint Watch resumed from.
-func (c *checkpointer) loaded(cp Checkpoint) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.saved, c.committed = cp, cp
-	c.publish()
-}
-
-// publish copies saved and lastErr for state; mu is held.
-func (c *checkpointer) publish() {
-	c.pubMu.Lock()
-	defer c.pubMu.Unlock()
-	c.pubCp, c.pubErr = c.saved, c.lastErr
-}
-
-// state returns the last saved checkpoint and the last save error.
-func (c *checkpointer) state() (Checkpoint, error) {
-	c.pubMu.Lock()
-	defer c.pubMu.Unlock()
-	return c.pubCp, c.pubErr
-}
 
 // checkpointAt builds the checkpoint of a position: tok, with the cluster
 // time it carries (or ct, the cluster time of its event) and wall, the

@@ -58,8 +58,12 @@
 // resumes from it, the position after an event is committed once the
 // consumer asks for the next one (at least once), saves are throttled and
 // flushed by Close, and while idle the server's postBatchResumeToken is
-// saved so that a quiet stream never falls out of the oplog. Stats reports
-// events, resumes, new watches, the lag and the last checkpoint.
+// saved so that a quiet stream never falls out of the oplog. With
+// Options.ManualCommit the consumer commits with Stream.Commit instead, and
+// Batches commits a batch once its loop body returned. Stats reports
+// events, resumes, new watches, the lag against the server's newest
+// cluster time (zero once caught up), the events in flight and the last
+// checkpoint.
 //
 // # Events over 16 MiB
 //

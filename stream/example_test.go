@@ -2,8 +2,10 @@ package stream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/go-changestream/changestream/mongotest"
 	"github.com/go-changestream/changestream/stream"
@@ -101,4 +103,111 @@ func ExampleStream_Next() {
 	// Output:
 	// next: tea
 	// resumed: cake
+}
+
+// Batches for a consumer that writes in bulk: each batch is committed once
+// its loop body returned, so a batch the body did not finish comes again,
+// whole, after a restart.
+func ExampleStream_Batches() {
+	srv, client := connectExample()
+	defer srv.Close()
+	defer client.Disconnect(context.Background())
+	ctx := context.Background()
+	orders := client.Database("shop").Collection("orders")
+	opts := &stream.Options{Name: "orders-to-search", Store: &stream.MemoryStore{}}
+
+	s, err := stream.Watch[stream.Event[Order]](ctx, orders, nil, opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i, item := range []string{"tea", "cake", "jam", "milk", "bread"} {
+		orders.InsertOne(ctx, Order{ID: i + 1, Item: item, Qty: 1})
+	}
+	items := func(batch []stream.Event[Order]) []string {
+		var out []string
+		for _, ev := range batch {
+			out = append(out, ev.FullDocument.Item)
+		}
+		return out
+	}
+	for batch, err := range s.Batches(ctx, 2, 100*time.Millisecond) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("batch:", items(batch))
+		if len(batch) < 2 {
+			break // as if the bulk write failed: this batch is not committed
+		}
+	}
+
+	// A new stream with the same store goes on after the last batch
+	// committed.
+	s, err = stream.Watch[stream.Event[Order]](ctx, orders, nil, opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for batch, err := range s.Batches(ctx, 2, 100*time.Millisecond) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("again:", items(batch))
+		break
+	}
+	// Output:
+	// batch: [tea cake]
+	// batch: [jam milk]
+	// batch: [bread]
+	// again: [bread]
+}
+
+// Explicit commit: with Options.ManualCommit, Next commits nothing; Commit
+// moves the checkpoint through the events the consumer is done with.
+func ExampleStream_Commit() {
+	srv, client := connectExample()
+	defer srv.Close()
+	defer client.Disconnect(context.Background())
+	ctx := context.Background()
+	orders := client.Database("shop").Collection("orders")
+	opts := &stream.Options{Name: "orders-to-cache", Store: &stream.MemoryStore{}, ManualCommit: true}
+
+	s, err := stream.Watch[stream.Event[Order]](ctx, orders, nil, opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i, item := range []string{"tea", "cake", "jam"} {
+		orders.InsertOne(ctx, Order{ID: i + 1, Item: item, Qty: 1})
+	}
+	var evs []stream.Event[Order]
+	for range 3 {
+		ev, err := s.Next(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	fmt.Println("in flight:", s.Stats().InFlight)
+	// Done with tea and cake; jam is still being handled.
+	if err := s.Commit(evs[1].ID); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("in flight:", s.Stats().InFlight)
+	err = s.Commit(evs[0].ID)
+	fmt.Println("commit tea again:", errors.Is(err, stream.ErrAlreadyCommitted))
+	s.Close(ctx) // saves what was committed, nothing more
+
+	s, err = stream.Watch[stream.Event[Order]](ctx, orders, nil, opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close(ctx)
+	ev, err := s.Next(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("after a restart:", ev.FullDocument.Item)
+	// Output:
+	// in flight: 3
+	// in flight: 1
+	// commit tea again: true
+	// after a restart: jam
 }

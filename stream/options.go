@@ -72,7 +72,9 @@ type Options struct {
 	// TryNext, the next iteration of an All loop) or calls Close; never
 	// before the code handling that event ran. A loop over All that ends
 	// early (break, return) does not commit its last event: it comes again
-	// after a restart. Committed positions are saved every CheckpointEvery
+	// after a restart. With ManualCommit the consumer commits with
+	// Stream.Commit instead; Batches commits each batch after its loop
+	// body. Committed positions are saved every CheckpointEvery
 	// events or CheckpointInterval, whichever comes first, and on Close.
 	// While the stream is idle, the server's postBatchResumeToken is saved
 	// at most every CheckpointInterval, so that the checkpoint of a quiet
@@ -137,6 +139,17 @@ type Options struct {
 	// leaves the pipeline as it is; without the stage such an event ends
 	// the stream with ErrEventTooLarge.
 	SplitEvents bool
+
+	// ManualCommit turns the commit on the next call off: Next, TryNext and
+	// All no longer commit the event they delivered last when they are
+	// called again, and Close commits nothing new (it saves what was
+	// committed). The consumer commits with Stream.Commit, through the
+	// events it is done with, in any order of work but always forward. The
+	// server's postBatchResumeToken of an idle stream is still committed
+	// when no event is in flight (every event delivered was committed), and,
+	// when events are in flight, with the commit of the last of them.
+	// Batches commits its batches itself either way.
+	ManualCommit bool
 
 	// DisablePrefetch turns off fetching ahead. By default, when Next or
 	// TryNext returns the last event of a batch of several (the stream is

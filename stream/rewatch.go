@@ -198,14 +198,10 @@ func (s *Stream[T]) rewatch(cause error) error {
 // returned no event yet (spec prose tests 17 and 18), with resumeAfter
 // otherwise.
 func (s *Stream[T]) resumeFrom() (resumePoint, error) {
-	if !s.invTok.IsZero() {
-		tok := s.invTok
-		s.invTok = Token{}
+	if tok := s.pos.takeRestart(); !tok.IsZero() {
 		return resumePoint{how: fromStartAfter, tok: tok}, nil
 	}
-	s.mu.Lock()
-	tok := s.token
-	s.mu.Unlock()
+	tok := s.pos.resumeToken()
 	switch {
 	case !tok.IsZero() && s.afterStart:
 		return resumePoint{how: fromStartAfter, tok: tok}, nil

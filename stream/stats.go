@@ -8,8 +8,8 @@ import (
 
 // Stats are figures about a Stream, from Stream.Stats.
 type Stats struct {
-	// Events counts the events Next, TryNext and All returned without an
-	// error, the invalidate event included.
+	// Events counts the events Next, TryNext, All and Batches delivered
+	// without an error, the invalidate event included.
 	Events int64
 
 	// Resumes counts the resumes the driver made by itself (a new server
@@ -23,13 +23,45 @@ type Stats struct {
 	Rewatches int64
 
 	// ClusterTime is the cluster time of ResumeToken: of the last event
-	// returned, or of the server's postBatchResumeToken while the stream
+	// delivered, or of the server's postBatchResumeToken while the stream
 	// is idle. It is zero when the token carries none.
 	ClusterTime bson.Timestamp
 
-	// Lag is how far the stream is behind: the time now minus ClusterTime,
-	// to the second, as cluster times have; zero when ClusterTime is zero.
+	// NewestClusterTime is the newest cluster time the server reported to
+	// the stream: the $clusterTime of its latest reply, the
+	// postBatchResumeToken of an empty batch, the clusterTime of the newest
+	// event received. It moves only when the stream talks to the server
+	// (while a consumer waits in Next, Batches or Process, or a prefetch
+	// runs).
+	NewestClusterTime bson.Timestamp
+
+	// Lag is how far the delivered position is behind what the server
+	// reported: NewestClusterTime minus ClusterTime, to the second, as
+	// cluster times have. It is zero when CaughtUp, however old the last
+	// write is, and zero when ClusterTime is zero. It is measured on the
+	// server's clock, not this machine's.
 	Lag time.Duration
+
+	// CaughtUp is true when the server had nothing after the last event
+	// delivered: the stream's resume point is the postBatchResumeToken of
+	// an empty batch, and no event came since.
+	CaughtUp bool
+
+	// CommittedClusterTime is the cluster time of the committed position:
+	// where a restart would resume once the commits are saved. It is zero
+	// before the first commit (or the checkpoint Watch loaded).
+	CommittedClusterTime bson.Timestamp
+
+	// CommittedLag is NewestClusterTime minus CommittedClusterTime, to the
+	// second: how far a restart would be behind. It is zero when the
+	// committed position is the delivered one and the stream is caught
+	// up, and zero when CommittedClusterTime is zero.
+	CommittedLag time.Duration
+
+	// InFlight is the number of events delivered and not committed yet:
+	// with the default commit on the next call at most one, more with
+	// Options.ManualCommit, Batches and Process.
+	InFlight int
 
 	// Checkpoint is the last checkpoint saved (or loaded by Watch) with
 	// Options.Store; the zero Checkpoint when none. Its UpdatedAt is when
@@ -46,14 +78,35 @@ type Stats struct {
 func (s *Stream[T]) Stats() Stats {
 	s.mu.Lock()
 	st := s.stats
-	tok := s.token
 	s.mu.Unlock()
-	if ct, err := tok.ClusterTime(); err == nil && !ct.IsZero() {
-		st.ClusterTime = ct
-		st.Lag = max(time.Since(time.Unix(int64(ct.T), 0)), 0)
+	ps := s.pos.state()
+	st.NewestClusterTime, st.CaughtUp, st.InFlight = ps.newest, ps.caughtUp, ps.inflight
+	st.ClusterTime = markTime(ps.delivered)
+	st.CommittedClusterTime = markTime(ps.committed)
+	if !ps.caughtUp {
+		st.Lag = lagBetween(st.ClusterTime, ps.newest)
 	}
-	if s.ck != nil {
-		st.Checkpoint, st.CheckpointErr = s.ck.state()
+	if !ps.caughtUp || !ps.committed.tok.Equal(ps.delivered.tok) {
+		st.CommittedLag = lagBetween(st.CommittedClusterTime, ps.newest)
 	}
+	st.Checkpoint, st.CheckpointErr = ps.saved, ps.saveErr
 	return st
+}
+
+// markTime returns the cluster time of a position: its token's, or the
+// event's when the token carries none.
+func markTime(m mark) bson.Timestamp {
+	if ct := tokenTime(m.tok); !ct.IsZero() {
+		return ct
+	}
+	return m.ct
+}
+
+// lagBetween returns newest minus ct, to the second; zero when ct is zero
+// or not behind.
+func lagBetween(ct, newest bson.Timestamp) time.Duration {
+	if ct.IsZero() || newest.T <= ct.T {
+		return 0
+	}
+	return time.Duration(newest.T-ct.T) * time.Second
 }

@@ -26,9 +26,9 @@ type Watcher interface {
 // change event decoded into a T. Create one with Watch and end it with
 // Close.
 //
-// Next, TryNext and All may be called from one goroutine at a time (calls
-// from several goroutines are serialised); Alive, ResumeToken and Close may
-// be called from any goroutine at any time.
+// Next, TryNext, All and Batches may be called from one goroutine at a
+// time (calls from several goroutines are serialised); Alive, ResumeToken,
+// Commit, Stats and Close may be called from any goroutine at any time.
 type Stream[T any] struct {
 	cs   *mongo.ChangeStream
 	kind int
@@ -42,7 +42,7 @@ type Stream[T any] struct {
 	csOpts   []options.Lister[options.ChangeStreamOptions]
 	opts     Options
 	backoff  backoff
-	ck       *checkpointer // nil without Options.Store
+	pos      *position // position.go: the only writer of the stream's position
 
 	// sem is held by the goroutine that may touch cs and the fields below it
 	// (a Next, TryNext or Close call), except while a fetch runs: then the
@@ -57,37 +57,43 @@ type Stream[T any] struct {
 	pendingBlock bool            // that fetch waits for an event
 	cursorID     int64           // the server cursor of the latest driver call
 	slab         []byte          // see own
-	drvRaw       []byte          // the driver's last resume token and
-	drvTok       Token           // our copy of it
+	driverTok    tokenMemo       // see driverToken
 	afterStart   bool            // cs was opened with startAfter and has returned no event
 	taken        bool            // an event was taken from a driver stream
 	userResume   bool            // the user's driver options set a resume option Watch used
-	invTok       Token           // an invalidate event's token to watch again after
 	split        reassembler     // split.go: fragments of an event not yet whole
+	clock        serverClock     // clustertime.go: the cluster time of the latest reply
 	codec        codec           // decode.go: how documents are decoded
 	pf           prefetcher      // prefetch.go: fetching ahead
 
-	mu          sync.Mutex
-	closed      bool
-	token       Token // resume token after the last event returned
-	term        error // why the stream ended, if it did
-	stats       Stats // Events, Resumes and Rewatches
-	uncommitted int   // events returned since the last commit
-	lastCT      bson.Timestamp
-	lastWall    time.Time
-	inBody      bool  // an All loop body is running
-	ckErr       error // a *CheckpointError of an idle save, for the next call
-	loopErr     error // the error of the Close made by All, for the next Close
+	mu      sync.Mutex
+	closed  bool
+	term    error // why the stream ended, if it did
+	stats   Stats // Events, Resumes and Rewatches
+	inBody  bool  // an All loop body is running
+	manual  bool  // no commit on the next call: Options.ManualCommit, Batches
+	loopErr error // the error of the Close made by All or Batches, for the next Close
+}
+
+// tokenMemo is the driver's last resume token and our copy of it, so that
+// it is copied once per change. It is a memo of the driver's state, not the
+// stream's position; only the goroutine that owns the driver's stream
+// touches it.
+type tokenMemo struct {
+	raw []byte
+	tok Token
 }
 
 // fetched is the outcome of one fetch from the driver's stream.
 type fetched[T any] struct {
 	val         T
-	got         bool  // an event came: val (or err, a *DecodeError) is it
-	tok         Token // the resume token after this fetch
-	err         error // the event's *DecodeError, or why the stream ended
-	ended       bool  // err ended the stream
-	invalidated bool  // the event is an invalidate
+	got         bool     // an event came: val (or err, a *DecodeError) is it
+	raw         bson.Raw // the event, owned by the stream
+	id          Token    // the event's _id
+	tok         Token    // the resume token after this fetch
+	err         error    // the event's *DecodeError, or why the stream ended
+	ended       bool     // err ended the stream
+	invalidated bool     // the event is an invalidate
 	ct          bson.Timestamp
 	wall        time.Time // the event's clusterTime and wallTime
 }
@@ -155,17 +161,18 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 		done:     make(chan struct{}),
 		used:     make(chan struct{}, 1),
 	}
+	s.pos = newPosition(&o)
+	s.manual = o.ManualCommit
 	userStartAfter, userResume := driverResumeOptions(csOpts)
 	from := resumePoint{how: fromOriginal}
 	if o.Store != nil {
-		s.ck = newCheckpointer(&o)
 		cp, ok, err := loadCheckpoint(ctx, &o)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
 			from = resumePoint{how: fromResumeAfter, tok: cp.Token}
-			s.ck.loaded(cp)
+			s.pos.loaded(cp)
 			if userResume {
 				s.log.Info("changestream: resuming from the saved checkpoint; the resume option passed to Watch only applies when there is none")
 			}
@@ -191,8 +198,9 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	// expires during a getMore would kill the driver's stream for good.
 	// They use this one, which only Close cancels.
 	s.ictx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	s.token = s.driverToken()
-	s.log.Debug("changestream: opened", "resume", from.how, "resumeToken", s.token.String())
+	tok := s.driverToken()
+	s.pos.opened(tok)
+	s.log.Debug("changestream: opened", "resume", from.how, "resumeToken", tok.String())
 	return s, nil
 }
 
@@ -263,58 +271,103 @@ func (s *Stream[T]) TryNext(ctx context.Context) (v T, ok bool, err error) {
 }
 
 func (s *Stream[T]) next(ctx context.Context, block bool) (T, bool, error) {
-	var zero T
+	d, ok, err := s.deliver(ctx, block)
+	return d.val, ok, err
+}
+
+// delivery is an event as the stream hands it over, with what a consumer
+// inside the package needs besides the value.
+type delivery[T any] struct {
+	val   T
+	raw   bson.Raw // the whole event, owned by the stream (never reused)
+	id    Token    // the event's _id
+	after Token    // the resume point after it: ResumeToken once it is delivered
+}
+
+// deliver is next with the event's raw form and tokens: it blocks (block)
+// or makes one round trip at most, as Next and TryNext do, and commits on
+// the call unless commits are manual. With a *DecodeError, d still holds
+// raw, id and after: the event was delivered and is committed like any
+// other.
+func (s *Stream[T]) deliver(ctx context.Context, block bool) (d delivery[T], ok bool, err error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if err := s.acquire(ctx); err != nil {
+		return d, false, err
+	}
+	defer s.release()
+	return s.deliverHeld(ctx, block)
+}
+
+// acquire takes sem, the right to touch the driver's stream.
+func (s *Stream[T]) acquire(ctx context.Context) error {
 	select {
 	case <-s.done:
-		return zero, false, ErrClosed
+		return ErrClosed
 	default:
 	}
 	select {
 	case s.sem <- struct{}{}:
+		return nil
 	case <-s.done:
-		return zero, false, ErrClosed
+		return ErrClosed
 	case <-ctx.Done():
-		return zero, false, ctx.Err()
+		return ctx.Err()
 	}
-	defer func() { <-s.sem }()
+}
 
+func (s *Stream[T]) release() { <-s.sem }
+
+// manualCommits turns the commit on the next call off for the rest of the
+// stream's life: Batches and Process commit by themselves.
+func (s *Stream[T]) manualCommits() {
 	s.mu.Lock()
-	closed, term := s.closed, s.term
+	s.manual = true
+	s.mu.Unlock()
+}
+
+// deliverHeld is deliver for a caller that holds sem.
+func (s *Stream[T]) deliverHeld(ctx context.Context, block bool) (d delivery[T], ok bool, err error) {
+	s.mu.Lock()
+	closed, term, manual := s.closed, s.term, s.manual
 	s.mu.Unlock()
 	if closed {
-		return zero, false, ErrClosed
+		return d, false, ErrClosed
 	}
-	// The caller asks for the next event: it is done with the last one.
-	if err := s.commit(s.ictx, false); err != nil {
-		return zero, false, err
+	if manual {
+		err = s.pos.takeIdleErr()
+	} else {
+		// The caller asks for the next event: it is done with the last one.
+		err = s.pos.commitDelivered(s.ictx, false)
+	}
+	if err != nil {
+		return d, false, err
 	}
 	if term != nil {
-		return zero, false, term
+		return d, false, term
 	}
 	for {
 		f, ok, err := s.await(ctx, block)
 		if err != nil || !ok {
-			return zero, false, err
+			return d, false, err
+		}
+		switch {
+		case f.ended:
+		case f.got:
+			s.pos.deliver(f.id, mark{tok: f.tok, ct: f.ct, wall: f.wall}, f.invalidated && s.opts.ContinueAfterInvalidate)
+		default:
+			s.pos.idle(s.ictx, f.tok)
 		}
 		s.mu.Lock()
 		switch {
 		case f.ended:
 			s.term = f.err
 		case f.got && f.invalidated && !s.opts.ContinueAfterInvalidate:
-			s.token = f.tok
 			s.term = ErrInvalidated
-		default:
-			s.token = f.tok
 		}
-		if f.got {
-			s.uncommitted++
-			s.lastCT, s.lastWall = f.ct, f.wall
-			if f.err == nil {
-				s.stats.Events++
-			}
+		if f.got && f.err == nil {
+			s.stats.Events++
 		}
 		s.mu.Unlock()
 		if f.got && !f.ended {
@@ -323,55 +376,41 @@ func (s *Stream[T]) next(ctx context.Context, block bool) (T, bool, error) {
 		switch {
 		case f.ended:
 			s.log.Debug("changestream: ended", "err", f.err)
-			return zero, false, f.err
+			return d, false, f.err
 		case !f.got && block:
 			continue
 		case !f.got:
-			return zero, false, nil
-		case f.err != nil:
-			return zero, false, f.err
+			return d, false, nil
 		}
-		return f.val, true, nil
+		d = delivery[T]{val: f.val, raw: f.raw, id: f.id, after: f.tok}
+		if f.err != nil {
+			return d, false, f.err
+		}
+		return d, true, nil
 	}
 }
 
-// commit commits the position after the events returned so far, and saves
-// it when the throttle allows or force is set.
-func (s *Stream[T]) commit(ctx context.Context, force bool) error {
-	if s.ck == nil {
-		return nil
-	}
-	s.mu.Lock()
-	tok, n, ct, wall := s.token, s.uncommitted, s.lastCT, s.lastWall
-	s.uncommitted = 0
-	idleErr := s.ckErr
-	s.ckErr = nil
-	s.mu.Unlock()
-	if tok.IsZero() {
-		return idleErr
-	}
-	sctx, cancel := context.WithTimeout(ctx, saveTimeout)
-	defer cancel()
-	if err := s.ck.commit(sctx, checkpointAt(tok, ct, wall), n, force); err != nil {
-		return err
-	}
-	return idleErr
-}
-
-// commitIdle commits the postBatchResumeToken tok of an empty batch while
-// the caller waits in Next: every event returned before was committed when
-// it called. It runs on the fetch goroutine.
-func (s *Stream[T]) commitIdle(tok Token) {
-	if s.ck == nil || tok.IsZero() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(s.ictx, saveTimeout)
-	defer cancel()
-	if err := s.ck.commit(ctx, checkpointAt(tok, bson.Timestamp{}, time.Time{}), 0, false); err != nil {
-		s.mu.Lock()
-		s.ckErr = err
-		s.mu.Unlock()
-	}
+// Commit commits the stream's position through a delivered event: tok is
+// that event's _id (Event.ID, DecodeError.Token) or the ResumeToken read
+// right after Next, TryNext or All delivered it; the current ResumeToken
+// names the last event delivered. The event and every event
+// delivered before it count as done; with Options.Store the position is
+// saved every CheckpointEvery events or CheckpointInterval, whichever comes
+// first, and on Close. Commit is how a consumer with Options.ManualCommit
+// moves its checkpoint; it may be called from any goroutine.
+//
+// The position only moves forward, and only to an event already
+// delivered: a token at or behind the committed position gives an error
+// matching ErrAlreadyCommitted, any other token that is not of an event
+// delivered and not committed yet one matching ErrNotDelivered; neither
+// changes the position. After Close, Commit still commits (work that was
+// in flight when Close was called can finish) and saves at once. A failed
+// save is reported as by Next: a *CheckpointError after
+// Options.CheckpointFailures failures in a row (or, after Close, the
+// error of that save); the position is committed all the same and the save
+// is retried at the next commit.
+func (s *Stream[T]) Commit(tok Token) error {
+	return s.pos.commitThrough(context.WithoutCancel(s.ictx), tok)
 }
 
 // await returns the next fetch result: one waiting from an earlier call, one
@@ -398,6 +437,16 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 			return f, false, nil
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		// A result that is ready is taken before an ended ctx is reported.
+		select {
+		case f = <-s.pending:
+			s.pending = nil
+			return f, true, nil
+		default:
+			return f, false, err
+		}
+	}
 	select {
 	case f = <-s.pending:
 		s.pending = nil
@@ -416,7 +465,7 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 // watches again.
 func (s *Stream[T]) fetch(block bool) fetched[T] {
 	for {
-		if s.cs == nil || (s.cs.ID() == 0 && s.cs.RemainingBatchLength() == 0 && !s.invTok.IsZero()) {
+		if s.cs == nil || (s.cs.ID() == 0 && s.cs.RemainingBatchLength() == 0 && s.pos.restartPending()) {
 			// After an invalidate event, with ContinueAfterInvalidate.
 			if err := s.rewatch(errContinueAfterInvalidate); err != nil {
 				return fetched[T]{err: err, ended: true}
@@ -425,10 +474,14 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 				return fetched[T]{tok: s.driverToken()}
 			}
 		}
-		before := s.cs.ID()
+		before, inHand := s.cs.ID(), s.cs.RemainingBatchLength() > 0
 		s.cursorID = before
 		got := s.cs.TryNext(s.ictx)
 		s.noteResume(before)
+		if !inHand {
+			// A round trip: the reply brought the server's cluster time.
+			s.pos.serverTime(s.clock.read(s.cs))
+		}
 		if got {
 			if f, whole := s.take(); whole {
 				return f
@@ -460,12 +513,9 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 		if !block {
 			return fetched[T]{tok: tok}
 		}
-		// Every event fetched so far was returned, so the idle token is
+		// Every event fetched so far was delivered, so the idle token is
 		// the stream's resume point.
-		s.mu.Lock()
-		s.token = tok
-		s.mu.Unlock()
-		s.commitIdle(tok)
+		s.pos.idle(s.ictx, tok)
 	}
 }
 
@@ -491,11 +541,7 @@ func (s *Stream[T]) take() (f fetched[T], whole bool) {
 		// batch's postBatchResumeToken.
 		after = s.driverToken()
 	}
-	inv := isInvalidate(raw)
-	if inv && s.opts.ContinueAfterInvalidate {
-		s.invTok = tok
-	}
-	f = fetched[T]{got: true, tok: after, invalidated: inv}
+	f = fetched[T]{got: true, raw: raw, id: tok, tok: after, invalidated: isInvalidate(raw)}
 	if t, i, ok := raw.Lookup("clusterTime").TimestampOK(); ok {
 		f.ct = bson.Timestamp{T: t, I: i}
 	}
@@ -508,12 +554,12 @@ func (s *Stream[T]) take() (f fetched[T], whole bool) {
 
 // driverToken returns the driver's resume token, copied once per change.
 func (s *Stream[T]) driverToken() Token {
-	d := s.cs.ResumeToken()
-	if !bytes.Equal(d, s.drvRaw) || (d == nil) != (s.drvRaw == nil) {
-		s.drvRaw = bytes.Clone(d)
-		s.drvTok = tokenOf(bson.Raw(s.drvRaw))
+	d, m := s.cs.ResumeToken(), &s.driverTok
+	if !bytes.Equal(d, m.raw) || (d == nil) != (m.raw == nil) {
+		m.raw = bytes.Clone(d)
+		m.tok = tokenOf(bson.Raw(m.raw))
 	}
-	return s.drvTok
+	return m.tok
 }
 
 // Alive reports whether the stream may return more events: it is false after
@@ -533,9 +579,7 @@ func (s *Stream[T]) Alive() bool {
 // Token. Pass it to options.ChangeStream().SetResumeAfter(tok.Raw()) to go
 // on in a new stream.
 func (s *Stream[T]) ResumeToken() Token {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.token
+	return s.pos.resumeToken()
 }
 
 // Close ends the stream and kills its server cursor. It may be called from
@@ -548,8 +592,9 @@ func (s *Stream[T]) ResumeToken() Token {
 // With Options.Store, Close saves the checkpoint with ctx: the position
 // after the last event Next or TryNext returned (call Close when you are
 // done with it), or, when All's loop body is running or left the loop
-// early, after the last event whose loop body completed. Close returns the
-// error of that save.
+// early, after the last event whose loop body completed. With
+// Options.ManualCommit, and for Batches, it saves the position last
+// committed and commits nothing new. Close returns the error of that save.
 func (s *Stream[T]) Close(ctx context.Context) error {
 	return s.close(ctx, true)
 }
@@ -569,7 +614,7 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 	}
 	s.closed = true
 	close(s.done)
-	if s.inBody {
+	if s.inBody || s.manual {
 		commitLast = false
 	}
 	s.mu.Unlock()
@@ -601,17 +646,9 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 			err = errors.Join(err, kerr)
 		}
 	}
-	if s.ck != nil {
-		var cerr error
-		if commitLast {
-			cerr = s.commit(ctx, true)
-		} else {
-			cerr = s.ck.flush(ctx)
-		}
-		if cerr != nil {
-			s.log.Warn("changestream: could not save the checkpoint on Close", "err", cerr)
-			err = errors.Join(err, cerr)
-		}
+	if cerr := s.pos.close(ctx, commitLast); cerr != nil {
+		s.log.Warn("changestream: could not save the checkpoint on Close", "err", cerr)
+		err = errors.Join(err, cerr)
 	}
 	s.log.Debug("changestream: closed")
 	return err
