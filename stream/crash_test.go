@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,6 +64,10 @@ type crashMode struct {
 // crashBatch is the batch size of the Batches mode.
 const crashBatch = 100
 
+// crashWorkers is the worker count of the Process mode, whose bound is
+// the default MaxInFlight.
+const crashWorkers = 16
+
 var crashModes = map[string]crashMode{
 	"batches": {bound: crashBatch, consume: func(ctx context.Context, s *stream.Stream[stream.Event[crashDoc]], handle func([]stream.Event[crashDoc]) error) error {
 		for batch, err := range s.Batches(ctx, crashBatch, 20*time.Millisecond) {
@@ -75,9 +80,21 @@ var crashModes = map[string]crashMode{
 		}
 		return nil
 	}},
+	"process": {bound: stream.DefaultInFlightPerWorker * crashWorkers, consume: func(ctx context.Context, s *stream.Stream[stream.Event[crashDoc]], handle func([]stream.Event[crashDoc]) error) error {
+		var mu sync.Mutex // handle writes the lines from one buffer
+		return stream.Process(ctx, s, func(ctx context.Context, ev stream.Event[crashDoc]) error {
+			// The handler's own work, while other keys' handlers run.
+			time.Sleep(time.Duration(rand.N(500)) * time.Microsecond)
+			mu.Lock()
+			defer mu.Unlock()
+			return handle([]stream.Event[crashDoc]{ev})
+		}, &stream.ProcessOptions[stream.Event[crashDoc]]{Workers: crashWorkers})
+	}},
 }
 
 func TestCrashBatches(t *testing.T) { runCrashTest(t, "batches") }
+
+func TestCrashProcess(t *testing.T) { runCrashTest(t, "process") }
 
 // TestCrashChild is the child process of the crash tests; it does nothing
 // in a normal test run.

@@ -65,6 +65,17 @@
 // cluster time (zero once caught up), the events in flight and the last
 // checkpoint.
 //
+// # Parallel processing
+//
+// Process runs a handler for several events at once, on ProcessOptions.Workers
+// goroutines: events of one key (by default one document: its namespace and
+// documentKey) are handled one after another in stream order, events
+// without a key (drop, rename, invalidate, DDL) are barriers that run alone,
+// and the checkpoint moves to the newest event such that it and every event
+// before it were handled. Failed handlers are retried with backoff, panics
+// are errors, and ProcessOptions.DeadLetter decides what happens to an event
+// that could not be handled.
+//
 // # Events over 16 MiB
 //
 // With Options.SplitEvents the $changeStreamSplitLargeEvent stage is

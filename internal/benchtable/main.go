@@ -125,6 +125,8 @@ func main() {
 			verdicts = append(verdicts, throughput(g, groups[g])...)
 		case strings.HasPrefix(g, "BenchmarkDecode/"):
 			verdicts = append(verdicts, decode(g, groups[g])...)
+		case strings.HasPrefix(g, "BenchmarkProcess/"):
+			verdicts = append(verdicts, process(g, groups[g])...)
 		default:
 			other(g, groups[g])
 		}
@@ -212,6 +214,47 @@ func decode(g string, ss []*series) []string {
 			if bcpu > 0 {
 				verdicts = append(verdicts, verdict(cpu <= 1.3*bcpu, fmt.Sprintf("%s: in-memory decode of Event[Order] ≤ 1.3× the floor (CPU time): %s", trim(g), ratio(cpu, bcpu))))
 			}
+		}
+	}
+	fmt.Println()
+	return verdicts
+}
+
+// process prints one table of a BenchmarkProcess group: a slow handler
+// with one worker against 64 (events/s, target ≥ 30×), or a no-op handler
+// under Process against Next (cost per event, target ≤ 1.3×).
+func process(g string, ss []*series) []string {
+	baseForm, form := "workers-1", "workers-64"
+	if strings.HasSuffix(g, "handler=noop") {
+		baseForm, form = "Next", "Process"
+	}
+	base := find(ss, baseForm)
+	fmt.Printf("Process, %s (median of %d runs)\n\n", strings.TrimPrefix(g, "BenchmarkProcess/"), runs(ss))
+	fmt.Printf("| form | events/s | × %s | ns/event | × %s | CPU ns/event | × %s | allocs/event |\n", baseForm, baseForm, baseForm)
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
+	var bev, bns, bcpu float64
+	if base != nil {
+		bev, _ = base.median("events/s")
+		bns, _ = base.median("ns/op")
+		bcpu = cpuNS(base)
+	}
+	var verdicts []string
+	for _, s := range ss {
+		ev, _ := s.median("events/s")
+		ns, _ := s.median("ns/op")
+		cpu := cpuNS(s)
+		al, _ := s.median("allocs/op")
+		fmt.Printf("| %s | %.0f | %s | %.0f | %s | %.0f | %s | %.0f |\n", s.form, ev, ratio(ev, bev), ns, ratio(ns, bns), cpu, ratio(cpu, bcpu), al)
+		if s.form != form || base == nil {
+			continue
+		}
+		if baseForm == "Next" {
+			verdicts = append(verdicts, verdict(ns <= 1.3*bns, fmt.Sprintf("Process with a no-op handler costs ≤ 1.3× Next (wall time per event): %s", ratio(ns, bns))))
+			if bcpu > 0 {
+				verdicts = append(verdicts, verdict(cpu <= 1.3*bcpu, fmt.Sprintf("Process with a no-op handler costs ≤ 1.3× Next (CPU time per event): %s", ratio(cpu, bcpu))))
+			}
+		} else {
+			verdicts = append(verdicts, verdict(ev >= 30*bev, fmt.Sprintf("Process, 1 ms handler: 64 workers ≥ 30× the events/s of 1: %s", ratio(ev, bev))))
 		}
 	}
 	fmt.Println()

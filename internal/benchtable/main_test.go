@@ -48,3 +48,24 @@ func TestParseTakesMediansPerForm(t *testing.T) {
 		t.Errorf("verdicts %q: want events/s not met (1.25×) and allocs met (0.42×), nothing on CPU time (not measured)", v)
 	}
 }
+
+func TestProcessVerdicts(t *testing.T) {
+	const out = `BenchmarkProcess/handler=sleep1ms/form=workers-1-2   1000  1100000 ns/op  909 events/s
+BenchmarkProcess/handler=sleep1ms/form=workers-64-2  1000  30000 ns/op  33000 events/s
+BenchmarkProcess/handler=noop/form=Next-2            1000  10000 ns/op  100000 events/s  50000 events/cpu-s
+BenchmarkProcess/handler=noop/form=Process-2         1000  14000 ns/op  71000 events/s  40000 events/cpu-s
+`
+	ss, _, err := parse(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := process("BenchmarkProcess/handler=sleep1ms", ss[:2])
+	if len(slow) != 1 || !strings.HasPrefix(slow[0], "met") || !strings.Contains(slow[0], "36.30×") {
+		t.Errorf("slow handler verdicts %q: want 36.30× met", slow)
+	}
+	nop := process("BenchmarkProcess/handler=noop", ss[2:])
+	if len(nop) != 2 || !strings.HasPrefix(nop[0], "NOT met") || !strings.Contains(nop[0], "1.40×") ||
+		!strings.HasPrefix(nop[1], "met") || !strings.Contains(nop[1], "1.25×") {
+		t.Errorf("no-op verdicts %q: want wall 1.40× not met, CPU 1.25× met", nop)
+	}
+}

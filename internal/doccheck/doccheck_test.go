@@ -60,6 +60,24 @@ func TestReadmeExample(t *testing.T) {
 	}
 }
 
+// TestGuideProcessExample: the guide's cache-invalidation example is
+// ExampleProcess's code, with its output.
+func TestGuideProcessExample(t *testing.T) {
+	src := read(t, "stream/example_process_test.go")
+	code := exampleCode(t, src, "ExampleProcess", "s, err := stream.Watch")
+	guide := read(t, "docs/guide.md")
+	if !strings.Contains(guide, "```go\n"+code+"```\n") {
+		t.Errorf("docs/guide.md does not show ExampleProcess's code as a go block:\n%s", code)
+	}
+	_, out, _ := strings.Cut(src, "func ExampleProcess() {")
+	out, _, _ = strings.Cut(out, "\n}\n")
+	_, out, _ = strings.Cut(out, "// Output:\n")
+	want := strings.ReplaceAll(out, "\t// ", "") + "\n"
+	if !strings.Contains(guide, "```\n"+want+"```") {
+		t.Errorf("docs/guide.md does not show ExampleProcess's output:\n%s", want)
+	}
+}
+
 // TestReadmeCommands: the README's test command is the one .ci/run runs,
 // and its demo command is go run ./cmd/demo.
 func TestReadmeCommands(t *testing.T) {
