@@ -71,6 +71,10 @@ type Stats struct {
 	// CheckpointErr is the error of the last failed save, or nil when the
 	// last save succeeded.
 	CheckpointErr error
+
+	// Snapshot is the progress of the snapshot the stream started with
+	// (Options.NoCheckpoint); the zero value when it took none.
+	Snapshot SnapshotStats
 }
 
 // Stats returns the stream's figures. It may be called from any goroutine

@@ -110,6 +110,9 @@ func (c *CollectionStore) Save(ctx context.Context, name string, cp Checkpoint) 
 		{Key: "wallTime", Value: wall},
 		{Key: "updatedAt", Value: bson.NewDateTimeFromTime(cp.UpdatedAt)},
 	}
+	if cp.Snapshot != nil {
+		doc = append(doc, bson.E{Key: "snapshot", Value: cp.Snapshot.snapshotDoc()})
+	}
 	_, err = c.coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: name}}, doc, options.Replace().SetUpsert(true))
 	if err != nil {
 		return fmt.Errorf("changestream: save checkpoint of stream %q to %s: %w", name, c.source, err)
@@ -173,5 +176,15 @@ func decodeCheckpointDoc(raw bson.Raw) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("updatedAt is BSON type %s, not a date", uv.Type)
 	}
 	cp.UpdatedAt = time.UnixMilli(ms).UTC()
+
+	if sv, err := raw.LookupErr("snapshot"); err == nil && sv.Type != bson.TypeNull {
+		sd, ok := sv.DocumentOK()
+		if !ok {
+			return Checkpoint{}, fmt.Errorf("snapshot is BSON type %s, not a document", sv.Type)
+		}
+		if cp.Snapshot, err = decodeSnapshotDoc(sd); err != nil {
+			return Checkpoint{}, err
+		}
+	}
 	return cp, nil
 }

@@ -41,7 +41,13 @@ import (
 //	}
 //
 // token is the Token's text form (Token.String); wallTime is omitted when
-// zero; times are RFC 3339 in UTC. Load reports a missing file as
+// zero; times are RFC 3339 in UTC. A checkpoint of a snapshot under way
+// (Checkpoint.Snapshot) has one more key, a versioned record of its own:
+//
+//	"snapshot": {"version": 1, "db": "shop", "collection": "orders",
+//	             "lastID": "<base64 of the BSON document {_id: <last _id>}>", "copied": 1200}
+//
+// Load accepts exactly what Save writes. Load reports a missing file as
 // ErrNoCheckpoint, and a file that is truncated, damaged, written by another
 // program or by a newer version of this format, or that holds another
 // stream's checkpoint, as a *CorruptCheckpointError naming the file.
@@ -221,6 +227,7 @@ type checkpointFile struct {
 	ClusterTime *checkpointFileTS `json:"clusterTime"`
 	WallTime    string            `json:"wallTime,omitempty"`
 	UpdatedAt   string            `json:"updatedAt"`
+	Snapshot    *snapshotFile     `json:"snapshot,omitempty"`
 }
 
 // checkpointFileTS is a bson.Timestamp in a checkpoint file.
@@ -247,6 +254,12 @@ func encodeCheckpointFile(name string, cp Checkpoint) ([]byte, error) {
 	}
 	if !cp.WallTime.IsZero() {
 		doc.WallTime = cp.WallTime.UTC().Format(time.RFC3339Nano)
+	}
+	if cp.Snapshot != nil {
+		var err error
+		if doc.Snapshot, err = snapshotFileOf(cp.Snapshot); err != nil {
+			return nil, err
+		}
 	}
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -330,6 +343,11 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 	}
 	if cp.UpdatedAt.IsZero() {
 		return Checkpoint{}, errors.New("updatedAt is the zero time")
+	}
+	if doc.Snapshot != nil {
+		if cp.Snapshot, err = doc.Snapshot.checkpoint(); err != nil {
+			return Checkpoint{}, err
+		}
 	}
 	return cp, nil
 }

@@ -23,7 +23,9 @@ func FuzzFileStoreReader(f *testing.F) {
 		UpdatedAt:   time.Date(2023, 4, 3, 13, 36, 46, 1, time.UTC),
 	}
 	idle := Checkpoint{Token: tok, UpdatedAt: full.UpdatedAt}
-	for _, cp := range []Checkpoint{full, idle} {
+	snap := full
+	snap.Snapshot = &SnapshotCheckpoint{DB: "shop", Collection: "orders", LastID: bson.RawValue{Type: bson.TypeInt32, Value: []byte{7, 0, 0, 0}}, Copied: 1200}
+	for _, cp := range []Checkpoint{full, idle, snap} {
 		data, err := encodeCheckpointFile("orders", cp)
 		if err != nil {
 			f.Fatal(err)
@@ -59,7 +61,7 @@ func FuzzFileStoreReader(f *testing.F) {
 			t.Fatalf("cannot read back %q (from %q): %v", again, data, err)
 		}
 		if !cp2.Token.Equal(cp.Token) || cp2.ClusterTime != cp.ClusterTime ||
-			!cp2.WallTime.Equal(cp.WallTime) || !cp2.UpdatedAt.Equal(cp.UpdatedAt) {
+			!cp2.WallTime.Equal(cp.WallTime) || !cp2.UpdatedAt.Equal(cp.UpdatedAt) || !cp2.Snapshot.equal(cp.Snapshot) {
 			t.Fatalf("write back of %q changed the checkpoint: %+v, then %+v", data, cp, cp2)
 		}
 	})
