@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -242,21 +241,47 @@ func (sn *snapshotter) close(ctx context.Context) {
 	}
 }
 
-// event builds the snapshot event of doc, a document of ns, and its _id.
-func (sn *snapshotter) event(doc bson.Raw, ns snapshotNS) (raw bson.Raw, id Token) {
+// event builds the snapshot event of doc, a document of ns, in one
+// allocation: the event, its _id (a Token naming the document) and the
+// document's _id (inside the event's documentKey).
+func (sn *snapshotter) event(doc bson.Raw, ns snapshotNS) (raw bson.Raw, id Token, docID bson.RawValue) {
 	idv := doc.Lookup("_id")
 	v := bsoncore.Value{Type: bsoncore.Type(idv.Type), Data: idv.Value}
-	idDoc := bsoncore.NewDocumentBuilder().
-		AppendString("snapshot", ns.db+"."+ns.coll).AppendValue("_id", v).Build()
-	b := bsoncore.NewDocumentBuilder().
-		AppendDocument("_id", idDoc).
-		AppendString("operationType", string(OpSnapshot)).
-		AppendTimestamp("clusterTime", sn.fixedCT.T, sn.fixedCT.I).
-		AppendDocument("ns", bsoncore.NewDocumentBuilder().AppendString("db", ns.db).AppendString("coll", ns.coll).Build()).
-		AppendDocument("documentKey", bsoncore.NewDocumentBuilder().AppendValue("_id", v).Build()).
-		AppendDocument("fullDocument", doc)
-	raw = bson.Raw(b.Build())
-	return raw, tokenOf(raw.Lookup("_id").Document())
+	nsName := ns.db + "." + ns.coll
+	// Sizes: a document is 4 bytes of length, its elements and a 0; an
+	// element is a type byte, its key and a 0, and its value; a string is
+	// 4 bytes of length, its bytes and a 0.
+	elem := func(key string, n int) int { return 1 + len(key) + 1 + n }
+	str := func(s string) int { return 4 + len(s) + 1 }
+	idDoc := 5 + elem("snapshot", str(nsName)) + elem("_id", len(v.Data))
+	nsDoc := 5 + elem("db", str(ns.db)) + elem("coll", str(ns.coll))
+	keyDoc := 5 + elem("_id", len(v.Data))
+	size := 5 + elem("_id", idDoc) + elem("operationType", str(string(OpSnapshot))) + elem("clusterTime", 8) +
+		elem("ns", nsDoc) + elem("documentKey", keyDoc) + elem("fullDocument", len(doc))
+	b := make([]byte, 0, size)
+	var top, sub int32
+	top, b = bsoncore.AppendDocumentStart(b)
+	sub, b = bsoncore.AppendDocumentElementStart(b, "_id")
+	idStart := int(sub)
+	b = bsoncore.AppendStringElement(b, "snapshot", nsName)
+	b = bsoncore.AppendValueElement(b, "_id", v)
+	b, _ = bsoncore.AppendDocumentEnd(b, sub)
+	idEnd := len(b)
+	b = bsoncore.AppendStringElement(b, "operationType", string(OpSnapshot))
+	b = bsoncore.AppendTimestampElement(b, "clusterTime", sn.fixedCT.T, sn.fixedCT.I)
+	sub, b = bsoncore.AppendDocumentElementStart(b, "ns")
+	b = bsoncore.AppendStringElement(b, "db", ns.db)
+	b = bsoncore.AppendStringElement(b, "coll", ns.coll)
+	b, _ = bsoncore.AppendDocumentEnd(b, sub)
+	sub, b = bsoncore.AppendDocumentElementStart(b, "documentKey")
+	b = bsoncore.AppendValueElement(b, "_id", v)
+	keyIDEnd := len(b)
+	b, _ = bsoncore.AppendDocumentEnd(b, sub)
+	b = bsoncore.AppendDocumentElement(b, "fullDocument", doc)
+	b, _ = bsoncore.AppendDocumentEnd(b, top)
+	raw = bson.Raw(b)
+	docID = bson.RawValue{Type: idv.Type, Value: b[keyIDEnd-len(v.Data) : keyIDEnd : keyIDEnd]}
+	return raw, tokenOf(raw[idStart:idEnd:idEnd]), docID
 }
 
 // deliverSnapshot delivers the next document of the snapshot under way, for
@@ -288,10 +313,10 @@ func (s *Stream[T]) deliverSnapshot(ctx context.Context) (d delivery[T], ok, han
 		s.log.Info("changestream: snapshot done; going on with the change stream", "documents", sn.stats.Copied)
 		return d, false, false, nil
 	}
-	raw, id := sn.event(doc, ns)
+	raw, id, docID := sn.event(doc, ns)
 	rec := &SnapshotCheckpoint{
 		Version: SnapshotCheckpointVersion, DB: ns.db, Collection: ns.coll,
-		LastID: bson.RawValue{Type: sn.after.Type, Value: bytes.Clone(sn.after.Value)}, Copied: sn.stats.Copied,
+		LastID: docID, Copied: sn.stats.Copied, // never modified: raw is the stream's, never reused
 	}
 	s.pos.deliver(id, mark{tok: sn.fixed, ct: sn.fixedCT, snap: rec}, false)
 	val, derr := s.decode(raw, id)
