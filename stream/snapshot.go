@@ -99,6 +99,7 @@ var errSnapshotTarget = errors.New("changestream: a snapshot needs a *mongo.Clie
 // snapshotNS is a collection the snapshot reads.
 type snapshotNS struct {
 	db, coll string
+	name     string // db.coll
 	handle   *mongo.Collection
 }
 
@@ -112,6 +113,7 @@ type snapshotter struct {
 	colls   []snapshotNS
 	after   bson.RawValue // resume colls[0] after this _id; zero: from its start
 	cur     *mongo.Cursor // of colls[0], nil until opened
+	ahead   chan bool     // the result of a cur.Next running in the background; nil when none
 	stats   SnapshotStats
 }
 
@@ -144,7 +146,7 @@ func newSnapshotter(ctx context.Context, target Watcher, fixed Token, from *Snap
 		sn.stats.Copied = from.Copied
 	}
 	if len(sn.colls) > 0 {
-		sn.stats.Namespace = sn.colls[0].db + "." + sn.colls[0].coll
+		sn.stats.Namespace = sn.colls[0].name
 	}
 	return sn, nil
 }
@@ -156,7 +158,7 @@ func snapshotCollections(ctx context.Context, target Watcher) ([]snapshotNS, err
 	var dbs []*mongo.Database
 	switch t := target.(type) {
 	case *mongo.Collection:
-		return []snapshotNS{{db: t.Database().Name(), coll: t.Name(), handle: t}}, nil
+		return []snapshotNS{{db: t.Database().Name(), coll: t.Name(), name: t.Database().Name() + "." + t.Name(), handle: t}}, nil
 	case *mongo.Database:
 		dbs = []*mongo.Database{t}
 	case *mongo.Client:
@@ -182,7 +184,7 @@ func snapshotCollections(ctx context.Context, target Watcher) ([]snapshotNS, err
 			if sp.Type != "" && sp.Type != "collection" || strings.HasPrefix(sp.Name, "system.") {
 				continue
 			}
-			out = append(out, snapshotNS{db: db.Name(), coll: sp.Name, handle: db.Collection(sp.Name)})
+			out = append(out, snapshotNS{db: db.Name(), coll: sp.Name, name: db.Name() + "." + sp.Name, handle: db.Collection(sp.Name)})
 		}
 	}
 	slices.SortFunc(out, func(a, b snapshotNS) int {
@@ -208,7 +210,14 @@ func (sn *snapshotter) next(ctx context.Context) (doc bson.Raw, ns snapshotNS, o
 				return nil, c, false, fmt.Errorf("changestream: snapshot of %s.%s: %w", c.db, c.coll, err)
 			}
 		}
-		if sn.cur.Next(ctx) {
+		var more bool
+		if sn.ahead != nil {
+			more = <-sn.ahead
+			sn.ahead = nil
+		} else {
+			more = sn.cur.Next(ctx)
+		}
+		if more {
 			doc = sn.cur.Current
 			id, err := doc.LookupErr("_id")
 			if err != nil {
@@ -226,15 +235,34 @@ func (sn *snapshotter) next(ctx context.Context) (doc bson.Raw, ns snapshotNS, o
 		}
 		sn.colls, sn.after = sn.colls[1:], bson.RawValue{}
 		if len(sn.colls) > 0 {
-			sn.stats.Namespace = sn.colls[0].db + "." + sn.colls[0].coll
+			sn.stats.Namespace = sn.colls[0].name
 		}
 	}
 	sn.stats.Running = false
 	return nil, snapshotNS{}, false, nil
 }
 
-// close kills the find cursor, if one is open.
+// prefetch starts the getMore of the next batch in the background once the
+// batch in hand is consumed, so that the server prepares it while the
+// consumer handles the last document: next takes its result. The caller
+// must be done with cur.Current. ctx is the stream's own context.
+func (sn *snapshotter) prefetch(ctx context.Context) {
+	cur := sn.cur
+	if cur == nil || sn.ahead != nil || cur.RemainingBatchLength() > 0 || cur.ID() == 0 {
+		return
+	}
+	ch := make(chan bool, 1)
+	sn.ahead = ch
+	go func() { ch <- cur.Next(ctx) }()
+}
+
+// close kills the find cursor, if one is open, after the getMore running
+// in the background (the caller cancelled its context) returned.
 func (sn *snapshotter) close(ctx context.Context) {
+	if sn.ahead != nil {
+		<-sn.ahead
+		sn.ahead = nil
+	}
 	if sn.cur != nil {
 		sn.cur.Close(ctx)
 		sn.cur = nil
@@ -247,7 +275,7 @@ func (sn *snapshotter) close(ctx context.Context) {
 func (sn *snapshotter) event(doc bson.Raw, ns snapshotNS) (raw bson.Raw, id Token, docID bson.RawValue) {
 	idv := doc.Lookup("_id")
 	v := bsoncore.Value{Type: bsoncore.Type(idv.Type), Data: idv.Value}
-	nsName := ns.db + "." + ns.coll
+	nsName := ns.name
 	// Sizes: a document is 4 bytes of length, its elements and a 0; an
 	// element is a type byte, its key and a 0, and its value; a string is
 	// 4 bytes of length, its bytes and a 0.
@@ -314,6 +342,9 @@ func (s *Stream[T]) deliverSnapshot(ctx context.Context) (d delivery[T], ok, han
 		return d, false, false, nil
 	}
 	raw, id, docID := sn.event(doc, ns)
+	if !s.opts.DisablePrefetch {
+		sn.prefetch(s.ictx)
+	}
 	rec := &SnapshotCheckpoint{
 		Version: SnapshotCheckpointVersion, DB: ns.db, Collection: ns.coll,
 		LastID: docID, Copied: sn.stats.Copied, // never modified: raw is the stream's, never reused
