@@ -158,7 +158,8 @@ type Options struct {
 	// while the caller handles that event: at most one batch ahead, and
 	// ResumeToken (and so every checkpoint) still moves only when an event
 	// is returned. After a batch of one event nothing is fetched between
-	// calls.
+	// calls. The same goes for the batches of a snapshot's find
+	// (NoCheckpoint).
 	DisablePrefetch bool
 
 	// NoCheckpoint is what Watch does when Store holds no checkpoint for
