@@ -334,7 +334,8 @@ func BenchmarkThroughput(b *testing.B) {
 }
 
 // BenchmarkDecode decodes the same events in memory: the floor is
-// bson.Unmarshal of the Order document alone; event is what Stream does
+// bson.Unmarshal of the Order document alone; plan is what Stream does
+// with that document (its compiled decode plan); event is what Stream does
 // for Event[Order]; driver is what ChangeStream.Decode does (the driver's
 // streaming decoder into benchDriverEvent).
 func BenchmarkDecode(b *testing.B) {
@@ -348,6 +349,13 @@ func BenchmarkDecode(b *testing.B) {
 			runDecode(b, env.docs, func(doc bson.Raw) error {
 				var o benchOrder
 				return bson.Unmarshal(doc, &o)
+			})
+		})
+		b.Run("doc="+sh.name+"/form=plan", func(b *testing.B) {
+			dec := stream.DocDecoderAsStream[benchOrder](reg)
+			runDecode(b, env.docs, func(doc bson.Raw) error {
+				_, err := dec(doc)
+				return err
 			})
 		})
 		b.Run("doc="+sh.name+"/form=event", func(b *testing.B) {

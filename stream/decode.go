@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"unsafe"
 
+	"github.com/go-changestream/changestream/internal/bsonplan"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -44,7 +45,9 @@ func (s *Stream[T]) decode(raw bson.Raw, tok Token) (T, error) {
 	}
 	if err != nil {
 		var zero T
-		return zero, &DecodeError{Raw: raw, Token: tok, Type: fmt.Sprintf("%T", v), Err: err}
+		de := newDecodeError(raw, fmt.Sprintf("%T", v), err)
+		de.Token = tok
+		return zero, de
 	}
 	return v, nil
 }
@@ -62,6 +65,9 @@ func (s *Stream[T]) decode(raw bson.Raw, tok Token) (T, error) {
 func (s *Stream[T]) decodeDoc(doc []byte, v any) error {
 	if !s.codec.ready {
 		s.codec = codecOf(s.cs)
+	}
+	if s.codec.decodePlanned(doc, v) {
+		return nil
 	}
 	if s.codec.reg != nil {
 		return decodeWith(s.codec.reg, doc, v)
@@ -83,6 +89,10 @@ func decodeWith(reg *bson.Registry, doc []byte, v any) error {
 type codec struct {
 	ready bool
 	reg   *bson.Registry // nil: use the driver's ChangeStream.Decode
+	// planReg is the client's registry when its BSON options allow
+	// compiled decode plans (decode_plan.go); nil: no plans.
+	planReg *bson.Registry
+	planned planned
 }
 
 var (
@@ -92,16 +102,25 @@ var (
 
 // codecOf returns the registry of the driver's stream when its documents can
 // be decoded without the driver's help: the client has no BSON options
-// (with them, the driver's decoder sets flags only it can set).
+// (with them, the driver's decoder sets flags only it can set). Decode
+// plans need only the registry, and some options rule them out.
 func codecOf(cs *mongo.ChangeStream) codec {
 	v := reflect.ValueOf(cs).Elem()
 	reg, opts := v.FieldByName("registry"), v.FieldByName("bsonOpts")
 	if !reg.IsValid() || !opts.IsValid() || reg.Type() != registryType || opts.Type() != bsonOptsType ||
-		!opts.IsNil() || reg.IsNil() {
+		reg.IsNil() {
 		return codec{ready: true}
 	}
 	r := reflect.NewAt(registryType, unsafe.Pointer(reg.UnsafeAddr())).Elem().Interface().(*bson.Registry)
-	return codec{ready: true, reg: r}
+	o := reflect.NewAt(bsonOptsType, unsafe.Pointer(opts.UnsafeAddr())).Elem().Interface().(*options.BSONOptions)
+	c := codec{ready: true}
+	if bsonplan.OptionsAllow(o) {
+		c.planReg = r
+	}
+	if o == nil {
+		c.reg = r
+	}
+	return c
 }
 
 // slabSize is the size of the buffers events are copied into; events larger

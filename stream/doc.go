@@ -19,7 +19,14 @@
 // documents decoded into your type D through the client's registry, so
 // custom codecs keep working. Use bson.Raw as the type parameter for the
 // events exactly as the server sends them, or any type the registry can
-// decode an event into.
+// decode an event into. DecodeAs decodes the documents of an
+// Event[bson.Raw] into a type chosen per event (per collection, on a
+// database or cluster stream) with the stream's registry.
+//
+// An Event marshals and unmarshals itself to BSON and Extended JSON through
+// the same envelope code, so events stored in a collection, forwarded as
+// JSON or kept in a dead-letter queue come back with every field;
+// RegisterEventCodec makes a registry encode D with its own codecs.
 //
 // # Pull and iterate
 //
@@ -51,7 +58,10 @@
 // per attempt (Options.RewatchDelay, RewatchMaxDelay, RewatchAttempts,
 // RewatchTimeout, Logger): the caller sees neither an error nor a gap. A
 // stream opened with startAfter keeps startAfter until its first event.
-// Nothing in this package ever restarts a stream "from now".
+// The driver's own resumes get the same backoff when they fail again
+// without an event, and end the stream with ErrResumeFailing after
+// RewatchTimeout. Nothing in this package ever restarts a stream "from
+// now".
 //
 // With Options.Store and Options.Name, the stream keeps a checkpoint in a
 // TokenStore (MemoryStore, FileStore, CollectionStore or your own): Watch

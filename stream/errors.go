@@ -6,6 +6,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // ErrClosed is returned by Next and TryNext after Close. It is the Go form
@@ -55,27 +56,76 @@ const (
 	codeBSONObjectTooLarge      = 10334
 )
 
-// DecodeError reports a change event that could not be decoded into the
-// stream's type. The event is consumed: the stream stays usable and the next
-// call returns the next event.
+// DecodeError reports a change event that could not be decoded into a Go
+// type: by a Stream (the event is consumed: the stream stays usable and the
+// next call returns the next event), by DecodeAs, or by Event's
+// UnmarshalBSON. When the event's envelope could be read (only D failed to
+// decode, say), OperationType, NS and DocumentKey say which document the
+// event was about, so that a consumer can act on it without D: drop the
+// document from a cache, park the event for later. For the rest of the
+// envelope, bson.Unmarshal Raw into an Event[bson.Raw].
 type DecodeError struct {
-	// Raw is the event as the server sent it.
+	// Raw is the event as the server sent it (for Event's UnmarshalBSON,
+	// the document it was given; for DecodeAs, the event encoded again by
+	// its MarshalBSON).
 	Raw bson.Raw
 	// Token is the event's resume token (its _id).
 	Token Token
 	// Type names the Go type the event was decoded into.
 	Type string
+	// OperationType is the event's operationType; empty when the event
+	// has none that is a string.
+	OperationType OperationType
+	// NS is the event's namespace; zero when the event has none that is a
+	// {db, coll} document of strings.
+	NS Namespace
+	// DocumentKey is the event's documentKey (the changed document's _id,
+	// and shard key); nil when the event has none that is a document. It
+	// shares Raw's bytes.
+	DocumentKey bson.Raw
 	// Err is the cause.
 	Err error
 }
 
-// Error describes the failure, naming the event's token.
+// Error describes the failure, naming the event's token and, when known,
+// its operation type and namespace.
 func (e *DecodeError) Error() string {
-	return fmt.Sprintf("changestream: cannot decode change event %s into %s: %v", e.Token, e.Type, e.Err)
+	what := "change event " + e.Token.String()
+	if e.OperationType != "" {
+		what = string(e.OperationType) + " event " + e.Token.String()
+	}
+	if !e.NS.IsZero() {
+		what += " on " + e.NS.String()
+	}
+	return fmt.Sprintf("changestream: cannot decode %s into %s: %v", what, e.Type, e.Err)
 }
 
 // Unwrap returns the cause.
 func (e *DecodeError) Unwrap() error { return e.Err }
+
+// newDecodeError reports that raw could not be decoded into typ, with what
+// can still be read of its envelope: each field that has the documented
+// type.
+func newDecodeError(raw bson.Raw, typ string, err error) *DecodeError {
+	de := &DecodeError{Raw: raw, Type: typ, Err: err}
+	if !isDocument(raw) {
+		return de
+	}
+	doc := bsoncore.Document(raw)
+	if id, ok := documentOK(doc.Lookup("_id")); ok {
+		de.Token = tokenOf(bson.Raw(id))
+	}
+	if op, ok := stringBytes(doc.Lookup("operationType")); ok {
+		de.OperationType = opType(op)
+	}
+	if ns, err := (&envelopeDecoder{}).namespace([]byte("ns"), doc.Lookup("ns")); err == nil {
+		de.NS = ns
+	}
+	if key, ok := documentOK(doc.Lookup("documentKey")); ok {
+		de.DocumentKey = bson.Raw(key)
+	}
+	return de
+}
 
 // errMissingID reports an event without _id. It matches ErrFatal and the
 // driver's mongo.ErrMissingResumeToken.

@@ -14,17 +14,23 @@ import (
 // Event is a change event as the MongoDB manual describes it, with the
 // changed documents decoded into D. Watch[Event[Order]] is the common use.
 //
-// Every field the server sends has a place: the fields below, or Extra for
-// any field this type does not name (such as fields of future server
-// versions). Fields the event does not carry keep their zero value; which
-// fields each operation type carries is in the manual's "Change Events"
-// pages.
+// Every field the server sends has a place: the fields below, which name
+// every field the manual's "Change Events" pages document for MongoDB 8.x,
+// or Extra for any other (such as fields of future server versions). Fields
+// the event does not carry keep their zero value; which fields each
+// operation type carries is in those pages.
 //
-// The envelope is decoded without reflection; FullDocument and
-// FullDocumentBeforeChange are decoded with the client's registry and BSON
-// options, so custom codecs for D work. The bson.Raw fields share one
-// read-only copy of the event: they stay valid after the next call, and must
-// not be modified.
+// Inside a Stream, the envelope is decoded without reflection, and
+// FullDocument and FullDocumentBeforeChange are decoded with the client's
+// registry and BSON options, so custom codecs for D work. The bson.Raw
+// fields share one read-only copy of the event: they stay valid after the
+// next call, and must not be modified.
+//
+// An Event marshals and unmarshals itself (bson.Marshaler,
+// bson.Unmarshaler, json.Marshaler, json.Unmarshaler) with the same
+// envelope code, so an event stored in a collection or a file, or sent on
+// as JSON, keeps every field: see MarshalBSON for the rules and
+// RegisterEventCodec for the registry that D goes through.
 type Event[D any] struct {
 	// ID is the event's resume token (_id).
 	ID Token `bson:"_id"`
@@ -69,13 +75,20 @@ type Event[D any] struct {
 	// "view") of a create, drop or rename event, sent with
 	// showExpandedEvents.
 	NSType string `bson:"nsType,omitempty"`
+	// StateBeforeChange holds, for a modify event, the collection's
+	// options (collectionOptions) or the index's (indexOptions) before
+	// the change, sent with showExpandedEvents.
+	StateBeforeChange bson.Raw `bson:"stateBeforeChange,omitempty"`
 	// SplitEvent is the splitEvent field of a fragment of an event that
 	// $changeStreamSplitLargeEvent split. A Stream joins fragments into
 	// the whole event before decoding, so it is nil on the events a Stream
 	// delivers; it is kept for decoding fragments read some other way.
 	SplitEvent *SplitEvent `bson:"splitEvent,omitempty"`
 	// Extra holds, as one document, every field of the event that the
-	// fields above do not name; nil when there is none.
+	// fields above do not name, and a fullDocument or
+	// fullDocumentBeforeChange that is null (the server's way of saying
+	// that the image it was asked for is not available; the field above
+	// is then nil); nil when there is none.
 	Extra bson.Raw `bson:"-"`
 }
 
@@ -157,6 +170,8 @@ type UpdateDescription struct {
 }
 
 // TruncatedArray is an array an update shortened to NewSize elements.
+// An element of truncatedArrays is read as these two fields; any other
+// field in it (the manual documents none) is not kept.
 type TruncatedArray struct {
 	// Field is the dotted path of the array.
 	Field string `bson:"field"`
@@ -164,7 +179,9 @@ type TruncatedArray struct {
 	NewSize int32 `bson:"newSize"`
 }
 
-// SplitEvent says which fragment of a split event this is.
+// SplitEvent says which fragment of a split event this is. splitEvent is
+// read as these two fields; any other field in it (the manual documents
+// none) is not kept.
 type SplitEvent struct {
 	// Fragment is this fragment's number, from 1.
 	Fragment int32 `bson:"fragment"`
@@ -193,6 +210,9 @@ func (e *Event[D]) decodeEnvelope(raw bson.Raw, d *envelopeDecoder) error {
 		return errors.New("event is not a BSON document")
 	}
 	var extra rawBuilder
+	// A null image goes to Extra after the other fields, unless a later
+	// field of the same name is a document.
+	var nullAfter, nullBefore bsoncore.Element
 	rem := raw[4 : len(raw)-1]
 	for len(rem) > 0 {
 		el, rest, ok := bsoncore.ReadElement(rem)
@@ -205,7 +225,7 @@ func (e *Event[D]) decodeEnvelope(raw bson.Raw, d *envelopeDecoder) error {
 		var err error
 		switch string(key) {
 		case "_id":
-			doc, ok := v.DocumentOK()
+			doc, ok := documentOK(v)
 			if !ok {
 				return typeError(key, v, bsoncore.TypeEmbeddedDocument)
 			}
@@ -226,8 +246,10 @@ func (e *Event[D]) decodeEnvelope(raw bson.Raw, d *envelopeDecoder) error {
 			e.DocumentKey, err = rawDoc(key, v)
 		case "fullDocument":
 			e.FullDocument, err = image[D](key, v, d)
+			nullAfter = nullImage(el, e.FullDocument)
 		case "fullDocumentBeforeChange":
 			e.FullDocumentBeforeChange, err = image[D](key, v, d)
+			nullBefore = nullImage(el, e.FullDocumentBeforeChange)
 		case "updateDescription":
 			e.UpdateDescription, err = updateDescription(key, v)
 		case "clusterTime":
@@ -258,6 +280,8 @@ func (e *Event[D]) decodeEnvelope(raw bson.Raw, d *envelopeDecoder) error {
 			e.CollectionUUID = bson.Binary{Subtype: sub, Data: data}
 		case "operationDescription":
 			e.OperationDescription, err = rawDoc(key, v)
+		case "stateBeforeChange":
+			e.StateBeforeChange, err = rawDoc(key, v)
 		case "nsType":
 			b, ok := stringBytes(v)
 			if !ok {
@@ -273,13 +297,28 @@ func (e *Event[D]) decodeEnvelope(raw bson.Raw, d *envelopeDecoder) error {
 			return err
 		}
 	}
+	if nullAfter != nil {
+		extra.add(nullAfter)
+	}
+	if nullBefore != nil {
+		extra.add(nullBefore)
+	}
 	e.Extra = extra.done()
+	return nil
+}
+
+// nullImage returns el when it is a null (or undefined) image, which
+// image decoded to nil, and nil otherwise.
+func nullImage[D any](el bsoncore.Element, p *D) bsoncore.Element {
+	if p == nil {
+		return el
+	}
 	return nil
 }
 
 // namespace reads {db, coll}, reusing the strings of the last namespace.
 func (d *envelopeDecoder) namespace(key []byte, v bsoncore.Value) (Namespace, error) {
-	doc, ok := v.DocumentOK()
+	doc, ok := documentOK(v)
 	if !ok {
 		return Namespace{}, typeError(key, v, bsoncore.TypeEmbeddedDocument)
 	}
@@ -320,8 +359,12 @@ func image[D any](key []byte, v bsoncore.Value, d *envelopeDecoder) (*D, error) 
 	case bsoncore.TypeNull, bsoncore.TypeUndefined:
 		return nil, nil
 	case bsoncore.TypeEmbeddedDocument:
+		doc, ok := documentOK(v)
+		if !ok {
+			return nil, fmt.Errorf("field %q is malformed BSON", key)
+		}
 		p := new(D)
-		if err := d.decode(v.Data, p); err != nil {
+		if err := d.decode(doc, p); err != nil {
 			return nil, fmt.Errorf("field %q: %w", key, err)
 		}
 		return p, nil
@@ -330,7 +373,7 @@ func image[D any](key []byte, v bsoncore.Value, d *envelopeDecoder) (*D, error) 
 }
 
 func updateDescription(key []byte, v bsoncore.Value) (*UpdateDescription, error) {
-	doc, ok := v.DocumentOK()
+	doc, ok := documentOK(v)
 	if !ok {
 		return nil, typeError(key, v, bsoncore.TypeEmbeddedDocument)
 	}
@@ -368,7 +411,7 @@ func updateDescription(key []byte, v bsoncore.Value) (*UpdateDescription, error)
 
 // eachArrayValue calls f with each value of the array v, the field key.
 func eachArrayValue(key []byte, v bsoncore.Value, f func(bsoncore.Value) error) error {
-	arr, ok := v.ArrayOK()
+	arr, ok := arrayOK(v)
 	if !ok {
 		return typeError(key, v, bsoncore.TypeArray)
 	}
@@ -402,7 +445,7 @@ func stringArray(key []byte, v bsoncore.Value) ([]string, error) {
 func truncatedArrays(key []byte, v bsoncore.Value) ([]TruncatedArray, error) {
 	out := []TruncatedArray{}
 	err := eachArrayValue(key, v, func(ev bsoncore.Value) error {
-		doc, ok := ev.DocumentOK()
+		doc, ok := documentOK(ev)
 		if !ok {
 			return fmt.Errorf("field %q holds BSON %s, want document", key, ev.Type)
 		}
@@ -421,7 +464,7 @@ func truncatedArrays(key []byte, v bsoncore.Value) ([]TruncatedArray, error) {
 }
 
 func splitEvent(key []byte, v bsoncore.Value) (*SplitEvent, error) {
-	doc, ok := v.DocumentOK()
+	doc, ok := documentOK(v)
 	if !ok {
 		return nil, typeError(key, v, bsoncore.TypeEmbeddedDocument)
 	}
@@ -434,11 +477,24 @@ func splitEvent(key []byte, v bsoncore.Value) (*SplitEvent, error) {
 }
 
 func rawDoc(key []byte, v bsoncore.Value) (bson.Raw, error) {
-	doc, ok := v.DocumentOK()
+	doc, ok := documentOK(v)
 	if !ok {
 		return nil, typeError(key, v, bsoncore.TypeEmbeddedDocument)
 	}
 	return bson.Raw(doc), nil
+}
+
+// documentOK returns the embedded document v, checking its length and
+// terminator, which bsoncore's DocumentOK does not.
+func documentOK(v bsoncore.Value) (bsoncore.Document, bool) {
+	doc, ok := v.DocumentOK()
+	return doc, ok && isDocument(doc)
+}
+
+// arrayOK returns the array v, checking its length and terminator.
+func arrayOK(v bsoncore.Value) (bsoncore.Array, bool) {
+	arr, ok := v.ArrayOK()
+	return arr, ok && isDocument(arr)
 }
 
 // stringBytes returns the bytes of a BSON string without copying them.
@@ -454,6 +510,9 @@ func stringBytes(v bsoncore.Value) ([]byte, bool) {
 }
 
 func typeError(key []byte, v bsoncore.Value, want bsoncore.Type) error {
+	if v.Type == want {
+		return fmt.Errorf("field %q is malformed BSON", key)
+	}
 	return fmt.Errorf("field %q is BSON %s, want %s", key, v.Type, want)
 }
 

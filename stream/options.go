@@ -81,6 +81,13 @@ type Options struct {
 	// at most every CheckpointInterval, so that the checkpoint of a quiet
 	// stream never falls out of the oplog.
 	//
+	// With a CollectionStore (or any store whose Collection method returns
+	// the *mongo.Collection it writes to), a stream that includes that
+	// collection would see each save as an event: a database stream on its
+	// database, or a deployment stream, gets a first pipeline stage that
+	// drops the events of that collection on the server, and Watch refuses
+	// a stream on the collection itself.
+	//
 	// A failed save is logged and retried at the next commit; after
 	// CheckpointFailures failures in a row, Next, TryNext and All report a
 	// *CheckpointError (the stream goes on, and no event is consumed by
@@ -120,8 +127,12 @@ type Options struct {
 	RewatchAttempts int
 
 	// RewatchTimeout limits the time spent trying to watch again after one
-	// failure; the stream then ends with the last error. The zero value
-	// means DefaultRewatchTimeout.
+	// failure; the stream then ends with the last error. It also limits the
+	// driver's own resumes in a row that bring no event (a getMore that
+	// fails again on every new cursor): from the second of them, the stream
+	// waits the same backoff before each call to the driver, and ends with
+	// ErrResumeFailing once RewatchTimeout (or RewatchAttempts resumes) is
+	// used up. The zero value means DefaultRewatchTimeout.
 	RewatchTimeout time.Duration
 
 	// ContinueAfterInvalidate makes the stream go on after an invalidate

@@ -11,10 +11,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// ErrNotDelivered is returned by Stream.Commit for a token that is not that
-// of an event the stream delivered and has not committed yet: a token of
-// another stream, one read before the event was delivered, one of a
-// postBatchResumeToken, the zero Token, or a made-up one.
+// ErrNotDelivered is returned by Stream.Commit for a token that does not
+// name an event the stream delivered and has not committed yet: the _id of
+// an event not delivered yet, a token of another stream, a
+// postBatchResumeToken that is not the current ResumeToken, the zero
+// Token, or a made-up one.
 var ErrNotDelivered = errors.New("changestream: commit of a token the stream did not deliver")
 
 // ErrAlreadyCommitted is returned by Stream.Commit for the token of an event

@@ -145,7 +145,7 @@ func (s *Stream[T]) rewatch(cause error) error {
 	if err != nil {
 		return fmt.Errorf("%w (the stream failed: %w)", err, cause)
 	}
-	start := time.Now()
+	start := s.rewatchStart()
 	for attempt := 1; ; attempt++ {
 		delay := s.backoff.delay(attempt)
 		s.log.Warn("changestream: watching again", "attempt", attempt, "resume", from.how,
@@ -213,22 +213,6 @@ func (s *Stream[T]) resumeFrom() (resumePoint, error) {
 		return resumePoint{how: fromOriginal}, nil
 	}
 	return resumePoint{}, errors.New("changestream: cannot watch again: the server sent no resume token, and watching from now could lose events")
-}
-
-// noteResume counts a resume the driver made by itself during a call:
-// the cursor changed from before to a new one.
-func (s *Stream[T]) noteResume(before int64) {
-	after := s.cs.ID()
-	if before == 0 || after == 0 || after == before {
-		return
-	}
-	s.mu.Lock()
-	s.stats.Resumes++
-	s.mu.Unlock()
-	s.log.Info("changestream: the driver resumed the stream")
-	ctx, cancel := context.WithTimeout(s.ictx, time.Second)
-	s.killAbandoned(ctx, before)
-	cancel()
 }
 
 // killAbandoned kills, best effort, a server cursor the driver gave up

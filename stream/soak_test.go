@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-changestream/changestream/internal/faultproxy"
 	"github.com/go-changestream/changestream/internal/testsummary"
 	"github.com/go-changestream/changestream/mongotest"
 	"github.com/go-changestream/changestream/stream"
@@ -20,19 +21,44 @@ import (
 )
 
 // soakWrites is the number of writes of the soak test.
-const soakWrites = 10_000
+const soakWrites = 100_000
+
+// soakBatch is how many writes of one kind the writer sends in one
+// command.
+const soakBatch = 10
+
+// soakLive bounds the documents the writer keeps: mongotest finds a
+// document by scanning its collection.
+const soakLive = 200
+
+// soakOutage is how long the server is unreachable for the consumer in the
+// outage fault.
+const soakOutage = 30 * time.Second
+
+// soakRewatchTimeout is the consumer's RewatchTimeout while a getMore fails
+// for good: the stream must end with ErrResumeFailing within it.
+const soakRewatchTimeout = 2 * time.Second
 
 // soakEvery is the soak stream's CheckpointEvery: after a crash, at most
 // this many events come again.
 const soakEvery = 50
 
 // teeStore saves to every store and loads from the one chosen, so that a
-// restart can resume from the FileStore or from the CollectionStore.
+// restart can resume from the FileStore or from the CollectionStore. Armed
+// with crashNext, the next Save stops after the last store, as a consumer
+// that dies in the middle of a save would: the first store keeps the
+// checkpoint before.
 type teeStore struct {
-	stores []stream.TokenStore
-	mu     sync.Mutex
-	from   int
+	stores    []stream.TokenStore
+	mu        sync.Mutex
+	from      int
+	crashNext bool
+	crashed   bool
 }
+
+// errSaveCrash is what a Save interrupted by crashNext returns to the
+// stream that the consumer then abandons.
+var errSaveCrash = errors.New("soak: the consumer crashed during this save")
 
 func (s *teeStore) Load(ctx context.Context, name string) (stream.Checkpoint, error) {
 	s.mu.Lock()
@@ -42,11 +68,38 @@ func (s *teeStore) Load(ctx context.Context, name string) (stream.Checkpoint, er
 }
 
 func (s *teeStore) Save(ctx context.Context, name string, cp stream.Checkpoint) error {
+	s.mu.Lock()
+	crash := s.crashNext
+	s.crashNext = false
+	s.mu.Unlock()
+	if crash {
+		err := s.stores[len(s.stores)-1].Save(ctx, name, cp)
+		s.mu.Lock()
+		s.crashed = true
+		s.mu.Unlock()
+		return errors.Join(err, errSaveCrash)
+	}
 	var errs []error
 	for _, st := range s.stores {
 		errs = append(errs, st.Save(ctx, name, cp))
 	}
 	return errors.Join(errs...)
+}
+
+// armCrash makes the next Save crash half-way.
+func (s *teeStore) armCrash() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.crashNext, s.crashed = true, false
+}
+
+// takeCrash reports whether a Save crashed since the last call.
+func (s *teeStore) takeCrash() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.crashed
+	s.crashed = false
+	return c
 }
 
 func (s *teeStore) loadFrom(i int) {
@@ -64,16 +117,17 @@ type failures struct {
 }
 
 func (fl *failures) monitor() *event.CommandMonitor {
-	return &event.CommandMonitor{Failed: func(_ context.Context, e *event.CommandFailedEvent) {
-		if e.CommandName != "getMore" && e.CommandName != "aggregate" {
-			return
-		}
-		fl.mu.Lock()
-		defer fl.mu.Unlock()
-		fl.n++
-		close(fl.wake)
-		fl.wake = make(chan struct{})
-	}}
+	return &event.CommandMonitor{
+		Failed: func(_ context.Context, e *event.CommandFailedEvent) {
+			if e.CommandName != "getMore" && e.CommandName != "aggregate" {
+				return
+			}
+			fl.mu.Lock()
+			defer fl.mu.Unlock()
+			fl.n++
+			close(fl.wake)
+			fl.wake = make(chan struct{})
+		}}
 }
 
 func (fl *failures) count() int {
@@ -107,34 +161,40 @@ type soakFault struct {
 	points []mongotest.FailPoint // failpoints to arm
 	fails  int                   // failed commands the failpoints cause
 	inject func(*mongotest.Server)
-	marker string // consumer-side: "deadline", "crash-file", "crash-collection"
-	drop   bool   // the writer drops the watched collection
+	marker string        // consumer-side: "deadline", "crash-file", "crash-collection", "persistent", "crash-save"
+	drop   bool          // the writer drops the watched collection
+	outage time.Duration // the consumer's server is unreachable this long
 }
 
 func soakSchedule() []soakFault {
 	none := []string{}
 	getMore := []string{"getMore"}
 	return []soakFault{
-		{at: 800, name: "closed connection on getMore", fails: 1,
+		{at: 4_000, name: "closed connection on getMore", fails: 1,
 			points: []mongotest.FailPoint{{Commands: getMore, CloseConnection: true, Times: 1}}},
-		{at: 1600, name: "resumable code with label", fails: 1,
+		{at: 10_000, name: "resumable code with label", fails: 1,
 			points: []mongotest.FailPoint{{Commands: getMore, ErrorCode: 91, ErrorLabels: []string{"ResumableChangeStreamError"}, Times: 1}}},
-		{at: 2400, name: "CursorNotFound", fails: 1,
+		{at: 16_000, name: "CursorNotFound", fails: 1,
 			points: []mongotest.FailPoint{{Commands: getMore, ErrorCode: 43, ErrorLabels: none, Times: 1}}},
-		{at: 3200, name: "HostUnreachable without label (not resumed by the driver)", fails: 1,
+		{at: 22_000, name: "HostUnreachable without label (not resumed by the driver)", fails: 1,
 			points: []mongotest.FailPoint{{Commands: getMore, ErrorCode: 6, ErrorLabels: none, Times: 1}}},
-		{at: 4000, name: "failed resume of the driver", fails: 3, points: []mongotest.FailPoint{
+		{at: 28_000, name: "failed resume of the driver", fails: 3, points: []mongotest.FailPoint{
 			{Commands: []string{"aggregate"}, CloseConnection: true, Times: 2},
 			{AfterCursorCheckout: true, CloseConnection: true, Times: 1},
 		}},
-		{at: 4800, name: "restart", inject: (*mongotest.Server).Restart},
-		{at: 5600, name: "Next deadline during an await", marker: "deadline"},
-		{at: 6400, name: "crash, restart from FileStore", marker: "crash-file"},
-		{at: 7200, name: "invalidate (drop), continue after it", drop: true},
-		{at: 8000, name: "NotWritablePrimary without label", fails: 1,
+		{at: 34_000, name: "restart", inject: (*mongotest.Server).Restart},
+		{at: 40_000, name: "Next deadline during an await", marker: "deadline"},
+		{at: 46_000, name: "crash, restart from FileStore", marker: "crash-file"},
+		{at: 52_000, name: "invalidate (drop), continue after it", drop: true},
+		{at: 58_000, name: "NotWritablePrimary without label", fails: 1,
 			points: []mongotest.FailPoint{{Commands: getMore, ErrorCode: 10107, ErrorLabels: none, Times: 1}}},
-		{at: 8800, name: "crash, restart from CollectionStore", marker: "crash-collection"},
-		{at: 9600, name: "closed connections", inject: (*mongotest.Server).DropConnections},
+		{at: 64_000, name: "crash, restart from CollectionStore", marker: "crash-collection"},
+		{at: 70_000, name: "closed connections", inject: (*mongotest.Server).DropConnections},
+		{at: 76_000, name: "getMore fails for good: ErrResumeFailing, then a new stream from the checkpoint", marker: "persistent"},
+		{at: 82_000, name: "crash during a checkpoint save, restart from the store it missed", marker: "crash-save"},
+		// Last: the writes after it go on while the consumer cannot
+		// reach the server.
+		{at: 88_000, name: "server unreachable behind a proxy", outage: soakOutage},
 	}
 }
 
@@ -150,17 +210,25 @@ type soakEvent struct {
 // TestSoak writes soakWrites mixed inserts, updates and deletes while
 // faults are injected, and checks every write's event is delivered, in
 // cluster-time order, with duplicates only after a crash and within one
-// checkpoint interval.
+// checkpoint interval. The consumer reaches the server through a proxy,
+// so that the server can become unreachable for it while the writer goes
+// on.
 func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak test skipped in -short mode")
 	}
 	f := newFixture(t)
 	f.needMongotest(t, "failpoints, Restart")
-	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	proxy, err := faultproxy.New(f.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
 
-	fs, err := stream.NewFileStore(t.TempDir())
+	dir := t.TempDir()
+	fs, err := stream.NewFileStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,22 +248,39 @@ func TestSoak(t *testing.T) {
 			_ = c.Disconnect(context.Background())
 		}
 	}()
-	open := func() *stream.Stream[bson.Raw] {
+	// The consumer's options; RewatchTimeout stays above the outage.
+	base := stream.Options{
+		Store: store, Name: "soak", CheckpointEvery: soakEvery, CheckpointInterval: time.Hour,
+		ContinueAfterInvalidate: true, RewatchDelay: time.Millisecond, RewatchMaxDelay: 50 * time.Millisecond,
+		RewatchTimeout: 2 * soakOutage,
+	}
+	openWith := func(o stream.Options) *stream.Stream[bson.Raw] {
 		t.Helper()
-		c, err := mongo.Connect(options.Client().ApplyURI(f.srv.URI()).SetMonitor(fails.monitor()))
+		c, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + proxy.Addr() + "/?directConnection=true").
+			SetMonitor(fails.monitor()).SetServerSelectionTimeout(5 * time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
 		clients = append(clients, c)
-		s, err := stream.Watch[bson.Raw](ctx, c.Database(f.db.Name()).Collection(coll), nil, &stream.Options{
-			Store: store, Name: "soak", CheckpointEvery: soakEvery, CheckpointInterval: time.Hour,
-			ContinueAfterInvalidate: true, RewatchDelay: time.Millisecond, RewatchMaxDelay: 50 * time.Millisecond,
-		}, options.ChangeStream().SetMaxAwaitTime(50*time.Millisecond))
-		if err != nil {
-			t.Fatalf("Watch: %v", err)
+		// A restarted program tries again until the server answers (a
+		// restart of the server may be under way).
+		for {
+			s, err := stream.Watch[bson.Raw](ctx, c.Database(f.db.Name()).Collection(coll), nil, &o,
+				options.ChangeStream().SetMaxAwaitTime(50*time.Millisecond))
+			if err == nil {
+				return s
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("Watch: %v", err)
+			}
+			t.Logf("Watch: %v; trying again", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
 		}
-		return s
 	}
+	open := func() *stream.Stream[bson.Raw] { t.Helper(); return openWith(base) }
 	s := open()
 
 	// The writer.
@@ -205,7 +290,12 @@ func TestSoak(t *testing.T) {
 	}
 	defer wclient.Disconnect(context.Background())
 	wcoll := wclient.Database(f.db.Name()).Collection(coll)
-	resume := make(chan struct{}) // the consumer lets the writer go on after the deadline fault
+	// The consumer lets the writer go on after the deadline and
+	// persistent faults.
+	// The outage waits until the consumer restarted after its crash
+	// during a save, so that the outage meets a running stream.
+	proceed := map[string]chan struct{}{"deadline": make(chan struct{}), "persistent": make(chan struct{}),
+		"crashed-in-save": make(chan struct{})}
 	type result struct {
 		keys   []string
 		faults int
@@ -214,16 +304,28 @@ func TestSoak(t *testing.T) {
 	wdone := make(chan result, 1)
 	go func() {
 		var r result
-		r.err = soakWrite(ctx, f.srv, wcoll, fails, resume, &r.keys, &r.faults)
+		r.err = soakWrite(ctx, f.srv, proxy, wcoll, fails, proceed, &r.keys, &r.faults)
 		wdone <- r
 	}()
 
 	// The consumer.
 	var seen []soakEvent
 	marks := map[string]bool{}
-	life, pos, ckErrs, deadlines := 0, 0, 0, 0
+	life, pos, ckErrs, deadlines, resumeFailing, saveCrashes := 0, 0, 0, 0, 0, 0
 	var st stream.Stats
 	var sumStats stream.Stats
+	// restart abandons the stream without Close, as a crash would, and
+	// starts again from store from.
+	restart := func(from int) {
+		cur := s.Stats()
+		sumStats.Resumes += cur.Resumes
+		sumStats.Rewatches += cur.Rewatches
+		store.loadFrom(from)
+		_ = clients[len(clients)-1].Disconnect(ctx)
+		s = open()
+		life++
+		pos = 0
+	}
 	for {
 		raw, err := s.Next(ctx)
 		if err != nil {
@@ -259,22 +361,56 @@ func TestSoak(t *testing.T) {
 			} else {
 				deadlines++
 			}
-			close(resume)
-		case "crash-file", "crash-collection":
-			// Abandon the stream without Close, as a crash would, and
-			// restart from the store.
+			close(proceed["deadline"])
+		case "crash-file":
+			restart(0)
+		case "crash-collection":
+			restart(1)
+		case "crash-save":
+			// The next save reaches only the CollectionStore; then the
+			// consumer dies (below) and starts again from the FileStore.
+			store.armCrash()
+		case "persistent":
+			// The writer waits. A stream with a short RewatchTimeout
+			// meets a getMore that fails on every cursor: it must end
+			// with ErrResumeFailing within RewatchTimeout; a new stream
+			// from the checkpoint then goes on.
+			if err := s.Close(ctx); err != nil {
+				t.Errorf("Close before the persistent fault: %v", err)
+			}
 			cur := s.Stats()
 			sumStats.Resumes += cur.Resumes
 			sumStats.Rewatches += cur.Rewatches
-			if ev.mark == "crash-collection" {
-				store.loadFrom(1)
-			} else {
-				store.loadFrom(0)
+			short := base
+			short.RewatchTimeout = soakRewatchTimeout
+			s = openWith(short)
+			f.srv.FailCommand(mongotest.FailPoint{AfterCursorCheckout: true, ErrorCode: 43})
+			start := time.Now()
+			_, err := s.Next(ctx)
+			took := time.Since(start)
+			f.srv.ClearFailPoints()
+			if !errors.Is(err, stream.ErrResumeFailing) {
+				t.Fatalf("Next while every getMore fails: %v, want ErrResumeFailing", err)
 			}
-			_ = clients[len(clients)-1].Disconnect(ctx)
+			if took > 2*soakRewatchTimeout {
+				t.Errorf("ErrResumeFailing after %v, RewatchTimeout %v", took, soakRewatchTimeout)
+			}
+			resumeFailing++
+			t.Logf("persistent getMore failure: %v after %v", err, took)
+			if err := s.Close(ctx); err != nil {
+				t.Errorf("Close after ErrResumeFailing: %v", err)
+			}
+			cur = s.Stats()
+			sumStats.Resumes += cur.Resumes
 			s = open()
 			life++
 			pos = 0
+			close(proceed["persistent"])
+		}
+		if store.takeCrash() {
+			saveCrashes++
+			restart(0)
+			close(proceed["crashed-in-save"])
 		}
 		if ev.mark == "end" {
 			break
@@ -317,6 +453,9 @@ func TestSoak(t *testing.T) {
 	if deadlines != 1 {
 		t.Errorf("%d Next deadlines expired during an await, want 1", deadlines)
 	}
+	if resumeFailing != 1 || saveCrashes != 1 {
+		t.Errorf("%d ErrResumeFailing and %d crashes during a save, want 1 and 1", resumeFailing, saveCrashes)
+	}
 	sumStats.Resumes += st.Resumes
 	sumStats.Rewatches += st.Rewatches
 	if sumStats.Resumes == 0 || sumStats.Rewatches < 3 {
@@ -327,6 +466,9 @@ func TestSoak(t *testing.T) {
 	testsummary.Print(fmt.Sprintf("soak: %d events, %d faults, %d lost, %d duplicates", len(seen), w.faults, lost, dups))
 	t.Logf("soak: %d writes, %d driver resumes, %d rewatches, %d checkpoint errors, %d consumer restarts",
 		len(w.keys), sumStats.Resumes, sumStats.Rewatches, ckErrs, life)
+	if left := tempFiles(t, dir); len(left) != 0 {
+		t.Errorf("temporary files left in the FileStore's directory: %v", left)
+	}
 }
 
 // soakEventOf reads the key of an event.
@@ -356,19 +498,34 @@ func soakEventOf(raw bson.Raw) soakEvent {
 // soakWrite is the writer: soakWrites mixed writes, the faults of the
 // schedule between them, and a final marker. keys receives the key of the
 // event each write must produce.
-func soakWrite(ctx context.Context, srv *mongotest.Server, coll *mongo.Collection, fails *failures,
-	resume <-chan struct{}, keys *[]string, faults *int,
+func soakWrite(ctx context.Context, srv *mongotest.Server, proxy *faultproxy.Proxy, coll *mongo.Collection, fails *failures,
+	proceed map[string]chan struct{}, keys *[]string, faults *int,
 ) error {
 	rng := rand.New(rand.NewPCG(1, 2))
 	schedule := soakSchedule()
 	var live []int64
-	for seq := int64(1); seq <= soakWrites; seq++ {
+	var outageOver chan struct{} // closed when the outage ends
+	for seq := int64(1); seq <= soakWrites; {
 		mark := ""
 		if len(schedule) > 0 && int64(schedule[0].at) == seq {
 			fault := schedule[0]
 			schedule = schedule[1:]
 			*faults++
 			switch {
+			case fault.outage > 0:
+				select {
+				case <-proceed["crashed-in-save"]:
+				case <-ctx.Done():
+					return fmt.Errorf("waiting for the consumer's restart before the outage: %w", ctx.Err())
+				}
+				// The writes go on meanwhile; the outage ends by itself.
+				proxy.SetDown(true)
+				over := make(chan struct{})
+				outageOver = over
+				time.AfterFunc(fault.outage, func() {
+					proxy.SetDown(false)
+					close(over)
+				})
 			case fault.marker != "":
 				mark = fault.marker
 			case fault.drop:
@@ -388,50 +545,83 @@ func soakWrite(ctx context.Context, srv *mongotest.Server, coll *mongo.Collectio
 				}
 			}
 		}
-		var key string
+		// A batch of writes of one kind, in one command, up to the next
+		// fault; a marker is a write of its own.
+		n := min(int64(soakBatch), soakWrites-seq+1)
+		if len(schedule) > 0 {
+			n = min(n, int64(schedule[0].at)-seq)
+		}
+		if mark != "" {
+			n = 1
+		}
 		var err error
 		switch r := rng.IntN(10); {
-		case mark != "" || len(live) < 20 || r < 5:
-			key = "i" + strconv.FormatInt(seq, 10)
-			doc := bson.D{{Key: "_id", Value: seq}, {Key: "v", Value: seq}}
-			if mark != "" {
-				doc = append(doc, bson.E{Key: "mark", Value: mark})
+		case mark != "" || len(live) < 20 || r < 5 && len(live) < soakLive:
+			docs := make([]any, 0, n)
+			for k := range n {
+				doc := bson.D{{Key: "_id", Value: seq + k}, {Key: "v", Value: seq + k}}
+				if mark != "" {
+					doc = append(doc, bson.E{Key: "mark", Value: mark})
+				}
+				docs = append(docs, doc)
+				*keys = append(*keys, "i"+strconv.FormatInt(seq+k, 10))
+				live = append(live, seq+k)
 			}
 			err = retry(ctx, func() error {
-				_, err := coll.InsertOne(ctx, doc)
-				if mongo.IsDuplicateKeyError(err) {
+				_, err := coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+				if onlyDuplicateKeys(err) {
 					return nil // an earlier attempt went through
 				}
 				return err
 			})
-			live = append(live, seq)
 		case r < 8:
-			id := live[rng.IntN(len(live))]
-			key = "u" + strconv.FormatInt(seq, 10)
+			models := make([]mongo.WriteModel, 0, n)
+			for k := range n {
+				id := live[rng.IntN(len(live))]
+				models = append(models, mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).
+					SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: seq + k}}}}))
+				*keys = append(*keys, "u"+strconv.FormatInt(seq+k, 10))
+			}
 			err = retry(ctx, func() error {
-				_, err := coll.UpdateByID(ctx, id, bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: seq}}}})
+				_, err := coll.BulkWrite(ctx, models)
 				return err
 			})
 		default:
-			i := rng.IntN(len(live))
-			id := live[i]
-			live = append(live[:i], live[i+1:]...)
-			key = "d" + strconv.FormatInt(id, 10)
+			n = min(n, int64(len(live)-10))
+			models := make([]mongo.WriteModel, 0, n)
+			for range n {
+				i := rng.IntN(len(live))
+				id := live[i]
+				live = append(live[:i], live[i+1:]...)
+				models = append(models, mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}))
+				*keys = append(*keys, "d"+strconv.FormatInt(id, 10))
+			}
 			err = retry(ctx, func() error {
-				_, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+				_, err := coll.BulkWrite(ctx, models)
 				return err // a repeat after a lost reply deletes nothing
 			})
 		}
 		if err != nil {
-			return fmt.Errorf("write %d: %w", seq, err)
+			return fmt.Errorf("writes %d to %d: %w", seq, seq+n-1, err)
 		}
-		*keys = append(*keys, key)
-		if mark == "deadline" {
+		seq += n
+		if ch := proceed[mark]; ch != nil {
 			select {
-			case <-resume:
+			case <-ch:
 			case <-ctx.Done():
-				return fmt.Errorf("waiting for the consumer after the deadline fault: %w", ctx.Err())
+				return fmt.Errorf("waiting for the consumer after the %s fault: %w", mark, ctx.Err())
 			}
+		}
+	}
+	if outageOver != nil {
+		select {
+		case <-outageOver:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the end of the outage: %w", ctx.Err())
+		}
+		// The consumer tried to reach the server while it was down.
+		if err := proxy.WaitHeld(ctx, 1); err != nil {
+			return fmt.Errorf("the outage did not take effect: %w", err)
 		}
 	}
 	return retry(ctx, func() error {
@@ -441,6 +631,21 @@ func soakWrite(ctx context.Context, srv *mongotest.Server, coll *mongo.Collectio
 		}
 		return err
 	})
+}
+
+// onlyDuplicateKeys reports whether err is a bulk write error made of
+// duplicate key errors only: an earlier attempt inserted those documents.
+func onlyDuplicateKeys(err error) bool {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return false
+		}
+	}
+	return true
 }
 
 // retry runs a write until it succeeds or fails with a server error: a

@@ -31,8 +31,7 @@ type Stats struct {
 	// the stream: the $clusterTime of its latest reply, the
 	// postBatchResumeToken of an empty batch, the clusterTime of the newest
 	// event received. It moves only when the stream talks to the server
-	// (while a consumer waits in Next, Batches or Process, or a prefetch
-	// runs).
+	// (while a consumer waits in Next or Batches, or a prefetch runs).
 	NewestClusterTime bson.Timestamp
 
 	// Lag is how far the delivered position is behind what the server
@@ -60,7 +59,7 @@ type Stats struct {
 
 	// InFlight is the number of events delivered and not committed yet:
 	// with the default commit on the next call at most one, more with
-	// Options.ManualCommit, Batches and Process.
+	// Options.ManualCommit and Batches.
 	InFlight int
 
 	// Checkpoint is the last checkpoint saved (or loaded by Watch) with

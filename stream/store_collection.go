@@ -26,6 +26,10 @@ import (
 // reported as written survives a failover. Dates keep millisecond precision,
 // as BSON dates do. Create one with NewCollectionStore; it is safe for
 // concurrent use.
+//
+// A stream with a CollectionStore never watches the store's collection: a
+// database or deployment stream that includes it does not see its events,
+// and Watch refuses a stream on it (see Options.Store).
 type CollectionStore struct {
 	coll   *mongo.Collection
 	source string

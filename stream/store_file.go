@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -23,10 +24,14 @@ import (
 // (the last Save wins).
 //
 // Save replaces the file atomically: it writes a temporary file in the same
-// directory (a name starting with "."), syncs it to disk, renames it over
-// the checkpoint file and syncs the directory, so that after a crash the
-// file holds either the previous or the new checkpoint, never a mix. Files
-// are created with mode 0600.
+// directory, ".orders.checkpoint.json.<pid>-<random>.tmp" with the process
+// id of the writer, syncs it to disk, renames it over the checkpoint file
+// and syncs the directory, so that after a crash the file holds either the
+// previous or the new checkpoint, never a mix. Files are created with mode
+// 0600. A crash may leave the temporary file behind; NewFileStore removes
+// such files: those of this naming whose process no longer runs, and, where
+// the system cannot tell (Windows) or the name carries no process id, those
+// older than ten minutes. It never touches any other file.
 //
 // The file is JSON in a versioned, self-describing format:
 //
@@ -41,13 +46,17 @@ import (
 //	}
 //
 // token is the Token's text form (Token.String); wallTime is omitted when
-// zero; times are RFC 3339 in UTC. A checkpoint of a snapshot under way
-// (Checkpoint.Snapshot) has one more key, a versioned record of its own:
+// zero; times are RFC 3339 in UTC, in years 1 to 9999. A checkpoint of a
+// snapshot under way (Checkpoint.Snapshot) has one more key, a versioned
+// record of its own with every key present:
 //
 //	"snapshot": {"version": 1, "db": "shop", "collection": "orders",
 //	             "lastID": "<base64 of the BSON document {_id: <last _id>}>", "copied": 1200}
 //
-// Load accepts exactly what Save writes. Load reports a missing file as
+// Load accepts exactly
+// what Save writes, whatever the JSON layout (white space, key order): keys
+// spelt as above (they are case-sensitive), each once, and every value in
+// the form Save writes it. Load reports a missing file as
 // ErrNoCheckpoint, and a file that is truncated, damaged, written by another
 // program or by a newer version of this format, or that holds another
 // stream's checkpoint, as a *CorruptCheckpointError naming the file.
@@ -75,7 +84,8 @@ const (
 
 // NewFileStore returns a FileStore keeping its files in dir. It creates dir
 // (mode 0700) when it does not exist, and fails when dir is empty or is not
-// a directory.
+// a directory. It removes the temporary files that Saves of crashed
+// processes left in dir (see FileStore), and nothing else.
 func NewFileStore(dir string) (*FileStore, error) {
 	if dir == "" {
 		return nil, errors.New("changestream: FileStore directory is empty")
@@ -90,6 +100,7 @@ func NewFileStore(dir string) (*FileStore, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("changestream: FileStore directory %s is not a directory", dir)
 	}
+	removeStaleTemps(dir) // store_file_tmp.go
 	return &FileStore{dir: dir}, nil
 }
 
@@ -168,7 +179,7 @@ func (f *FileStore) Save(ctx context.Context, name string, cp Checkpoint) (err e
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(f.dir, "."+name+checkpointSuffix+".*.tmp")
+	tmp, err := os.CreateTemp(f.dir, tempPattern(name))
 	if err != nil {
 		return fmt.Errorf("changestream: save checkpoint: %w", err)
 	}
@@ -300,6 +311,17 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("format version is %s, want %d", describeJSON(head.Version), checkpointVersion)
 	}
 
+	// encoding/json matches keys regardless of case and lets a repeated
+	// key win: check the keys exactly as the writer spells them first.
+	fields, err := checkFileKeys(data, fileKeys)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	if ts := fields["clusterTime"]; len(ts) > 0 && ts[0] == '{' {
+		if _, err := checkFileKeys(ts, fileTSKeys); err != nil {
+			return Checkpoint{}, fmt.Errorf("bad clusterTime: %w", err)
+		}
+	}
 	var doc checkpointFile
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -308,10 +330,6 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return Checkpoint{}, errors.New("bad checkpoint: data after the JSON object")
-	}
-	if doc.Format != checkpointFormat || doc.Version != checkpointVersion {
-		// Only a file whose keys differ in case from ours gets here.
-		return Checkpoint{}, errors.New("bad checkpoint: format marker or version is misspelt")
 	}
 	if doc.Stream != name {
 		return Checkpoint{}, fmt.Errorf("the file holds the checkpoint of stream %q", doc.Stream)
@@ -323,6 +341,9 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, err
 	}
+	if tok.String() != doc.Token {
+		return Checkpoint{}, fmt.Errorf("the token %q is not in the form this library writes (%q)", abbreviate(doc.Token), abbreviate(tok.String()))
+	}
 	if doc.ClusterTime == nil || doc.ClusterTime.T == nil || doc.ClusterTime.I == nil {
 		return Checkpoint{}, errors.New("the cluster time is missing or incomplete")
 	}
@@ -330,26 +351,92 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 		Token:       tok,
 		ClusterTime: bson.Timestamp{T: *doc.ClusterTime.T, I: *doc.ClusterTime.I},
 	}
-	if doc.WallTime != "" {
-		if cp.WallTime, err = time.Parse(time.RFC3339Nano, doc.WallTime); err != nil {
+	if _, ok := fields["wallTime"]; ok {
+		if cp.WallTime, err = parseFileTime(doc.WallTime); err != nil {
 			return Checkpoint{}, fmt.Errorf("bad wallTime: %w", err)
 		}
 	}
 	if doc.UpdatedAt == "" {
 		return Checkpoint{}, errors.New("updatedAt is missing")
 	}
-	if cp.UpdatedAt, err = time.Parse(time.RFC3339Nano, doc.UpdatedAt); err != nil {
+	if cp.UpdatedAt, err = parseFileTime(doc.UpdatedAt); err != nil {
 		return Checkpoint{}, fmt.Errorf("bad updatedAt: %w", err)
 	}
-	if cp.UpdatedAt.IsZero() {
-		return Checkpoint{}, errors.New("updatedAt is the zero time")
-	}
-	if doc.Snapshot != nil {
+	if raw, ok := fields["snapshot"]; ok {
+		if len(raw) == 0 || raw[0] != '{' {
+			return Checkpoint{}, errors.New("bad snapshot record: not a JSON object")
+		}
+		keys, err := checkFileKeys(raw, fileSnapshotKeys)
+		if err != nil {
+			return Checkpoint{}, fmt.Errorf("bad snapshot record: %w", err)
+		}
+		if len(keys) != len(fileSnapshotKeys) {
+			return Checkpoint{}, fmt.Errorf("bad snapshot record: it needs every one of the keys %q", fileSnapshotKeys)
+		}
 		if cp.Snapshot, err = doc.Snapshot.checkpoint(); err != nil {
 			return Checkpoint{}, err
 		}
 	}
 	return cp, nil
+}
+
+// The keys of a checkpoint file, of its clusterTime and of its snapshot
+// record, as the writer spells them.
+var (
+	fileKeys         = []string{"format", "version", "stream", "token", "clusterTime", "wallTime", "updatedAt", "snapshot"}
+	fileTSKeys       = []string{"t", "i"}
+	fileSnapshotKeys = []string{"version", "db", "collection", "lastID", "copied"}
+)
+
+// checkFileKeys checks the keys of the JSON object data: each one of
+// allowed, spelt exactly so, at most once. It returns the raw value of each
+// key.
+func checkFileKeys(data []byte, allowed []string) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	fields := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("bad checkpoint: %w", err)
+		}
+		key, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("bad checkpoint: %w", err)
+		}
+		switch {
+		case !slices.Contains(allowed, key):
+			return nil, fmt.Errorf("bad checkpoint: unknown field %q (field names are case-sensitive)", abbreviate(key))
+		case fields[key] != nil:
+			return nil, fmt.Errorf("bad checkpoint: field %q appears twice", key)
+		}
+		fields[key] = v
+	}
+	return fields, nil
+}
+
+// parseFileTime reads a time as encodeCheckpointFile writes it: RFC 3339
+// in UTC with the fewest fractional digits, in years 1 to 9999, not the
+// zero time. Anything else (an offset, a one-digit hour, trailing zeros)
+// is refused, so that whatever Load accepts, Save writes back the same.
+func parseFileTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t = t.UTC()
+	switch {
+	case t.IsZero():
+		return time.Time{}, fmt.Errorf("%q is the zero time", abbreviate(s))
+	case t.Year() < 1 || t.Year() > 9999:
+		return time.Time{}, fmt.Errorf("%q is outside years 1 to 9999", abbreviate(s))
+	case t.Format(time.RFC3339Nano) != s:
+		return time.Time{}, fmt.Errorf("%q is not in the form this library writes (%s)", abbreviate(s), t.Format(time.RFC3339Nano))
+	}
+	return t, nil
 }
 
 // describeJSON shortly describes a decoded JSON value for an error message.

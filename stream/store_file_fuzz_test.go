@@ -1,6 +1,8 @@
 package stream
 
 import (
+	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -9,8 +11,9 @@ import (
 
 // FuzzFileStoreReader feeds arbitrary bytes to the reader FileStore.Load
 // uses. It must never panic and never return a checkpoint without a token
-// or save time (a silent fresh start); whatever it accepts must be written
-// back by Save's encoder to a file that reads as the same checkpoint.
+// or save time (a silent fresh start); whatever it accepts must be what
+// Save's encoder writes for that checkpoint (the same keys and values), and
+// read back as the same checkpoint.
 func FuzzFileStoreReader(f *testing.F) {
 	tok, err := ParseToken("82642AD66D000000012B022C0100296E5A10045DC4B11BEA5F4319A8E7CAF46816ED71461E5F6964002B060004")
 	if err != nil {
@@ -55,6 +58,12 @@ func FuzzFileStoreReader(f *testing.F) {
 		again, err := encodeCheckpointFile("orders", cp)
 		if err != nil {
 			t.Fatalf("cannot write back %q: %v", data, err)
+		}
+		// The reader accepts exactly what the writer produces: the same
+		// keys and values, whatever the JSON layout.
+		var in, out map[string]any
+		if json.Unmarshal(data, &in) != nil || json.Unmarshal(again, &out) != nil || !reflect.DeepEqual(in, out) {
+			t.Fatalf("accepted %q, which the writer writes as %q", data, again)
 		}
 		cp2, err := decodeCheckpointFile("orders", again)
 		if err != nil {

@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"os"
@@ -181,6 +182,18 @@ func TestFileStoreCorruptFiles(t *testing.T) {
 		{"updatedAt zero", edit(`"updatedAt": "2023-04-03T11:36:46.987654321Z"`, `"updatedAt": "0001-01-01T00:00:00Z"`), "zero time"},
 		{"unknown field", edit(`"stream"`, `"extra": true, "stream"`), "unknown field"},
 		{"data after the object", valid + `{}`, "not valid JSON"},
+		// Found by FuzzFileStoreReader: files the writer never produces,
+		// which the reader took and Save then refused or wrote otherwise.
+		{"updatedAt in year 0 with a one-digit hour", edit(`"updatedAt": "2023-04-03T11:36:46.987654321Z"`, `"updatedAt": "0000-01-01T1:00:00Z"`), "bad updatedAt"},
+		{"updatedAt in year 0 by its offset", edit(`"updatedAt": "2023-04-03T11:36:46.987654321Z"`, `"updatedAt": "0001-01-01T00:30:00+01:00"`), "bad updatedAt"},
+		{"updatedAt with an offset", edit(`"updatedAt": "2023-04-03T11:36:46.987654321Z"`, `"updatedAt": "2023-04-03T13:36:46.987654321+02:00"`), "not in the form this library writes"},
+		{"updatedAt with trailing zeros", edit(`"updatedAt": "2023-04-03T11:36:46.987654321Z"`, `"updatedAt": "2023-04-03T11:36:46.9876543210Z"`), "bad updatedAt"},
+		{"wallTime null", edit(`"wallTime": "2023-04-03T13:36:45.123456789Z"`, `"wallTime": null`), "bad wallTime"},
+		{"format key in the wrong case", edit(`"format"`, `"formAt"`), "unknown field \"formAt\""},
+		{"stream key in the wrong case", edit(`"stream"`, `"streAm"`), "unknown field \"streAm\""},
+		{"cluster time key in the wrong case", edit(`"t": `, `"T": `), "unknown field \"T\""},
+		{"a key twice", edit(`"stream": "orders"`, `"stream": "invoices", "stream": "orders"`), "appears twice"},
+		{"token in the bson: form where the writer writes hex", edit(`"token": "`+realServerToken+`"`, `"token": "bson:`+base64Of(t, realServerToken)+`"`), "not in the form this library writes"},
 		{"too large", valid + strings.Repeat(" ", 1<<20), "larger than"},
 	}
 	for _, tt := range tests {
@@ -212,6 +225,16 @@ func TestFileStoreCorruptFiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// base64Of returns the base64 of the BSON form of the token text tok.
+func base64Of(t *testing.T, tok string) string {
+	t.Helper()
+	parsed, err := stream.ParseToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(parsed.Raw())
 }
 
 // with returns the JSON object data with key set to v, or removed.

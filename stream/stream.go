@@ -45,13 +45,14 @@ type Stream[T any] struct {
 	pos      *position // position.go: the only writer of the stream's position
 
 	// sem is held by the goroutine that may touch cs and the fields below it
-	// (a Next, TryNext or Close call), except while a fetch runs: then the
-	// fetch goroutine owns cs until it sends on pending.
+	// (a Next, TryNext or Close call, or Batches gathering a batch), except
+	// while a fetch runs: then the fetch goroutine owns cs until it sends on
+	// pending.
 	sem    chan struct{}
 	done   chan struct{} // closed by Close
 	ictx   context.Context
 	cancel context.CancelFunc // cancels ictx, the context of every driver call
-	used   chan struct{}      // holds one token until All is first ranged over
+	used   chan struct{}      // holds one token until All or Batches is first ranged over
 
 	pending      chan fetched[T] // result of the fetch in flight, nil if none
 	pendingBlock bool            // that fetch waits for an event
@@ -66,6 +67,7 @@ type Stream[T any] struct {
 	codec        codec           // decode.go: how documents are decoded
 	pf           prefetcher      // prefetch.go: fetching ahead
 	snap         *snapshotter    // snapshot.go: the scan before the change stream; nil when none or done
+	resumeRun    resumeRun       // resumes.go: the driver's resumes without an event
 
 	mu      sync.Mutex
 	closed  bool
@@ -141,6 +143,9 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	}
 	if pipeline == nil {
 		pipeline = mongo.Pipeline{}
+	}
+	if pipeline, err = scopeStore(target, pipeline, o.Store); err != nil { // store_scope.go
+		return nil, err
 	}
 	if o.SplitEvents {
 		var err error
@@ -272,8 +277,9 @@ func killerFor(target Watcher) func(context.Context, int64) error {
 // Next watches again from the last event it returned, with backoff (see
 // Options), and goes on: the caller sees neither an error nor a gap. Errors
 // no new watch can mend end the stream: ErrHistoryLost, ErrInvalidToken,
-// ErrFatal, ErrEventTooLarge, and the server's own errors (authentication,
-// authorization, an invalid pipeline) as they are.
+// ErrFatal, ErrEventTooLarge, ErrResumeFailing (the driver's own resumes
+// kept failing for RewatchTimeout), and the server's own errors
+// (authentication, authorization, an invalid pipeline) as they are.
 //
 // A *DecodeError means the event could not be decoded into T; the stream
 // goes on with the next event. A *CheckpointError means checkpoints could
@@ -345,7 +351,8 @@ func (s *Stream[T]) acquire(ctx context.Context) error {
 func (s *Stream[T]) release() { <-s.sem }
 
 // manualCommits turns the commit on the next call off for the rest of the
-// stream's life: Batches and Process commit by themselves.
+// stream's life, for consumers in the package that commit by themselves
+// (Batches).
 func (s *Stream[T]) manualCommits() {
 	s.mu.Lock()
 	s.manual = true
@@ -489,8 +496,9 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 }
 
 // fetch gets the next event from the driver's stream: one round trip at
-// most, or as many as it takes when block is set. While it waits it
-// publishes (and commits) the postBatchResumeToken of each empty batch.
+// most, or as many as it takes when block is set. While it waits it hands
+// the postBatchResumeToken of each empty batch to the position (which
+// commits it when no event is in flight), and each reply's cluster time.
 // When the driver's stream dies of a failure a new watch can mend, it
 // watches again.
 func (s *Stream[T]) fetch(block bool) fetched[T] {
@@ -504,10 +512,13 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 				return fetched[T]{tok: s.driverToken()}
 			}
 		}
+		if err := s.paceResumes(); err != nil { // resumes.go
+			return fetched[T]{err: err, ended: true}
+		}
 		before, inHand := s.cs.ID(), s.cs.RemainingBatchLength() > 0
 		s.cursorID = before
 		got := s.cs.TryNext(s.ictx)
-		s.noteResume(before)
+		s.noteResume(before, got)
 		if !inHand {
 			// A round trip: the reply brought the server's cluster time.
 			s.pos.serverTime(s.clock.read(s.cs))
@@ -625,6 +636,10 @@ func (s *Stream[T]) ResumeToken() Token {
 // early, after the last event whose loop body completed. With
 // Options.ManualCommit, and for Batches, it saves the position last
 // committed and commits nothing new. Close returns the error of that save.
+// The save comes before the server cursor is killed, so that a server that
+// is unreachable does not use up ctx first; Close then also returns the
+// error of killing the cursor, and Stats tells the two apart
+// (Stats().CheckpointErr is nil after a successful save).
 func (s *Stream[T]) Close(ctx context.Context) error {
 	return s.close(ctx, true)
 }
@@ -666,22 +681,23 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 		s.pending = nil
 	}
 	s.cancel()
+	// The checkpoint first: killing cursors on a server that is down can
+	// use up ctx, and a local save must not wait for the network.
+	err := s.pos.close(ctx, commitLast)
+	if err != nil {
+		s.log.Warn("changestream: could not save the checkpoint on Close", "err", err)
+	}
 	if s.snap != nil {
 		s.snap.close(ctx)
 	}
-	var err error
 	if s.cs != nil {
-		err = s.cs.Close(ctx)
+		err = errors.Join(err, s.cs.Close(ctx))
 	}
 	if killID != 0 && s.kill != nil {
 		if kerr := s.kill(ctx, killID); kerr != nil {
 			s.log.Warn("changestream: could not kill the server cursor of an interrupted call", "cursor", killID, "err", kerr)
 			err = errors.Join(err, kerr)
 		}
-	}
-	if cerr := s.pos.close(ctx, commitLast); cerr != nil {
-		s.log.Warn("changestream: could not save the checkpoint on Close", "err", cerr)
-		err = errors.Join(err, cerr)
 	}
 	s.log.Debug("changestream: closed")
 	return err

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-changestream/changestream/internal/faultproxy"
 	"github.com/go-changestream/changestream/mongotest"
 	"github.com/go-changestream/changestream/stream"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -295,6 +296,9 @@ func TestBadFlags(t *testing.T) {
 		{"bad uri", []string{"-uri", "http://x", "-db", "d"}, "-uri"},
 		{"bad json", []string{"-uri", uri, "-db", "d", "-match", `{"operationType": `}, "-match"},
 		{"json array", []string{"-uri", uri, "-db", "d", "-match", `[1]`}, "-match"},
+		{"json null", []string{"-uri", uri, "-db", "d", "-match", `null`}, "-match"},
+		{"json null with spaces", []string{"-uri", uri, "-db", "d", "-match", ` null `}, "-match"},
+		{"json string", []string{"-uri", uri, "-db", "d", "-match", `"insert"`}, "-match"},
 		{"bad full-document", []string{"-uri", uri, "-db", "d", "-full-document", "always"}, "-full-document"},
 		{"bad since", []string{"-uri", uri, "-db", "d", "-since", "yesterday"}, "-since"},
 		{"since in the future", []string{"-uri", uri, "-db", "d", "-since", "-5m"}, "-since"},
@@ -555,4 +559,101 @@ func TestInvalidateThenResume(t *testing.T) {
 	if ids := docIDs(events(t, stdout, false)); !equalIDs(ids, 2) {
 		t.Fatalf("the run after the invalidate printed %v, want [2]", ids)
 	}
+}
+
+// TestInterruptWhileServerDown: Ctrl-C while the server is unreachable
+// (behind a proxy that stops answering) saves the position after the last
+// printed event to the resume file and exits 0; the save does not wait for
+// the server.
+func TestInterruptWhileServerDown(t *testing.T) {
+	d := newDeployment(t)
+	proxy, err := faultproxy.New(d.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	file := filepath.Join(t.TempDir(), "orders.checkpoint.json")
+	args := []string{"-uri", "mongodb://" + proxy.Addr() + "/?directConnection=true", "-db", "shop", "-coll", "orders",
+		"-resume-file", file, "-since", d.since()}
+	ctx, interrupt := context.WithCancel(d.ctx)
+	defer interrupt()
+	out := &lineWriter{lines: make(chan struct{}, 10)}
+	done := make(chan int, 1)
+	errb := &syncBuffer{wake: make(chan struct{})}
+	go func() { done <- run(ctx, args, out, errb) }()
+	d.insert(t, 1, 2, 3, 4, 5)
+	for n := 0; n < 5; n++ {
+		select {
+		case <-out.lines:
+		case code := <-done:
+			t.Fatalf("changetail ended with %d before its events: %s", code, errb.String())
+		case <-d.ctx.Done():
+			t.Fatalf("changetail printed %d events of 5", n)
+		}
+	}
+	evs := events(t, out.String(), false)
+	last := evs[len(evs)-1]
+	// The server becomes unreachable; changetail is stopped while it
+	// tries to reach it.
+	proxy.SetDown(true)
+	if err := proxy.WaitHeld(d.ctx, 1); err != nil {
+		t.Fatalf("changetail did not try to reach the server again: %v", err)
+	}
+	interrupt()
+	start := time.Now()
+	code := <-done
+	t.Logf("stopped in %v: %s", time.Since(start), errb.String())
+	if code != 0 {
+		t.Fatalf("exit %d after Ctrl-C with the server down, want 0: %s", code, errb.String())
+	}
+	store, err := stream.NewFileStore(filepath.Dir(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := store.Load(context.Background(), "orders")
+	if err != nil {
+		t.Fatalf("no position saved: %v", err)
+	}
+	tt, ti, _ := last.Lookup("clusterTime").TimestampOK()
+	if want := (bson.Timestamp{T: tt, I: ti}); cp.ClusterTime.Before(want) {
+		t.Errorf("saved position at %v, before the last printed event at %v", cp.ClusterTime, want)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	wake chan struct{} // closed and replaced at each write
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.wake)
+	b.wake = make(chan struct{})
+	return b.buf.Write(p)
+}
+
+// waitFor waits until the buffer holds s; false when ctx ends first.
+func (b *syncBuffer) waitFor(ctx context.Context, s string) bool {
+	for {
+		b.mu.Lock()
+		found, wake := strings.Contains(b.buf.String(), s), b.wake
+		b.mu.Unlock()
+		if found {
+			return true
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -102,6 +102,10 @@ func parseFlags(args []string, stderr io.Writer, now time.Time) (config, error) 
 		return c, usagef("-limit %d is negative", c.limit)
 	}
 	if match != "" {
+		// null (or any other non-object) would decode as no filter at all.
+		if m := strings.TrimSpace(match); !strings.HasPrefix(m, "{") {
+			return c, usagef("-match: not a JSON object: %.40q", m)
+		}
 		var d bson.D
 		if err := bson.UnmarshalExtJSON([]byte(match), false, &d); err != nil {
 			return c, usagef("-match: not a JSON object: %v", err)

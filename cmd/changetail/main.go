@@ -35,7 +35,9 @@
 // on standard error.
 //
 // Ctrl-C (SIGINT) or SIGTERM stops changetail cleanly: it saves the
-// position and exits 0. Credentials in the URI are never printed, also not
+// position and exits 0. The save comes first and does not wait for the
+// server; closing the change stream on the server then waits at most 5
+// seconds when the server is unreachable (a second Ctrl-C skips that wait). Credentials in the URI are never printed, also not
 // in the driver's error messages. Exit status: 0 when stopped or done, 1
 // when the deployment or the stream failed, 2 for bad flags.
 //
@@ -53,6 +55,11 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, a second one ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -22,9 +22,13 @@ import (
 // also the pace of the saves while the stream is idle.
 const saveInterval = time.Second
 
-// closeTimeout bounds the final save and the disconnect when changetail
-// stops.
+// closeTimeout bounds Close when changetail stops: the final save, which
+// comes first, and killing the server's cursor.
 const closeTimeout = 5 * time.Second
+
+// disconnectTimeout bounds the client's disconnect, which only tells the
+// server to end its sessions.
+const disconnectTimeout = time.Second
 
 // tailer prints one stream.
 type tailer struct {
@@ -41,7 +45,7 @@ func (t *tailer) run(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectTimeout)
 		defer cancel()
 		_ = client.Disconnect(dctx)
 	}()
@@ -85,11 +89,20 @@ func (t *tailer) run(ctx context.Context) (err error) {
 	}
 	defer func() {
 		// Close commits the position after the last event Next
-		// returned, which was printed, and saves it.
+		// returned, which was printed, and saves it before it kills the
+		// server's cursor.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 		defer cancel()
-		if cerr := s.Close(cctx); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("save the position to %s: %w", t.cfg.resumeFile, cerr))
+		cerr := s.Close(cctx)
+		switch st := s.Stats(); {
+		case cerr == nil:
+		case t.cfg.resumeFile != "" && st.CheckpointErr != nil:
+			err = errors.Join(err, fmt.Errorf("save the position to %s: %w", t.cfg.resumeFile, st.CheckpointErr))
+		default:
+			// The position is saved; only the server's cursor could
+			// not be killed (the server is unreachable): it expires on
+			// the server.
+			fmt.Fprintf(t.errw, "changetail: could not close the change stream on the server: %v\n", cerr)
 		}
 	}()
 	return t.loop(ctx, s)

@@ -7,8 +7,8 @@
 // events/s, ns/op and allocs/op (one op is one event), and compares each
 // form with the raw driver (throughput) or with the floor, bson.Unmarshal
 // of the document alone (in-memory decode). It also says which of the
-// targets of issue 5 the run meets. Timings are only compared within one
-// run.
+// targets of issues 5 and 16 the run meets. Timings are only compared
+// within one run.
 package main
 
 import (
@@ -220,6 +220,15 @@ func throughput(g string, ss []*series) []string {
 			verdicts = append(verdicts,
 				verdict(al <= 0.5*bal, fmt.Sprintf("%s: Stream[Event[Order]].Next allocs/event ≤ 0.5× driver: %s", trim(g), ratio(al, bal))))
 		}
+		if (s.form == "Next" || s.form == "All") && base != nil {
+			want := 2.0 // issue 16: 4 KB
+			if strings.Contains(g, "doc=300B") {
+				want = 2.5
+			}
+			verdicts = append(verdicts,
+				verdict(ev >= want*bev, fmt.Sprintf("%s: issue 16: Stream[Event[Order]].%s events/s ≥ %.1f× driver: %s", trim(g), s.form, want, ratio(ev, bev))),
+				verdict(al <= 0.5*bal, fmt.Sprintf("%s: issue 16: Stream[Event[Order]].%s allocs/event ≤ 0.5× driver: %s", trim(g), s.form, ratio(al, bal))))
+		}
 	}
 	fmt.Println()
 	return verdicts
@@ -244,6 +253,16 @@ func decode(g string, ss []*series) []string {
 		cpu := cpuNS(s)
 		al, _ := s.median("allocs/op")
 		fmt.Printf("| %s | %.0f | %s | %.0f | %s | %.0f | %s |\n", s.form, ns, ratio(ns, bns), cpu, ratio(cpu, bcpu), al, ratio(al, bal))
+		if s.form == "plan" && base != nil {
+			want := 0.4 // issue 16: 4 KB
+			if strings.Contains(g, "doc=300B") {
+				want = 0.5
+			}
+			verdicts = append(verdicts, verdict(ns <= want*bns, fmt.Sprintf("%s: issue 16: compiled decode of Order ≤ %.1f× bson.Unmarshal (wall time): %s", trim(g), want, ratio(ns, bns))))
+			if !strings.Contains(g, "doc=300B") {
+				verdicts = append(verdicts, verdict(al <= 0.6*bal, fmt.Sprintf("%s: issue 16: compiled decode of Order allocs ≤ 0.6× bson.Unmarshal: %s", trim(g), ratio(al, bal))))
+			}
+		}
 		if s.form == "event" && base != nil {
 			verdicts = append(verdicts, verdict(ns <= 1.3*bns, fmt.Sprintf("%s: in-memory decode of Event[Order] ≤ 1.3× the floor (wall time): %s", trim(g), ratio(ns, bns))))
 			if bcpu > 0 {

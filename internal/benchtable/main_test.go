@@ -44,8 +44,29 @@ func TestParseTakesMediansPerForm(t *testing.T) {
 		})
 	}
 	v := throughput(ss[0].group, ss)
-	if len(v) != 2 || !strings.HasPrefix(v[0], "NOT met") || !strings.HasPrefix(v[1], "met") {
-		t.Errorf("verdicts %q: want events/s not met (1.25×) and allocs met (0.42×), nothing on CPU time (not measured)", v)
+	if len(v) != 4 || !strings.HasPrefix(v[0], "NOT met") || !strings.HasPrefix(v[1], "met") ||
+		!strings.HasPrefix(v[2], "NOT met") || !strings.Contains(v[2], "2.5×") || !strings.HasPrefix(v[3], "met") {
+		t.Errorf("verdicts %q: want events/s not met (1.25×, for 1.5× and 2.5×) and allocs met (0.42×), nothing on CPU time (not measured)", v)
+	}
+}
+
+func TestDecodeTargetsOfThePlan(t *testing.T) {
+	const out = `BenchmarkDecode/doc=4KB/form=floor-2  100  20000 ns/op  237 allocs/op
+BenchmarkDecode/doc=4KB/form=plan-2   100   7000 ns/op   36 allocs/op
+BenchmarkDecode/doc=300B/form=floor-2 100   3000 ns/op   45 allocs/op
+BenchmarkDecode/doc=300B/form=plan-2  100   1600 ns/op    9 allocs/op
+`
+	ss, _, err := parse(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := decode(ss[0].group, ss[:2])
+	if len(v) != 2 || !strings.HasPrefix(v[0], "met") || !strings.Contains(v[0], "0.35×") || !strings.HasPrefix(v[1], "met") {
+		t.Errorf("4 KB verdicts %q: want time met (0.35× ≤ 0.4×) and allocs met", v)
+	}
+	v = decode(ss[2].group, ss[2:])
+	if len(v) != 1 || !strings.HasPrefix(v[0], "NOT met") || !strings.Contains(v[0], "0.53×") {
+		t.Errorf("300 B verdicts %q: want time not met (0.53× > 0.5×), no allocation target", v)
 	}
 }
 
