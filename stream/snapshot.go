@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -324,6 +325,9 @@ func (s *Stream[T]) deliverSnapshot(ctx context.Context) (d delivery[T], ok, han
 	// Close cancels: a caller's deadline (Batches' wait) that ended in a
 	// getMore would cost the cursor, and a new find.
 	doc, ns, ok, err := sn.next(s.ictx)
+	if err != nil && s.ictx.Err() == nil && !s.opts.DisableRewatch && transient(err) {
+		doc, ns, ok, err = s.retrySnapshot(ctx, err)
+	}
 	s.mu.Lock()
 	s.stats.Snapshot = sn.stats
 	s.mu.Unlock()
@@ -358,6 +362,37 @@ func (s *Stream[T]) deliverSnapshot(ctx context.Context) (d delivery[T], ok, han
 	}
 	d = delivery[T]{val: val, raw: raw, id: id, after: sn.fixed}
 	return d, derr == nil, true, derr
+}
+
+// retrySnapshot goes on with the scan after a failure a new find may mend
+// (the network, a failover, a lost cursor): a find after the last _id
+// delivered, with the backoff, attempts and time limit of a new watch
+// (Options.RewatchDelay, RewatchAttempts, RewatchTimeout).
+func (s *Stream[T]) retrySnapshot(ctx context.Context, err error) (doc bson.Raw, ns snapshotNS, ok bool, _ error) {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		s.log.Warn("changestream: the snapshot's read failed; reading again after the last document delivered", "attempt", attempt, "err", err)
+		if (s.opts.RewatchAttempts > 0 && attempt > s.opts.RewatchAttempts) ||
+			time.Since(start)+s.backoff.delay(attempt) > s.opts.RewatchTimeout {
+			return nil, ns, false, fmt.Errorf("changestream: gave up reading the snapshot again after %d attempts: %w", attempt-1, err)
+		}
+		if d := s.backoff.delay(attempt); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ns, false, ctx.Err()
+			case <-s.done:
+				t.Stop()
+				return nil, ns, false, ErrClosed
+			}
+		}
+		doc, ns, ok, err = s.snap.next(s.ictx)
+		if err == nil || s.ictx.Err() != nil || !transient(err) {
+			return doc, ns, ok, err
+		}
+	}
 }
 
 // startSnapshot begins (or, with from, resumes) the snapshot of a stream

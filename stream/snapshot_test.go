@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-changestream/changestream/mongotest"
 	"github.com/go-changestream/changestream/stream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -313,5 +314,34 @@ func TestSnapshotOptions(t *testing.T) {
 		if _, err := stream.Watch[bson.Raw](f.ctx, f.coll, nil, o); err == nil {
 			t.Errorf("%s: Watch accepted %+v", name, o)
 		}
+	}
+}
+
+// TestSnapshotReadFails: a getMore of the scan fails with a code a new
+// read mends; the scan goes on after the last document delivered, with no
+// gap and no document twice.
+func TestSnapshotReadFails(t *testing.T) {
+	f := newFixture(t)
+	f.needMongotest(t, "FailCommand")
+	insertOrders(t, f, f.coll, 0, 30)
+	s, err := stream.Watch[stream.Event[Order]](f.ctx, f.coll, nil, &stream.Options{NoCheckpoint: stream.StartWithSnapshot, SnapshotBatchSize: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(f.ctx)
+	for i := range 30 {
+		if i == 7 {
+			f.srv.FailCommand(mongotest.FailPoint{Commands: []string{"getMore"}, Times: 1, ErrorCode: 91}) // ShutdownInProgress
+		}
+		if ev := nextSnap(t, f, s); ev.OperationType != stream.OpSnapshot || ev.FullDocument.ID != i {
+			t.Fatalf("event %d: %s of %v, want the snapshot event of order %d", i, ev.OperationType, ev.DocumentKey, i)
+		}
+	}
+	if n := len(f.mon.commands("find")); n != 2 {
+		t.Fatalf("%d finds, want 2: the first, and one after the failed getMore", n)
+	}
+	insertOrders(t, f, f.coll, 30, 31)
+	if ev := nextSnap(t, f, s); ev.OperationType != stream.OpInsert || ev.FullDocument.ID != 30 {
+		t.Fatalf("after the snapshot: %s of %v", ev.OperationType, ev.DocumentKey)
 	}
 }
