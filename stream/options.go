@@ -190,7 +190,9 @@ type Options struct {
 	// point. The checkpoint records the fixed point and the last _id
 	// committed (Checkpoint.Snapshot): a restart goes on with the scan
 	// after that _id, then with the change stream. The pipeline passed to
-	// Watch is not applied to snapshot events.
+	// Watch is not applied to snapshot events, but when its first stage is
+	// a $match whose conditions on "ns.db" or "ns.coll" are a string or an
+	// $in of strings, only the collections they allow are scanned.
 	//
 	// At-least-once overlap: a change committed after the fixed point to
 	// a document the scan reads after that change is seen twice: its

@@ -120,10 +120,18 @@ type snapshotter struct {
 
 // newSnapshotter lists the collections target holds and estimates their
 // documents. from, when not nil, is the progress of an earlier run.
-func newSnapshotter(ctx context.Context, target Watcher, fixed Token, from *SnapshotCheckpoint, batch int) (*snapshotter, error) {
-	colls, err := snapshotCollections(ctx, target)
+// Collections the first $match of pipeline rules out are left out.
+func newSnapshotter(ctx context.Context, target Watcher, pipeline any, fixed Token, from *SnapshotCheckpoint, batch int) (*snapshotter, error) {
+	all, err := snapshotCollections(ctx, target)
 	if err != nil {
 		return nil, fmt.Errorf("changestream: snapshot: listing the collections: %w", err)
+	}
+	filter := namespaceFilter(pipeline)
+	var colls []snapshotNS
+	for _, c := range all {
+		if filter.allows(c.db, c.coll) {
+			colls = append(colls, c)
+		}
 	}
 	sn := &snapshotter{fixed: fixed, fixedCT: tokenTime(fixed), batch: int32(batch), colls: colls}
 	sn.stats.Running = true
@@ -401,7 +409,7 @@ func (s *Stream[T]) startSnapshot(ctx context.Context, fixed Token, from *Snapsh
 	if fixed.IsZero() {
 		return errors.New("changestream: a snapshot needs the server's postBatchResumeToken to fix its start point, and the server sent none (MongoDB 4.0.7 or later sends one)")
 	}
-	sn, err := newSnapshotter(ctx, s.target, fixed, from, s.opts.SnapshotBatchSize)
+	sn, err := newSnapshotter(ctx, s.target, s.pipeline, fixed, from, s.opts.SnapshotBatchSize)
 	if err != nil {
 		return err
 	}

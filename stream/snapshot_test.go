@@ -345,3 +345,41 @@ func TestSnapshotReadFails(t *testing.T) {
 		t.Fatalf("after the snapshot: %s of %v", ev.OperationType, ev.DocumentKey)
 	}
 }
+
+// TestSnapshotNamespaceMatch: a database stream whose pipeline starts with
+// a $match on ns.coll snapshots only those collections.
+func TestSnapshotNamespaceMatch(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []string{"a", "b", "c"} {
+		insertOrders(t, f, f.db.Collection(c), 0, 2)
+	}
+	tests := []struct {
+		name  string
+		match bson.D
+		want  []string
+	}{
+		{"equal", bson.D{{Key: "ns.coll", Value: "b"}}, []string{"b 0", "b 1"}},
+		{"in", bson.D{{Key: "ns.coll", Value: bson.D{{Key: "$in", Value: bson.A{"c", "a"}}}}}, []string{"a 0", "a 1", "c 0", "c 1"}},
+		{"other", bson.D{{Key: "operationType", Value: bson.D{{Key: "$in", Value: bson.A{"insert", "snapshot"}}}}}, []string{"a 0", "a 1", "b 0", "b 1", "c 0", "c 1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := stream.Watch[stream.Event[Order]](f.ctx, f.db, mongo.Pipeline{{{Key: "$match", Value: tc.match}}}, &stream.Options{NoCheckpoint: stream.StartWithSnapshot})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close(f.ctx)
+			var got []string
+			for range tc.want {
+				ev := nextSnap(t, f, s)
+				got = append(got, fmt.Sprintf("%s %d", ev.NS.Coll, ev.FullDocument.ID))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("snapshot = %q, want %q", got, tc.want)
+			}
+			if st := s.Stats().Snapshot; st.Estimated != int64(len(tc.want)) {
+				t.Fatalf("Estimated = %d, want %d", st.Estimated, len(tc.want))
+			}
+		})
+	}
+}
