@@ -165,7 +165,8 @@ func TestFindFilterErrors(t *testing.T) {
 		{"unknown top-level operator", bson.D{{Key: "$foo", Value: 1}}, 2},
 		{"empty $or", bson.D{{Key: "$or", Value: bson.A{}}}, 2},
 		{"$size not a number", bson.D{{Key: "a", Value: bson.D{{Key: "$size", Value: "x"}}}}, 2},
-		{"$expr unsupported", bson.D{{Key: "$expr", Value: bson.D{}}}, 238},
+		{"$where unsupported", bson.D{{Key: "$where", Value: "true"}}, 238},
+		{"$expr operator unsupported", bson.D{{Key: "$expr", Value: bson.D{{Key: "$add", Value: bson.A{1, 2}}}}}, 168},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

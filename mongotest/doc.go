@@ -14,16 +14,19 @@
 // discovers the server as its primary, and change streams, sessions and
 // retryable writes work as against a real replica set. Options (nil means
 // defaults) set the address, the replica-set name, how much change
-// history is kept, the cursor timeout, the connection limits and a
-// logger. A server shared by many tests or run standalone bounds what one
-// client can take: the number of connections, the memory of messages not
-// yet whole, and the time a message may take to arrive.
+// history is kept, the cursor timeout, how often an idle server advances
+// its cluster time (IdleWriteInterval, ten seconds as on a replica set),
+// the connection limits and a logger. A server shared by many tests or run
+// standalone bounds what one client can take: the number of connections,
+// the memory of messages not yet whole, and the time a message may take to
+// arrive.
 //
 // # What it supports
 //
 // Documents are kept in memory. The data commands a change-stream consumer
 // needs are served: insert, update, delete, findAndModify, find and
-// getMore, create, drop, dropDatabase, renameCollection, createIndexes,
+// getMore, the client-level bulkWrite, create, drop, dropDatabase,
+// renameCollection, createIndexes,
 // dropIndexes, collMod, listCollections and listDatabases, with query
 // filters over equality, dotted paths and the comparison, logical and
 // element operators. Every write is recorded in one change log, with its
@@ -41,6 +44,45 @@
 // dropDatabase invalidates the streams it ends. As on a real server, a
 // cursor outlives the connection that opened it; it ends when exhausted,
 // killed, or left unused for Options.CursorTimeout (ten minutes by default).
+// Cursor ids are random, and only the session that opened a cursor may
+// continue it. A resume token older than the server's history fails with
+// ChangeStreamHistoryLost (286), one that names no event of it with
+// ChangeStreamFatalError (280).
+//
+// Multi-document transactions work as on one node: a transaction reads
+// the snapshot of its first command and its own writes; its writes are
+// invisible to others until commitTransaction and discarded by
+// abortTransaction; a document another open transaction has written, or
+// that changed after the snapshot, is a WriteConflict (112) labelled
+// TransientTransactionError, which aborts the transaction. The change
+// events of a transaction are logged at commit, in order, each with the
+// transaction's lsid and txnNumber (and, unlike a real server, each with a
+// cluster time of its own).
+//
+// A snapshot session (read concern snapshot outside a transaction) reads
+// find, aggregate and distinct as of the cluster time of its first read,
+// which the reply reports as atClusterTime; mongotest keeps the data of
+// the last few such times, and an older one fails with SnapshotTooOld
+// (239). Other commands refuse read concern snapshot, as on a real server.
+// Field names with dots and dollars are written with $setField (and read
+// with $getField). Filters may use $expr with the comparison and logical
+// expression operators; the let option of aggregate, find, findAndModify,
+// update, delete and bulkWrite defines constant variables for them. A
+// command of a transaction that fails aborts the transaction, as on a
+// real server. A collection aggregation may end with $merge (on _id)
+// or $out, whose writes are change events like any other ($out deletes
+// the target's documents and inserts the results, where a real server
+// renames a temporary collection over the target).
+//
+// It answers as a single-node replica set does the commands that test
+// harnesses send at setup: killAllSessions, serverStatus, getParameter,
+// replSetGetStatus and listCommands; replSetStepDown and replSetFreeze
+// fail as they fail on one node, and the Atlas Search index commands as
+// on a server without a search service. A create of an existing
+// collection with the same options succeeds. A write concern of w greater
+// than 1 cannot be met by one node: the write is applied and the reply
+// carries UnsatisfiableWriteConcern (100). A change stream reads with read
+// concern majority only; another level is refused with InvalidOptions (72).
 //
 // # Faults
 //
@@ -49,7 +91,14 @@
 // its labels, a closed connection, a delay), also after a getMore has
 // checked out its cursor, where a resumable code makes the driver resume
 // the stream. Clients can do the same with the configureFailPoint command,
-// so tests written for a real server run unchanged. Restart drops every
+// so tests written for a real server run unchanged: its data may also
+// carry a writeConcernError, which the command that runs gets in its
+// reply, and fields a real server does not use are ignored; the
+// onPrimaryTransactionalWrite failpoint loses the reply of a retryable
+// write it applied (or fails it unapplied), once per command where a real
+// server fires it per statement. Error labels
+// are added as a real server adds them: RetryableWriteError to a
+// retryable write, TransientTransactionError inside a transaction. Restart drops every
 // connection and cursor and keeps the data and history, as a restarted
 // replica set would; DropConnections simulates a network failure;
 // TruncateHistory makes the history seen so far unavailable, as an oplog
@@ -70,7 +119,7 @@
 // one key, not one per element). Aggregations on collections support the
 // common stages ($match, $sort, $skip, $limit, $project, $group, $count ...)
 // that CountDocuments and simple reports use. It does not persist data,
-// authenticate, compress, use TLS, run transactions across commands, or
+// authenticate, compress, use TLS, or
 // act as a sharded cluster or a multi-member replica set (there are no
 // secondaries and no elections). Every command, option, query operator or
 // stage it does not implement is rejected with an error that names it,

@@ -80,7 +80,11 @@ func (s *Server) FailCommand(fp FailPoint) {
 	if fp.ErrorLabels != nil {
 		fp.ErrorLabels = slices.Clone(fp.ErrorLabels)
 	}
-	s.fp.Configure(failpoint.Spec(fp))
+	s.fp.Configure(failpoint.Spec{
+		Commands: fp.Commands, Times: fp.Times, Skip: fp.Skip, ErrorCode: fp.ErrorCode,
+		ErrorLabels: fp.ErrorLabels, CloseConnection: fp.CloseConnection, BlockFor: fp.BlockFor,
+		AppName: fp.AppName, AfterCursorCheckout: fp.AfterCursorCheckout, AfterExecution: fp.AfterExecution,
+	})
 }
 
 // ClearFailPoints turns every failpoint off.

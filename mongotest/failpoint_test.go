@@ -131,11 +131,16 @@ func TestFailCommandLabels(t *testing.T) {
 	tests := []struct {
 		name      string
 		fp        mongotest.FailPoint
-		op        string // insert or getMore
+		op        string // insert, retryable insert or getMore
 		wantLabel string
 		wantNone  string
 	}{
-		{"retryable write", mongotest.FailPoint{Commands: []string{"insert"}, ErrorCode: 10107, Times: 1}, "insert", "RetryableWriteError", ""},
+		// A retryable write (retry writes on, Times 2: the driver's retry
+		// fails too) is labelled RetryableWriteError; see retryableInsert.
+		{"retryable write", mongotest.FailPoint{Commands: []string{"insert"}, ErrorCode: 10107, Times: 2}, "retryable insert", "RetryableWriteError", ""},
+		// Without a txnNumber the insert is no retryable write: no label,
+		// as on a real server.
+		{"not a retryable write", mongotest.FailPoint{Commands: []string{"insert"}, ErrorCode: 10107, Times: 1}, "insert", "", "RetryableWriteError"},
 		{"explicit labels", mongotest.FailPoint{Commands: []string{"insert"}, ErrorCode: 10107, Times: 1, ErrorLabels: []string{}}, "insert", "", "RetryableWriteError"},
 		{"non-retryable code", mongotest.FailPoint{Commands: []string{"insert"}, ErrorCode: 2, Times: 1}, "insert", "", "RetryableWriteError"},
 		{"getMore before checkout", mongotest.FailPoint{Commands: []string{"getMore"}, ErrorCode: 6, Times: 1}, "getMore", "", "ResumableChangeStreamError"},
@@ -154,6 +159,12 @@ func TestFailCommandLabels(t *testing.T) {
 			case "insert":
 				srv.FailCommand(tc.fp)
 				_, err = coll.InsertOne(ctx, bson.D{})
+			case "retryable insert":
+				// Under a context deadline the driver would retry until the
+				// deadline: this insert runs without one.
+				retrying := connectWith(t, options.Client().ApplyURI(srv.URI()))
+				srv.FailCommand(tc.fp)
+				_, err = retrying.Database("db").Collection("c").InsertOne(context.Background(), bson.D{})
 			case "getMore":
 				// A raw getMore on a change-stream cursor, so that the driver
 				// does not resume.

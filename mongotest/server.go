@@ -41,6 +41,15 @@ type Options struct {
 	// minutes, a real server's default; a negative value never times out.
 	CursorTimeout time.Duration
 
+	// IdleWriteInterval is how often an idle server advances its cluster
+	// time, as a replica set's periodic no-op writer does: when nothing
+	// was written for that long, the cluster time (and with it the
+	// postBatchResumeToken of idle change streams) moves on, so that a
+	// consumer's lag can be measured while nothing happens. The zero value
+	// is ten seconds, a real replica set's period; a negative value turns
+	// the writer off.
+	IdleWriteInterval time.Duration
+
 	// MaxConnections bounds the client connections open at once; a
 	// connection beyond it is closed as soon as it is accepted. The zero
 	// value is 1024; a negative value is an error.
@@ -58,6 +67,9 @@ type Options struct {
 	// connection. The zero value discards the logs.
 	Logger *slog.Logger
 }
+
+// defaultIdleWriteInterval is a replica set's periodic no-op write period.
+const defaultIdleWriteInterval = 10 * time.Second
 
 // Defaults of the connection limits.
 const (
@@ -147,7 +159,31 @@ func NewServer(opts *Options) (*Server, error) {
 	s.mux = handler.NewMux(s.engine, s.fp, s.topo)
 	s.wg.Add(1)
 	go s.acceptLoop()
+	idle := opts.IdleWriteInterval
+	if idle == 0 {
+		idle = defaultIdleWriteInterval
+	}
+	if idle > 0 {
+		s.wg.Add(1)
+		go s.idleWriter(idle)
+	}
 	return s, nil
+}
+
+// idleWriter advances the cluster time every interval in which nothing
+// was written, until Close.
+func (s *Server) idleWriter(interval time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.engine.NoopIfIdle(interval)
+		}
+	}
 }
 
 // New starts a server for the test tb and closes it when the test ends. It

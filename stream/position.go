@@ -79,6 +79,9 @@ type position struct {
 	newest    bson.Timestamp
 	caughtUp  bool  // delivered is an idle postBatchResumeToken: the server had nothing more
 	restart   Token // a delivered invalidate event's _id: the next watch starts after it
+
+	committedEvents     int64 // events committed so far
+	saves, saveFailures int64 // saves that succeeded, and that failed
 }
 
 func newPosition(o *Options) *position {
@@ -251,6 +254,7 @@ func (p *position) refuseLocked(tok Token) error {
 // events; mu is held. It reports whether the position moved.
 func (p *position) advanceLocked(m mark, events int) bool {
 	p.unsaved += events
+	p.committedEvents += int64(events)
 	if m.tok.IsZero() || m.same(p.committed) {
 		return false
 	}
@@ -286,6 +290,7 @@ func (p *position) save(ctx context.Context, force bool, timeout time.Duration) 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err == nil {
+		p.saves++
 		p.failures = 0
 		p.saved, p.lastSave, p.saveErr = cp, cp.UpdatedAt, nil
 		p.unsaved -= events
@@ -294,6 +299,7 @@ func (p *position) save(ctx context.Context, force bool, timeout time.Duration) 
 		return nil
 	}
 	p.failures++
+	p.saveFailures++
 	p.saveErr = err
 	p.log.Warn("changestream: could not save the checkpoint; retrying at the next commit",
 		"failures", p.failures, "token", cp.Token.String(), "err", err)
@@ -376,6 +382,8 @@ type positionState struct {
 	caughtUp             bool
 	saved                Checkpoint
 	saveErr              error
+
+	committedEvents, saves, saveFailures int64
 }
 
 func (p *position) state() positionState {
@@ -384,6 +392,7 @@ func (p *position) state() positionState {
 	return positionState{
 		delivered: p.delivered, committed: p.committed, inflight: len(p.inflight),
 		newest: p.newest, caughtUp: p.caughtUp, saved: p.saved, saveErr: p.saveErr,
+		committedEvents: p.committedEvents, saves: p.saves, saveFailures: p.saveFailures,
 	}
 }
 

@@ -161,7 +161,7 @@ func (s *Stream[T]) rewatch(cause error) error {
 		}
 		cs, err := s.open(s.ictx, from)
 		if err == nil {
-			s.cs = cs
+			s.cs, s.firstBatch = cs, true
 			// The new watch starts after the last whole event: a split
 			// event in progress comes again from its first fragment, and
 			// documents decode with the new stream's registry.

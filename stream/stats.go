@@ -71,6 +71,25 @@ type Stats struct {
 	// last save succeeded.
 	CheckpointErr error
 
+	// Committed counts the events whose position was committed: the
+	// consumer asked for the next event, called Commit or Close after
+	// handling them, or Batches or Process committed them (see
+	// Options.Store). It counts without a Store too.
+	Committed int64
+
+	// CheckpointSaves counts the checkpoints saved with Options.Store, and
+	// CheckpointFailures the saves that failed (each retry that fails
+	// counts again).
+	CheckpointSaves, CheckpointFailures int64
+
+	// Batches counts the server's batches that brought at least one
+	// document: the first batch of each watch and of each resume, and the
+	// replies to getMore. LastBatch is the number of documents in the
+	// latest of them. A stream that keeps up with the writes sees batches
+	// of one; a stream that is behind, full batches.
+	Batches   int64
+	LastBatch int
+
 	// Snapshot is the progress of the snapshot the stream started with
 	// (Options.NoCheckpoint); the zero value when it took none.
 	Snapshot SnapshotStats
@@ -93,6 +112,7 @@ func (s *Stream[T]) Stats() Stats {
 		st.CommittedLag = lagBetween(st.CommittedClusterTime, ps.newest)
 	}
 	st.Checkpoint, st.CheckpointErr = ps.saved, ps.saveErr
+	st.Committed, st.CheckpointSaves, st.CheckpointFailures = ps.committedEvents, ps.saves, ps.saveFailures
 	return st
 }
 

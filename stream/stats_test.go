@@ -36,6 +36,16 @@ func TestStats(t *testing.T) {
 	if st.Events != 3 || st.Resumes != 1 || st.Rewatches != 1 {
 		t.Errorf("Stats: %d events, %d resumes, %d rewatches; want 3, 1, 1", st.Events, st.Resumes, st.Rewatches)
 	}
+	// Each event came alone: in a getMore's reply, in the first batch of
+	// the driver's resume, in the first batch of the new watch.
+	if st.Batches != 3 || st.LastBatch != 1 {
+		t.Errorf("Stats: %d batches, the last of %d; want 3 of 1", st.Batches, st.LastBatch)
+	}
+	// The Nexts of events 2 and 3 committed events 1 and 2; the second
+	// commit made CheckpointEvery and saved.
+	if st.Committed != 2 || st.CheckpointSaves != 1 || st.CheckpointFailures != 0 {
+		t.Errorf("Stats: %d committed, %d saves, %d failures; want 2, 1, 0", st.Committed, st.CheckpointSaves, st.CheckpointFailures)
+	}
 	if !st.ClusterTime.Equal(ev.ClusterTime) {
 		t.Errorf("Stats().ClusterTime = %v, want the last event's %v", st.ClusterTime, ev.ClusterTime)
 	}
@@ -58,8 +68,9 @@ func TestStats(t *testing.T) {
 	if err := s.Close(f.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := s.Stats(); !st.Checkpoint.Token.Equal(s.ResumeToken()) || st.Events != 3 {
-		t.Errorf("after Close: checkpoint %v, want %v", st.Checkpoint.Token, s.ResumeToken())
+	if st := s.Stats(); !st.Checkpoint.Token.Equal(s.ResumeToken()) || st.Events != 3 || st.Committed != 3 || st.CheckpointSaves != 2 {
+		t.Errorf("after Close: checkpoint %v, %d events, %d committed, %d saves; want %v, 3, 3, 2",
+			st.Checkpoint.Token, st.Events, st.Committed, st.CheckpointSaves, s.ResumeToken())
 	}
 }
 

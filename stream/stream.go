@@ -60,6 +60,7 @@ type Stream[T any] struct {
 	slab         []byte          // see own
 	driverTok    tokenMemo       // see driverToken
 	afterStart   bool            // cs was opened with startAfter and has returned no event
+	firstBatch   bool            // cs is new: its first batch is not counted yet
 	taken        bool            // an event was taken from a driver stream
 	userResume   bool            // the user's driver options set a resume option Watch used
 	split        reassembler     // split.go: fragments of an event not yet whole
@@ -72,7 +73,7 @@ type Stream[T any] struct {
 	mu      sync.Mutex
 	closed  bool
 	term    error // why the stream ended, if it did
-	stats   Stats // Events, Resumes and Rewatches
+	stats   Stats // Events, Resumes, Rewatches, Batches and LastBatch
 	inBody  bool  // an All loop body is running
 	manual  bool  // no commit on the next call: Options.ManualCommit, Batches
 	loopErr error // the error of the Close made by All or Batches, for the next Close
@@ -208,7 +209,7 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if err != nil {
 		return nil, classify(err)
 	}
-	s.cs = cs
+	s.cs, s.firstBatch = cs, true
 	s.afterStart = from.how == fromStartAfter || (from.how == fromOriginal && userStartAfter)
 	s.userResume = from.how == fromOriginal && userResume
 	s.used <- struct{}{}
@@ -515,11 +516,12 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 		if err := s.paceResumes(); err != nil { // resumes.go
 			return fetched[T]{err: err, ended: true}
 		}
-		before, inHand := s.cs.ID(), s.cs.RemainingBatchLength() > 0
+		before, left := s.cs.ID(), s.cs.RemainingBatchLength()
 		s.cursorID = before
 		got := s.cs.TryNext(s.ictx)
 		s.noteResume(before, got)
-		if !inHand {
+		s.noteBatch(got, left)
+		if left == 0 {
 			// A round trip: the reply brought the server's cluster time.
 			s.pos.serverTime(s.clock.read(s.cs))
 		}
@@ -591,6 +593,22 @@ func (s *Stream[T]) take() (f fetched[T], whole bool) {
 	}
 	f.val, f.err = s.decode(raw, tok)
 	return f, true
+}
+
+// noteBatch counts a batch of the server when the driver's TryNext that
+// returned got started one: left documents remained of the batch in hand
+// before it, or the batch in hand is the first of a new watch.
+func (s *Stream[T]) noteBatch(got bool, left int) {
+	fresh := left == 0 || s.firstBatch
+	s.firstBatch = false
+	if !got || !fresh {
+		return
+	}
+	n := s.cs.RemainingBatchLength() + 1
+	s.mu.Lock()
+	s.stats.Batches++
+	s.stats.LastBatch = n
+	s.mu.Unlock()
 }
 
 // driverToken returns the driver's resume token, copied once per change.

@@ -292,7 +292,11 @@ func TestBadFlags(t *testing.T) {
 	}{
 		{"unknown flag", []string{"-uri", uri, "-db", "d", "-bogus"}, "-bogus"},
 		{"no uri", []string{"-db", "d"}, "-uri is required"},
-		{"no db", []string{"-uri", uri}, "-db is required"},
+		{"coll without db", []string{"-uri", uri, "-coll", "orders"}, "-coll \"orders\" needs -db"},
+		{"unknown format", []string{"-uri", uri, "-format", "xml"}, "-format \"xml\": want one of json, op, doc"},
+		{"unknown directive", []string{"-uri", uri, "-format", "%o %z"}, "unknown directive %z"},
+		{"lone percent", []string{"-uri", uri, "-format", "%o %"}, "lone %"},
+		{"unknown escape", []string{"-uri", uri, "-format", `%o\q`}, `unknown escape \q`},
 		{"bad uri", []string{"-uri", "http://x", "-db", "d"}, "-uri"},
 		{"bad json", []string{"-uri", uri, "-db", "d", "-match", `{"operationType": `}, "-match"},
 		{"json array", []string{"-uri", uri, "-db", "d", "-match", `[1]`}, "-match"},
@@ -428,11 +432,12 @@ func TestStatusLineFormat(t *testing.T) {
 		name   string
 		events int64
 		rate   float64
-		lag    time.Duration
+		lag    string
 		want   string
 	}{
-		{"known lag", 12, 3.25, lagOf(known), "12 events  3.2 events/s  lag 10s"},
-		{"no cluster time yet", 0, 0, lagOf(stream.Stats{}), "0 events  0.0 events/s  lag ?"},
+		{"known lag", 12, 3.25, lagText(known), "12 events  3.2 events/s  lag 10s"},
+		{"caught up", 12, 0, lagText(stream.Stats{ClusterTime: known.ClusterTime, CaughtUp: true}), "12 events  0.0 events/s  caught up"},
+		{"no cluster time yet", 0, 0, lagText(stream.Stats{}), "0 events  0.0 events/s  lag ?"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

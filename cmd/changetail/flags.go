@@ -24,6 +24,7 @@ type config struct {
 	resumeFile   string
 	since        bson.Timestamp // zero without -since
 	canonical    bool
+	format       *eventFormat // how each event is printed
 	limit        int
 	embedded     bool
 }
@@ -47,26 +48,28 @@ var fileStreamName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]*$`)
 
 var fullDocumentModes = []string{"default", "updateLookup", "whenAvailable", "required"}
 
-const usageText = `usage: changetail -uri URI -db D [-coll C] [flags]
+const usageText = `usage: changetail -uri URI [-db D [-coll C]] [flags]
        changetail -embedded [flags]
-Prints a MongoDB change stream as Extended JSON lines on stdout.
+Prints a MongoDB change stream as Extended JSON lines on stdout: of the
+whole deployment, of database D, or of collection D.C.
 `
 
 // parseFlags reads the command line. now is the time -since durations
 // count back from.
 func parseFlags(args []string, stderr io.Writer, now time.Time) (config, error) {
 	var c config
-	var match, since, fullDoc string
+	var match, since, fullDoc, format string
 	fs := flag.NewFlagSet("changetail", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.uri, "uri", "", "connection string of the deployment (credentials are never printed)")
-	fs.StringVar(&c.db, "db", "", "database to watch (required, except with -embedded: shop)")
-	fs.StringVar(&c.coll, "coll", "", "collection to watch; without it, the whole database")
+	fs.StringVar(&c.db, "db", "", "database to watch; without it, the whole deployment (with -embedded: shop)")
+	fs.StringVar(&c.coll, "coll", "", "collection of -db to watch; without it, the whole database")
 	fs.StringVar(&match, "match", "", "filter on the events, as the Extended JSON of a $match stage's document, e.g. '{\"operationType\":\"insert\"}'")
 	fs.StringVar(&fullDoc, "full-document", "", "fullDocument mode: "+strings.Join(fullDocumentModes, ", "))
 	fs.StringVar(&c.resumeFile, "resume-file", "", "file (NAME"+checkpointSuffix+") that keeps the position; the next run resumes from it")
 	fs.StringVar(&since, "since", "", "start at this time when there is no saved position: RFC 3339 (2024-05-01T10:00:00Z), a duration ago (10m), or a cluster time (1714557600 or 1714557600.3)")
 	fs.BoolVar(&c.canonical, "canonical", false, "print canonical Extended JSON (every BSON type explicit) instead of relaxed")
+	fs.StringVar(&format, "format", "json", formatHelp())
 	fs.IntVar(&c.limit, "limit", 0, "stop after this many events (0: run until interrupted)")
 	fs.BoolVar(&c.embedded, "embedded", false, "watch an in-process mongotest server with a sample writer")
 	if err := fs.Parse(args); err != nil {
@@ -91,8 +94,8 @@ func parseFlags(args []string, stderr io.Writer, now time.Time) (config, error) 
 		}
 	case c.uri == "":
 		return c, usagef("-uri is required (or -embedded)")
-	case c.db == "":
-		return c, usagef("-db is required")
+	case c.db == "" && c.coll != "":
+		return c, usagef("-coll %q needs -db", c.coll)
 	default:
 		if err := options.Client().ApplyURI(c.uri).Validate(); err != nil {
 			return c, usagef("-uri: %v", err)
@@ -119,6 +122,11 @@ func parseFlags(args []string, stderr io.Writer, now time.Time) (config, error) 
 	default:
 		return c, usagef("-full-document %q: want one of %s", fullDoc, strings.Join(fullDocumentModes, ", "))
 	}
+	f, err := parseFormat(format, c.canonical)
+	if err != nil {
+		return c, usagef("-format %q: %v", format, err)
+	}
+	c.format = f
 	if c.resumeFile != "" {
 		base := filepath.Base(c.resumeFile)
 		name, ok := strings.CutSuffix(base, checkpointSuffix)

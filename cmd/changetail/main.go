@@ -3,22 +3,41 @@
 // with a memory: given a resume file it saves its position when it stops
 // and goes on from there the next time.
 //
-// Install it with
+// Install it from a clone of the repository with
+//
+//	go install ./cmd/changetail
+//
+// or, once the module is published,
 //
 //	go install github.com/go-changestream/changestream/cmd/changetail@latest
 //
 // Usage:
 //
-//	changetail -uri URI -db D [-coll C] [-match JSON] [-full-document MODE]
-//	           [-resume-file F] [-since TIME] [-canonical] [-limit N]
+//	changetail -uri URI [-db D [-coll C]] [-match JSON] [-full-document MODE]
+//	           [-resume-file F] [-since TIME] [-format F] [-canonical] [-limit N]
 //	changetail -embedded [flags]
+//
+// Without -db it watches the whole deployment (every database but admin,
+// local and config); with -db, one database; with -coll too, one
+// collection.
 //
 // Events go to standard output, one a line, as relaxed Extended JSON (types
 // JSON has are plain JSON; dates, ObjectIds and the like keep their $
 // wrappers), or canonical Extended JSON with -canonical, which keeps every
-// BSON type exactly. When standard error is a terminal, a status line there
-// shows the events, the events per second and the lag (how far the stream's
-// position is behind the clock).
+// BSON type exactly. -format picks another line, in the spirit of kcat's
+// -f: "op" prints operationType, namespace and documentKey
+// (insert shop.orders {"_id":1}), "doc" the full document only (null for an
+// event without one), and a template such as '%t %o %k' any fields of the
+// event (see changetail -h for the directives). When standard error is a
+// terminal, a status line there shows the events, the events per second
+// and the lag (how far the stream's position is behind the newest cluster
+// time the server reported), or "caught up" when the server had nothing
+// more.
+//
+// While it connects, and when the deployment goes away, changetail says on
+// standard error what it is waiting for (the hosts, and the error of the
+// last attempt: at once when it changes, else every 10 s), and when the
+// deployment is back.
 //
 // With -resume-file, the file (its name must end in .checkpoint.json) is
 // the stream's checkpoint in a stream.FileStore (Options.Name is the name
@@ -31,8 +50,8 @@
 // An unreadable file is an error, never a fresh start.
 //
 // Failures that a new watch can mend (the network or the server down, a
-// restart or failover) are mended without a gap; each attempt is reported
-// on standard error.
+// restart or failover) are mended without a gap; each attempt to watch
+// again is reported on standard error.
 //
 // Ctrl-C (SIGINT) or SIGTERM stops changetail cleanly: it saves the
 // position and exits 0. The save comes first and does not wait for the

@@ -29,14 +29,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var stopEmbedded func()
 	if cfg.embedded {
-		uri, stop, err := startEmbedded(ctx, cfg.db, cfg.coll)
+		writeTo := cfg.coll
+		if writeTo == "" {
+			writeTo = "orders"
+		}
+		uri, stop, err := startEmbedded(ctx, cfg.db, writeTo)
 		if err != nil {
 			fmt.Fprintf(errw, "changetail: %v\n", err)
 			return 1
 		}
 		stopEmbedded = stop
 		cfg.uri = uri
-		fmt.Fprintf(errw, "changetail: watching %s.%s on an embedded server at %s, with a sample writer; Ctrl-C stops\n", cfg.db, cfg.coll, uri)
+		fmt.Fprintf(errw, "changetail: watching %s on an embedded server at %s, with a sample writer on %s.%s; Ctrl-C stops\n",
+			(&tailer{cfg: cfg}).namespace(), uri, cfg.db, writeTo)
 	}
 
 	var p progress
@@ -46,7 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		sp = startStatus(errw, &p)
 	}
 	out := bufio.NewWriter(stdout)
-	t := &tailer{cfg: cfg, out: out, errw: errw, progress: &p, log: newLogger(errw, terminal)}
+	t := &tailer{cfg: cfg, out: out, errw: errw, progress: &p, log: newLogger(errw, terminal), terminal: terminal}
 	err = t.run(ctx)
 	if sp != nil {
 		sp.stop()

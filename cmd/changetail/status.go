@@ -36,8 +36,9 @@ func (p *progress) get() stream.Stats {
 	return f()
 }
 
-// lagOf is how far the stream's position is behind the clock, or -1 when
-// the stream knows no cluster time yet.
+// lagOf is how far the stream's position is behind the newest cluster
+// time the server reported, or -1 when the stream knows no cluster time
+// yet.
 func lagOf(st stream.Stats) time.Duration {
 	if st.ClusterTime.IsZero() {
 		return -1
@@ -45,14 +46,24 @@ func lagOf(st stream.Stats) time.Duration {
 	return st.Lag
 }
 
+// lagText is the status line's lag: "caught up" when the server had
+// nothing more, "lag 10s", or "lag ?" before the stream knows a cluster
+// time.
+func lagText(st stream.Stats) string {
+	switch lag := lagOf(st); {
+	case st.CaughtUp:
+		return "caught up"
+	case lag < 0:
+		return "lag ?"
+	default:
+		return "lag " + lag.Truncate(time.Second).String()
+	}
+}
+
 // statusLine formats the status: total events, the rate over the last
 // interval, and the lag.
-func statusLine(events int64, rate float64, lag time.Duration) string {
-	l := "?"
-	if lag >= 0 {
-		l = lag.Truncate(time.Second).String()
-	}
-	return fmt.Sprintf("%d events  %.1f events/s  lag %s", events, rate, l)
+func statusLine(events int64, rate float64, lag string) string {
+	return fmt.Sprintf("%d events  %.1f events/s  %s", events, rate, lag)
 }
 
 // isTerminal reports whether w is a terminal. Tests replace it.
@@ -95,7 +106,7 @@ func (sp *statusPrinter) loop() {
 			st := sp.p.get()
 			rate := float64(st.Events-last) / now.Sub(lastAt).Seconds()
 			last, lastAt = st.Events, now
-			fmt.Fprintf(sp.w, "\r\x1b[K%s", statusLine(st.Events, rate, lagOf(st)))
+			fmt.Fprintf(sp.w, "\r\x1b[K%s", statusLine(st.Events, rate, lagText(st)))
 		}
 	}
 }

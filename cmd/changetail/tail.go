@@ -37,14 +37,19 @@ type tailer struct {
 	errw     io.Writer
 	progress *progress
 	log      *slog.Logger
+	terminal bool   // stderr is a terminal
+	line     []byte // the line print writes, reused
 }
 
 func (t *tailer) run(ctx context.Context) (err error) {
-	client, err := mongo.Connect(options.Client().ApplyURI(t.cfg.uri).SetAppName("changetail"))
+	copts := options.Client().ApplyURI(t.cfg.uri).SetAppName("changetail")
+	waits := newWaitReporter(copts.Hosts, t.errw, t.terminal)
+	client, err := mongo.Connect(copts.SetServerMonitor(waits.monitor()))
 	if err != nil {
 		return err
 	}
 	defer func() {
+		waits.stop() // disconnecting is no outage
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), disconnectTimeout)
 		defer cancel()
 		_ = client.Disconnect(dctx)
@@ -68,9 +73,12 @@ func (t *tailer) run(ctx context.Context) (err error) {
 	if !t.cfg.since.IsZero() {
 		csOpts.SetStartAtOperationTime(&t.cfg.since)
 	}
-	var target stream.Watcher = client.Database(t.cfg.db)
-	if t.cfg.coll != "" {
+	var target stream.Watcher = client
+	switch {
+	case t.cfg.coll != "":
 		target = client.Database(t.cfg.db).Collection(t.cfg.coll)
+	case t.cfg.db != "":
+		target = client.Database(t.cfg.db)
 	}
 	var pipeline mongo.Pipeline
 	if t.cfg.match != nil {
@@ -136,19 +144,22 @@ func (t *tailer) loop(ctx context.Context, s *stream.Stream[bson.Raw]) error {
 	}
 }
 
-// print writes ev as one line of Extended JSON.
+// print writes ev as -format says, and a newline.
 func (t *tailer) print(ev bson.Raw) error {
-	b, err := bson.MarshalExtJSON(ev, t.cfg.canonical, false)
+	b, err := t.cfg.format.append(t.line[:0], ev)
 	if err != nil {
-		return fmt.Errorf("cannot print an event as Extended JSON: %w", err)
+		return err
 	}
-	t.out.Write(b)
-	t.out.WriteByte('\n')
+	t.line = append(b, '\n')
+	t.out.Write(t.line)
 	return t.out.Flush()
 }
 
 func (t *tailer) namespace() string {
-	if t.cfg.coll == "" {
+	switch {
+	case t.cfg.db == "":
+		return "the deployment"
+	case t.cfg.coll == "":
 		return t.cfg.db
 	}
 	return t.cfg.db + "." + t.cfg.coll

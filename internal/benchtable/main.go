@@ -9,17 +9,26 @@
 // of the document alone (in-memory decode). It also says which of the
 // targets of issues 5 and 16 the run meets. Timings are only compared
 // within one run.
+//
+// It also draws the throughput tables as a bar chart, events/s, events per
+// CPU-second and allocations per event against the driver for each
+// document and batch size, into the SVG file -svg names: docs/performance.svg by default,
+// which docs/performance.md shows (-svg "" draws nothing).
 package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // sample is one result line of a benchmark.
@@ -97,6 +106,8 @@ func parse(r io.Reader) ([]*series, []string, error) {
 }
 
 func main() {
+	svgPath := flag.String("svg", "docs/performance.svg", "write the throughput chart to this SVG file (\"\": none)")
+	flag.Parse()
 	all, header, err := parse(os.Stdin)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
@@ -119,10 +130,13 @@ func main() {
 		}
 		groups[s.group] = append(groups[s.group], s)
 	}
+	var chart []chartGroup
 	for _, g := range order {
 		switch {
 		case strings.HasPrefix(g, "BenchmarkThroughput/"):
-			verdicts = append(verdicts, throughput(g, groups[g])...)
+			v, cg := throughput(g, groups[g])
+			verdicts = append(verdicts, v...)
+			chart = append(chart, cg)
 		case strings.HasPrefix(g, "BenchmarkDecode/"):
 			verdicts = append(verdicts, decode(g, groups[g])...)
 		case strings.HasPrefix(g, "BenchmarkSnapshot/"):
@@ -139,6 +153,25 @@ func main() {
 			fmt.Println("  " + v)
 		}
 	}
+	if *svgPath != "" && len(chart) > 0 {
+		caption := fmt.Sprintf("Medians of %d runs, %s, %s/%s, %s. Compare only within one run.",
+			runs(all), time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, cpuOf(header))
+		if err := os.WriteFile(*svgPath, renderSVG(chart, caption), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "benchtable: wrote", *svgPath)
+	}
+}
+
+// cpuOf returns the cpu header line's model, or "CPU unknown".
+func cpuOf(header []string) string {
+	for _, h := range header {
+		if m, ok := strings.CutPrefix(h, "cpu: "); ok {
+			return m
+		}
+	}
+	return "CPU unknown"
 }
 
 func find(ss []*series, form string) *series {
@@ -192,8 +225,9 @@ func snapshot(g string, ss []*series) []string {
 }
 
 // throughput prints one table of a BenchmarkThroughput group: each form
-// against the raw driver.
-func throughput(g string, ss []*series) []string {
+// against the raw driver. It returns the verdicts and the group's bars.
+func throughput(g string, ss []*series) ([]string, chartGroup) {
+	cg := chartGroup{name: strings.TrimPrefix(g, "BenchmarkThroughput/")}
 	base := find(ss, "driver")
 	fmt.Printf("%s (median of %d runs)\n\n", strings.TrimPrefix(g, "BenchmarkThroughput/"), runs(ss))
 	fmt.Println("| form | events/s | × driver | events/cpu-s | × driver | allocs/event | × driver |")
@@ -210,6 +244,7 @@ func throughput(g string, ss []*series) []string {
 		cpu, _ := s.median("events/cpu-s")
 		al, _ := s.median("allocs/op")
 		fmt.Printf("| %s | %.0f | %s | %.0f | %s | %.0f | %s |\n", s.form, ev, ratio(ev, bev), cpu, ratio(cpu, bcpu), al, ratio(al, bal))
+		cg.rows = append(cg.rows, chartRow{form: s.form, events: fraction(ev, bev), cpu: fraction(cpu, bcpu), allocs: fraction(al, bal)})
 		if s.form == "Next" && base != nil {
 			verdicts = append(verdicts,
 				verdict(ev >= 1.5*bev, fmt.Sprintf("%s: Stream[Event[Order]].Next events/s ≥ 1.5× driver: %s", trim(g), ratio(ev, bev))))
@@ -231,7 +266,15 @@ func throughput(g string, ss []*series) []string {
 		}
 	}
 	fmt.Println()
-	return verdicts
+	return verdicts, cg
+}
+
+// fraction is v/base, or NaN without a base.
+func fraction(v, base float64) float64 {
+	if base == 0 {
+		return math.NaN()
+	}
+	return v / base
 }
 
 // decode prints one table of a BenchmarkDecode group: each form against the

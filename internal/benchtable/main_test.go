@@ -43,7 +43,7 @@ func TestParseTakesMediansPerForm(t *testing.T) {
 			}
 		})
 	}
-	v := throughput(ss[0].group, ss)
+	v, _ := throughput(ss[0].group, ss)
 	if len(v) != 4 || !strings.HasPrefix(v[0], "NOT met") || !strings.HasPrefix(v[1], "met") ||
 		!strings.HasPrefix(v[2], "NOT met") || !strings.Contains(v[2], "2.5×") || !strings.HasPrefix(v[3], "met") {
 		t.Errorf("verdicts %q: want events/s not met (1.25×, for 1.5× and 2.5×) and allocs met (0.42×), nothing on CPU time (not measured)", v)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,43 +17,182 @@ import (
 
 // entities is a test's entity map.
 type entities struct {
-	byID    map[string]any
-	clients []*clientEntity
-	streams []*mongo.ChangeStream
+	byID     map[string]any
+	clients  []*clientEntity
+	sessions []*sessionEntity
+	cursors  []cursorEntity
 }
 
 func newEntities() *entities { return &entities{byID: make(map[string]any)} }
 
-// clientEntity is a client and the command events it observed.
+// clientEntity is a client and the events it observed.
 type clientEntity struct {
-	client  *mongo.Client
-	observe map[string]bool // observed event types
-	ignore  map[string]bool // command names not recorded
+	client    *mongo.Client
+	observe   map[string]bool // observed event types
+	ignore    map[string]bool // command names not recorded
+	sensitive bool            // observeSensitiveCommands
 
-	mu      sync.Mutex
-	started []*event.CommandStartedEvent
+	mu         sync.Mutex
+	commands   []commandEvent
+	cmap       []cmapEvent
+	checkedOut int // connections checked out of the pool now
 }
 
-// sensitive commands are never recorded, as the format requires.
-var sensitive = []string{"authenticate", "saslStart", "saslContinue", "getnonce", "createUser",
-	"updateUser", "copydbgetnonce", "copydbsaslstart", "copydb", "hello", "ismaster", "isMaster",
-	"configureFailPoint"}
+// commandEvent is one command monitoring event.
+type commandEvent struct {
+	kind         string // commandStartedEvent, commandSucceededEvent, commandFailedEvent
+	name         string
+	databaseName string
+	command      bson.Raw // started
+	reply        bson.Raw // succeeded
+	hasServiceID bool
+	hasConnID    bool
+}
 
-func (c *clientEntity) startedEvent(_ context.Context, ev *event.CommandStartedEvent) {
-	if !c.observe["commandStartedEvent"] || c.ignore[ev.CommandName] || slices.Contains(sensitive, ev.CommandName) {
-		return
+// cmapEvent is one connection pool event.
+type cmapEvent struct {
+	kind   string
+	reason string
+}
+
+// sensitiveCommands are recorded only with observeSensitiveCommands, as
+// the format requires. The runner's own configureFailPoint commands are
+// never recorded.
+var sensitiveCommands = []string{"authenticate", "saslStart", "saslContinue", "getnonce", "createUser",
+	"updateUser", "copydbgetnonce", "copydbsaslstart", "copydb", "hello", "ismaster", "isMaster"}
+
+// recordable reports whether a command event is kept.
+func (c *clientEntity) recordable(kind, name string, cmd bson.Raw) bool {
+	if !c.observe[kind] || c.ignore[name] || name == "configureFailPoint" {
+		return false
 	}
-	cp := *ev
-	cp.Command = slices.Clone(ev.Command)
+	if slices.Contains(sensitiveCommands, name) {
+		if !c.sensitive {
+			return false
+		}
+		if cmd != nil {
+			if _, err := cmd.LookupErr("speculativeAuthenticate"); err == nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (c *clientEntity) add(ev commandEvent) {
 	c.mu.Lock()
-	c.started = append(c.started, &cp)
+	c.commands = append(c.commands, ev)
 	c.mu.Unlock()
 }
 
-func (c *clientEntity) events() []*event.CommandStartedEvent {
+func (c *clientEntity) monitor() *event.CommandMonitor {
+	return &event.CommandMonitor{
+		Started: func(_ context.Context, ev *event.CommandStartedEvent) {
+			if c.recordable("commandStartedEvent", ev.CommandName, ev.Command) {
+				c.add(commandEvent{kind: "commandStartedEvent", name: ev.CommandName, databaseName: ev.DatabaseName,
+					command: slices.Clone(ev.Command), hasServiceID: ev.ServiceID != nil, hasConnID: ev.ServerConnectionID != nil})
+			}
+		},
+		Succeeded: func(_ context.Context, ev *event.CommandSucceededEvent) {
+			if c.recordable("commandSucceededEvent", ev.CommandName, nil) {
+				c.add(commandEvent{kind: "commandSucceededEvent", name: ev.CommandName, databaseName: ev.DatabaseName,
+					reply: slices.Clone(ev.Reply), hasServiceID: ev.ServiceID != nil, hasConnID: ev.ServerConnectionID != nil})
+			}
+		},
+		Failed: func(_ context.Context, ev *event.CommandFailedEvent) {
+			if c.recordable("commandFailedEvent", ev.CommandName, nil) {
+				c.add(commandEvent{kind: "commandFailedEvent", name: ev.CommandName, databaseName: ev.DatabaseName,
+					hasServiceID: ev.ServiceID != nil, hasConnID: ev.ServerConnectionID != nil})
+			}
+		},
+	}
+}
+
+// cmapKinds maps the driver's pool event types to the format's names.
+var cmapKinds = map[string]string{
+	event.ConnectionPoolCreated:     "poolCreatedEvent",
+	event.ConnectionPoolReady:       "poolReadyEvent",
+	event.ConnectionPoolCleared:     "poolClearedEvent",
+	event.ConnectionPoolClosed:      "poolClosedEvent",
+	event.ConnectionCreated:         "connectionCreatedEvent",
+	event.ConnectionReady:           "connectionReadyEvent",
+	event.ConnectionClosed:          "connectionClosedEvent",
+	event.ConnectionCheckOutStarted: "connectionCheckOutStartedEvent",
+	event.ConnectionCheckOutFailed:  "connectionCheckOutFailedEvent",
+	event.ConnectionCheckedOut:      "connectionCheckedOutEvent",
+	event.ConnectionCheckedIn:       "connectionCheckedInEvent",
+}
+
+func (c *clientEntity) poolMonitor() *event.PoolMonitor {
+	return &event.PoolMonitor{Event: func(ev *event.PoolEvent) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch ev.Type {
+		case event.ConnectionCheckedOut:
+			c.checkedOut++
+		case event.ConnectionCheckedIn:
+			c.checkedOut--
+		}
+		kind := cmapKinds[ev.Type]
+		if kind != "" && c.observe[kind] {
+			c.cmap = append(c.cmap, cmapEvent{kind: kind, reason: ev.Reason})
+		}
+	}}
+}
+
+func (c *clientEntity) commandEvents() []commandEvent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Clone(c.started)
+	return slices.Clone(c.commands)
+}
+
+func (c *clientEntity) cmapEvents() []cmapEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.cmap)
+}
+
+// startedCommands returns the recorded commandStartedEvents.
+func (c *clientEntity) startedCommands() []commandEvent {
+	var out []commandEvent
+	for _, e := range c.commandEvents() {
+		if e.kind == "commandStartedEvent" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// sessionEntity is an explicit session with the lsid it was created with
+// (which stays known after the session ends).
+type sessionEntity struct {
+	sess   *mongo.Session
+	lsid   bson.Raw
+	client *clientEntity
+	ended  bool
+}
+
+// bucketEntity is a GridFS bucket.
+type bucketEntity struct{ bucket *mongo.GridFSBucket }
+
+// cursorEntity is an iterable saved as an entity: a change stream or a
+// cursor.
+type cursorEntity interface {
+	Next(ctx context.Context) bool
+	TryNext(ctx context.Context) bool
+	Err() error
+	Close(ctx context.Context) error
+}
+
+// current returns the document a cursorEntity is positioned on.
+func current(c cursorEntity) bson.Raw {
+	switch c := c.(type) {
+	case *mongo.ChangeStream:
+		return c.Current
+	case *mongo.Cursor:
+		return c.Current
+	}
+	return nil
 }
 
 // create builds the entities of createEntities.
@@ -77,13 +217,17 @@ func (es *entities) create(ctx context.Context, uri string, defs []bson.Raw) err
 		var ent any
 		switch kind {
 		case "client":
-			ent, err = es.newClient(ctx, uri, spec)
+			ent, err = es.newClient(uri, spec)
 		case "database":
 			ent, err = es.newDatabase(spec)
 		case "collection":
 			ent, err = es.newCollection(spec)
+		case "session":
+			ent, err = es.newSession(spec)
+		case "bucket":
+			ent, err = es.newBucket(spec)
 		default:
-			err = fmt.Errorf("unsupported entity type %q", kind)
+			err = skipf("entity type %q is not supported by this runner", kind)
 		}
 		if err != nil {
 			return fmt.Errorf("createEntities %s %q: %w", kind, id, err)
@@ -93,37 +237,51 @@ func (es *entities) create(ctx context.Context, uri string, defs []bson.Raw) err
 	return nil
 }
 
-func (es *entities) newClient(ctx context.Context, uri string, spec bson.Raw) (*clientEntity, error) {
+func (es *entities) newClient(uri string, spec bson.Raw) (*clientEntity, error) {
 	ce := &clientEntity{observe: map[string]bool{}, ignore: map[string]bool{}}
+	opts := options.Client()
 	elems, _ := spec.Elements()
+	var err error
 	for _, el := range elems {
 		switch el.Key() {
 		case "id", "useMultipleMongoses":
 		case "observeEvents":
 			for _, v := range stringList(el.Value()) {
-				if v != "commandStartedEvent" {
-					return nil, fmt.Errorf("unsupported observed event %q", v)
-				}
 				ce.observe[v] = true
 			}
 		case "ignoreCommandMonitoringEvents":
 			for _, v := range stringList(el.Value()) {
 				ce.ignore[v] = true
 			}
+		case "observeSensitiveCommands":
+			ce.sensitive = el.Value().Boolean()
 		case "uriOptions":
-			opts, _ := el.Value().DocumentOK()
-			var err error
-			if uri, err = withURIOptions(uri, opts); err != nil {
+			u, _ := el.Value().DocumentOK()
+			if uri, err = withURIOptions(uri, u); err != nil {
 				return nil, err
 			}
+		case "serverApi":
+			d, _ := el.Value().DocumentOK()
+			v, _ := d.Lookup("version").StringValueOK()
+			api := options.ServerAPI(options.ServerAPIVersion(v))
+			if s, ok := d.Lookup("strict").BooleanOK(); ok {
+				api.SetStrict(s)
+			}
+			if s, ok := d.Lookup("deprecationErrors").BooleanOK(); ok {
+				api.SetDeprecationErrors(s)
+			}
+			opts.SetServerAPIOptions(api)
 		default:
-			return nil, fmt.Errorf("unsupported client option %q", el.Key())
+			return nil, skipf("client option %q is not supported by this runner", el.Key())
 		}
 	}
-	opts := options.Client().ApplyURI(uri).
+	opts.ApplyURI(uri).
 		SetServerSelectionTimeout(5 * time.Second).
-		SetHeartbeatInterval(heartbeat).
-		SetMonitor(&event.CommandMonitor{Started: ce.startedEvent})
+		SetMonitor(ce.monitor()).
+		SetPoolMonitor(ce.poolMonitor())
+	if !strings.Contains(uri, "heartbeatFrequencyMS") {
+		opts.SetHeartbeatInterval(heartbeat)
+	}
 	c, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, err
@@ -173,10 +331,15 @@ func (es *entities) newDatabase(spec bson.Raw) (*mongo.Database, error) {
 		return nil, err
 	}
 	name, _ := spec.Lookup("databaseName").StringValueOK()
-	if _, err := spec.LookupErr("databaseOptions"); err == nil {
-		return nil, fmt.Errorf("unsupported databaseOptions")
+	opts := options.Database()
+	if d, ok := spec.Lookup("databaseOptions").DocumentOK(); ok {
+		c, err := parseConcerns(d)
+		if err != nil {
+			return nil, err
+		}
+		opts.SetReadConcern(c.read).SetWriteConcern(c.write).SetReadPreference(c.pref)
 	}
-	return ce.client.Database(name), nil
+	return ce.client.Database(name, opts), nil
 }
 
 func (es *entities) newCollection(spec bson.Raw) (*mongo.Collection, error) {
@@ -186,10 +349,71 @@ func (es *entities) newCollection(spec bson.Raw) (*mongo.Collection, error) {
 		return nil, err
 	}
 	name, _ := spec.Lookup("collectionName").StringValueOK()
-	if _, err := spec.LookupErr("collectionOptions"); err == nil {
-		return nil, fmt.Errorf("unsupported collectionOptions")
+	opts := options.Collection()
+	if d, ok := spec.Lookup("collectionOptions").DocumentOK(); ok {
+		c, err := parseConcerns(d)
+		if err != nil {
+			return nil, err
+		}
+		opts.SetReadConcern(c.read).SetWriteConcern(c.write).SetReadPreference(c.pref)
 	}
-	return db.Collection(name), nil
+	return db.Collection(name, opts), nil
+}
+
+func (es *entities) newSession(spec bson.Raw) (*sessionEntity, error) {
+	cid, _ := spec.Lookup("client").StringValueOK()
+	ce, err := entity[*clientEntity](es, cid)
+	if err != nil {
+		return nil, err
+	}
+	opts := options.Session()
+	if d, ok := spec.Lookup("sessionOptions").DocumentOK(); ok {
+		elems, _ := d.Elements()
+		for _, el := range elems {
+			switch el.Key() {
+			case "causalConsistency":
+				opts.SetCausalConsistency(el.Value().Boolean())
+			case "snapshot":
+				opts.SetSnapshot(el.Value().Boolean())
+			case "snapshotTime":
+				// The name of an entity saved from getSnapshotTime.
+				id, _ := el.Value().StringValueOK()
+				v, ok := es.value(id)
+				if !ok || v.Type != bson.TypeTimestamp {
+					return nil, fmt.Errorf("sessionOptions.snapshotTime: no timestamp entity %q", id)
+				}
+				t, i := v.Timestamp()
+				opts.SetSnapshotTime(bson.Timestamp{T: t, I: i})
+			case "defaultTransactionOptions":
+				to, err := transactionOptions(el.Value().Document())
+				if err != nil {
+					return nil, err
+				}
+				opts.SetDefaultTransactionOptions(to)
+			default:
+				return nil, skipf("session option %q is not supported by this runner", el.Key())
+			}
+		}
+	}
+	sess, err := ce.client.StartSession(opts)
+	if err != nil {
+		return nil, err
+	}
+	se := &sessionEntity{sess: sess, lsid: slices.Clone(sess.ID()), client: ce}
+	es.sessions = append(es.sessions, se)
+	return se, nil
+}
+
+func (es *entities) newBucket(spec bson.Raw) (*bucketEntity, error) {
+	did, _ := spec.Lookup("database").StringValueOK()
+	db, err := entity[*mongo.Database](es, did)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := spec.LookupErr("bucketOptions"); err == nil {
+		return nil, skipf("bucketOptions are not supported by this runner")
+	}
+	return &bucketEntity{bucket: db.GridFSBucket()}, nil
 }
 
 // entity returns the entity id as a T.
@@ -213,14 +437,27 @@ func (es *entities) value(id string) (bson.RawValue, bool) {
 	return v, ok
 }
 
-// close closes the change streams and disconnects the clients.
+// close ends the sessions, closes the cursors and change streams and
+// disconnects the clients, all clients at once (each Disconnect can
+// wait for a heartbeat).
 func (es *entities) close(ctx context.Context) {
-	for _, cs := range es.streams {
+	for _, cs := range es.cursors {
 		_ = cs.Close(ctx)
 	}
-	for _, c := range es.clients {
-		_ = c.client.Disconnect(ctx)
+	for _, s := range es.sessions {
+		if !s.ended {
+			s.sess.EndSession(ctx)
+		}
 	}
+	var wg sync.WaitGroup
+	for _, c := range es.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.client.Disconnect(ctx)
+		}()
+	}
+	wg.Wait()
 }
 
 // stringList reads an array of strings.

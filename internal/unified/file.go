@@ -2,12 +2,25 @@
 // of github.com/mongodb/specifications, source/unified-test-format)
 // through the official Go driver against a server given by its URI.
 //
-// It implements the part of the format the change-stream spec tests use:
-// runOnRequirements, client/database/collection entities, initialData,
-// the CRUD, DDL, change-stream and failPoint operations, expectError,
-// expectResult, saveResultAsEntity and expectEvents with
-// commandStartedEvent, and the matching operators $$exists,
-// $$unsetOrMatches, $$type and $$matchesEntity.
+// It implements the part of the format that the change-stream, CRUD,
+// transactions, convenient-transactions, retryable-reads and -writes,
+// sessions, collection- and index-management and run-command spec tests
+// use: runOnRequirements; client (with command and connection-pool
+// event observation), database, collection, session and GridFS bucket
+// entities; initialData and outcome; the collection, database, client,
+// session (startTransaction, commitTransaction, abortTransaction,
+// withTransaction), cursor and testRunner operations (failPoint,
+// targetedFailPoint, the session, collection and index assertions);
+// expectError (codes, labels, partial results, errorResponse),
+// expectResult, saveResultAsEntity and expectEvents; and the matching
+// operators $$exists, $$unsetOrMatches, $$type, $$matchesEntity,
+// $$matchesHexBytes, $$sessionLsid, $$lte, $$matchAsDocument and
+// $$matchAsRoot.
+//
+// A test that needs what the Go driver has no API for, or whose
+// expectations the driver itself does not meet, is skipped with the
+// reason; an argument or operation the runner does not implement fails
+// the test.
 package unified
 
 import (
@@ -84,6 +97,9 @@ type ExpectError struct {
 	ErrorLabelsContain []string      `bson:"errorLabelsContain"`
 	ErrorLabelsOmit    []string      `bson:"errorLabelsOmit"`
 	ExpectResult       bson.RawValue `bson:"expectResult"`
+	ErrorResponse      bson.Raw      `bson:"errorResponse"`
+	WriteErrors        bson.Raw      `bson:"writeErrors"`
+	WriteConcernErrors bson.RawValue `bson:"writeConcernErrors"`
 }
 
 // ExpectedEvents lists the events one client must have seen. Each field holds the format's key

@@ -2,6 +2,7 @@ package unified
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"slices"
@@ -14,19 +15,32 @@ type matcher struct {
 	entities *entities
 }
 
-// matchRoot matches a root-level document: the actual document may hold
-// fields the expected one does not name.
+// matchRoot matches a root-level value: a document (and each document
+// of an array) may hold fields the expected one does not name.
 func (m *matcher) matchRoot(expected bson.RawValue, actual bson.RawValue) error {
 	return m.match(expected, actual, true, "")
 }
 
-// match reports the first difference between expected and actual. Nested
-// documents must not carry extra fields; numbers compare by value.
-func (m *matcher) match(expected, actual bson.RawValue, root bool, path string) error {
+// matchOperatorAbsent matches an expected value against an absent one:
+// only an operator that accepts absence ($$unsetOrMatches, $$exists:
+// false) matches.
+func (m *matcher) matchOperatorAbsent(expected bson.RawValue) error {
+	if d, ok := expected.DocumentOK(); ok {
+		if op, arg, ok := operator(d); ok {
+			return m.matchOperator(op, arg, bson.RawValue{}, false, true, "")
+		}
+	}
+	return fmt.Errorf("expected %s", expected)
+}
+
+// match reports the first difference between expected and actual. With
+// extra, the actual document may carry fields the expected one does not
+// name; nested documents never may. Numbers compare by value.
+func (m *matcher) match(expected, actual bson.RawValue, extra bool, path string) error {
 	if expected.Type == bson.TypeEmbeddedDocument {
 		doc := expected.Document()
 		if op, arg, ok := operator(doc); ok {
-			return m.matchOperator(op, arg, actual, true, path)
+			return m.matchOperator(op, arg, actual, actual.Type != 0, extra, path)
 		}
 		got, ok := actual.DocumentOK()
 		if !ok {
@@ -45,7 +59,7 @@ func (m *matcher) match(expected, actual bson.RawValue, root bool, path string) 
 			present := err == nil
 			if ed, ok := ev.DocumentOK(); ok {
 				if op, arg, ok := operator(ed); ok {
-					if err := m.matchOperator(op, arg, av, present, join(path, k)); err != nil {
+					if err := m.matchOperator(op, arg, av, present, false, join(path, k)); err != nil {
 						return err
 					}
 					continue
@@ -58,7 +72,7 @@ func (m *matcher) match(expected, actual bson.RawValue, root bool, path string) 
 				return err
 			}
 		}
-		if !root {
+		if !extra {
 			aelems, _ := got.Elements()
 			for _, el := range aelems {
 				if !seen[el.Key()] {
@@ -79,7 +93,7 @@ func (m *matcher) match(expected, actual bson.RawValue, root bool, path string) 
 			return fmt.Errorf("%s: expected %d elements, got %d: %s", where(path), len(ev), len(av), got)
 		}
 		for i := range ev {
-			if err := m.match(ev[i], av[i], false, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := m.match(ev[i], av[i], extra, fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}
@@ -100,7 +114,7 @@ func (m *matcher) match(expected, actual bson.RawValue, root bool, path string) 
 
 // matchOperator applies a $$ operator to the actual value, which may be
 // absent (present false).
-func (m *matcher) matchOperator(op string, arg, actual bson.RawValue, present bool, path string) error {
+func (m *matcher) matchOperator(op string, arg, actual bson.RawValue, present, extra bool, path string) error {
 	switch op {
 	case "$$exists":
 		want, ok := arg.BooleanOK()
@@ -118,12 +132,7 @@ func (m *matcher) matchOperator(op string, arg, actual bson.RawValue, present bo
 		if !present {
 			return nil
 		}
-		if ad, ok := arg.DocumentOK(); ok {
-			if op2, arg2, ok := operator(ad); ok {
-				return m.matchOperator(op2, arg2, actual, present, path)
-			}
-		}
-		return m.match(arg, actual, false, path)
+		return m.match(arg, actual, extra, path)
 	case "$$type":
 		if !present {
 			return fmt.Errorf("%s: missing, expected type %s", where(path), arg)
@@ -150,7 +159,49 @@ func (m *matcher) matchOperator(op string, arg, actual bson.RawValue, present bo
 		if !present {
 			return fmt.Errorf("%s: missing, expected entity %q", where(path), id)
 		}
-		return m.match(v, actual, false, path)
+		return m.match(v, actual, extra, path)
+	case "$$matchesHexBytes":
+		want, err := hex.DecodeString(arg.StringValue())
+		if err != nil {
+			return fmt.Errorf("%s: $$matchesHexBytes: %v", where(path), err)
+		}
+		_, got, ok := actual.BinaryOK()
+		if !present || !ok || !bytes.Equal(want, got) {
+			return fmt.Errorf("%s: expected bytes %s, got %s", where(path), arg.StringValue(), actual)
+		}
+		return nil
+	case "$$sessionLsid":
+		id, _ := arg.StringValueOK()
+		se, err := entity[*sessionEntity](m.entities, id)
+		if err != nil {
+			return fmt.Errorf("%s: $$sessionLsid: %v", where(path), err)
+		}
+		if !present || !sameValue(docValue(se.lsid), actual) {
+			return fmt.Errorf("%s: expected the lsid of %s %s, got %s", where(path), id, se.lsid, actual)
+		}
+		return nil
+	case "$$lte":
+		want, ok1 := number(arg)
+		got, ok2 := number(actual)
+		if !present || !ok1 || !ok2 || got > want {
+			return fmt.Errorf("%s: expected a number <= %s, got %s", where(path), arg, actual)
+		}
+		return nil
+	case "$$matchAsDocument":
+		s, ok := actual.StringValueOK()
+		if !present || !ok {
+			return fmt.Errorf("%s: $$matchAsDocument: expected a string, got %s", where(path), actual)
+		}
+		var d bson.Raw
+		if err := bson.UnmarshalExtJSON([]byte(s), true, &d); err != nil {
+			return fmt.Errorf("%s: $$matchAsDocument: %v", where(path), err)
+		}
+		return m.match(arg, docValue(d), false, path)
+	case "$$matchAsRoot":
+		if !present {
+			return fmt.Errorf("%s: missing, expected %s", where(path), arg)
+		}
+		return m.match(arg, actual, true, path)
 	}
 	return fmt.Errorf("%s: unsupported operator %s", where(path), op)
 }

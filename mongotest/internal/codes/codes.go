@@ -7,65 +7,83 @@ import "fmt"
 
 // Server error codes with a name, as a real server (8.2) reports them.
 const (
-	InternalError                   = 1
-	BadValue                        = 2
-	NoSuchKey                       = 4
-	HostUnreachable                 = 6
-	HostNotFound                    = 7
-	UnknownError                    = 8
-	FailedToParse                   = 9
-	Unauthorized                    = 13
-	TypeMismatch                    = 14
-	IllegalOperation                = 20
-	InvalidBSON                     = 22
-	NamespaceNotFound               = 26
-	IndexNotFound                   = 27
-	PathNotViable                   = 28
-	ConflictingUpdateOperators      = 40
-	CursorNotFound                  = 43
-	NoMatchingDocument              = 47
-	NamespaceExists                 = 48
-	MaxTimeMSExpired                = 50
-	DollarPrefixedFieldName         = 52
-	EmptyFieldName                  = 56
-	CommandNotFound                 = 59
-	StaleShardVersion               = 63
-	ImmutableField                  = 66
-	CannotCreateIndex               = 67
-	InvalidOptions                  = 72
-	InvalidNamespace                = 73
-	IndexOptionsConflict            = 85
-	IndexKeySpecsConflict           = 86
-	NetworkTimeout                  = 89
-	ShutdownInProgress              = 91
-	OperationFailed                 = 96
-	FailedToSatisfyReadPreference   = 133
-	CappedPositionLost              = 136
-	StaleEpoch                      = 150
-	CommandNotSupportedOnView       = 166
-	InvalidPipelineOperator         = 168
-	PrimarySteppedDown              = 189
-	InvalidIndexSpecificationOption = 197
-	IllegalOpMsgFlag                = 223
-	QueryFeatureNotAllowed          = 224
-	TransactionTooOld               = 225
-	RetryChangeStream               = 234
-	NotImplemented                  = 238
-	InvalidResumeToken              = 260
-	ExceededTimeLimit               = 262
-	ChangeStreamFatalError          = 280
-	ChangeStreamHistoryLost         = 286
-	UnsupportedOpQueryCommand       = 352
-	SocketException                 = 9001
-	NotWritablePrimary              = 10107
-	BSONObjectTooLarge              = 10334
-	DuplicateKey                    = 11000
-	InterruptedAtShutdown           = 11600
-	Interrupted                     = 11601
-	InterruptedDueToReplStateChange = 11602
-	StaleConfig                     = 13388
-	NotPrimaryNoSecondaryOk         = 13435
-	NotPrimaryOrSecondary           = 13436
+	InternalError                      = 1
+	BadValue                           = 2
+	NoSuchKey                          = 4
+	HostUnreachable                    = 6
+	HostNotFound                       = 7
+	UnknownError                       = 8
+	FailedToParse                      = 9
+	Unauthorized                       = 13
+	TypeMismatch                       = 14
+	IllegalOperation                   = 20
+	InvalidBSON                        = 22
+	LockTimeout                        = 24
+	NamespaceNotFound                  = 26
+	IndexNotFound                      = 27
+	PathNotViable                      = 28
+	ConflictingUpdateOperators         = 40
+	CursorNotFound                     = 43
+	NoMatchingDocument                 = 47
+	NamespaceExists                    = 48
+	MaxTimeMSExpired                   = 50
+	DollarPrefixedFieldName            = 52
+	InvalidIdField                     = 53
+	EmptyFieldName                     = 56
+	CommandNotFound                    = 59
+	StaleShardVersion                  = 63
+	WriteConcernTimeout                = 64
+	ImmutableField                     = 66
+	CannotCreateIndex                  = 67
+	InvalidOptions                     = 72
+	InvalidNamespace                   = 73
+	UnknownReplWriteConcern            = 79
+	IndexOptionsConflict               = 85
+	IndexKeySpecsConflict              = 86
+	NetworkTimeout                     = 89
+	ShutdownInProgress                 = 91
+	NotSecondary                       = 95
+	OperationFailed                    = 96
+	UnsatisfiableWriteConcern          = 100
+	WriteConflict                      = 112
+	ConflictingOperationInProgress     = 117
+	FailedToSatisfyReadPreference      = 133
+	CappedPositionLost                 = 136
+	StaleEpoch                         = 150
+	CommandNotSupportedOnView          = 166
+	InvalidPipelineOperator            = 168
+	PrimarySteppedDown                 = 189
+	InvalidIndexSpecificationOption    = 197
+	NoSuchSession                      = 206
+	IllegalOpMsgFlag                   = 223
+	QueryFeatureNotAllowed             = 224
+	TransactionTooOld                  = 225
+	RetryChangeStream                  = 234
+	NotImplemented                     = 238
+	SnapshotTooOld                     = 239
+	SnapshotUnavailable                = 246
+	StaleChunkHistory                  = 250
+	NoSuchTransaction                  = 251
+	TransactionCommitted               = 256
+	InvalidResumeToken                 = 260
+	ExceededTimeLimit                  = 262
+	OperationNotSupportedInTransaction = 263
+	PreparedTransactionInProgress      = 267
+	MigrationConflict                  = 272
+	ChangeStreamFatalError             = 280
+	ChangeStreamHistoryLost            = 286
+	UnsupportedOpQueryCommand          = 352
+	SocketException                    = 9001
+	NotWritablePrimary                 = 10107
+	BSONObjectTooLarge                 = 10334
+	DuplicateKey                       = 11000
+	InterruptedAtShutdown              = 11600
+	Interrupted                        = 11601
+	InterruptedDueToReplStateChange    = 11602
+	StaleConfig                        = 13388
+	NotPrimaryNoSecondaryOk            = 13435
+	NotPrimaryOrSecondary              = 13436
+	SearchNotEnabled                   = 31082
 )
 
 // Codes a real server raises without a name (reported as "Location<code>").
@@ -84,6 +102,8 @@ const (
 	Location16410   = 16410 // field path starts with '$'
 	Location16412   = 16412 // '.' in a field name of an expression object
 	Location16872   = 16872 // "$" alone
+	Location13113   = 13113 // $merge whenNotMatched: fail
+	Location16020   = 16020 // wrong number of expression arguments
 	Location17276   = 17276 // undefined variable
 	Location31002   = 31002 // $unset argument of the wrong type
 	Location31119   = 31119 // $unset with an empty array
@@ -124,69 +144,86 @@ const (
 
 // names maps codes to the codeName a real server reports.
 var names = map[int32]string{
-	InternalError:                   "InternalError",
-	BadValue:                        "BadValue",
-	NoSuchKey:                       "NoSuchKey",
-	HostUnreachable:                 "HostUnreachable",
-	HostNotFound:                    "HostNotFound",
-	UnknownError:                    "UnknownError",
-	FailedToParse:                   "FailedToParse",
-	Unauthorized:                    "Unauthorized",
-	TypeMismatch:                    "TypeMismatch",
-	IllegalOperation:                "IllegalOperation",
-	InvalidBSON:                     "InvalidBSON",
-	NamespaceNotFound:               "NamespaceNotFound",
-	IndexNotFound:                   "IndexNotFound",
-	PathNotViable:                   "PathNotViable",
-	ConflictingUpdateOperators:      "ConflictingUpdateOperators",
-	CursorNotFound:                  "CursorNotFound",
-	NoMatchingDocument:              "NoMatchingDocument",
-	NamespaceExists:                 "NamespaceExists",
-	MaxTimeMSExpired:                "MaxTimeMSExpired",
-	DollarPrefixedFieldName:         "DollarPrefixedFieldName",
-	EmptyFieldName:                  "EmptyFieldName",
-	CommandNotSupportedOnView:       "CommandNotSupportedOnView",
-	CommandNotFound:                 "CommandNotFound",
-	StaleShardVersion:               "StaleShardVersion",
-	ImmutableField:                  "ImmutableField",
-	CannotCreateIndex:               "CannotCreateIndex",
-	InvalidOptions:                  "InvalidOptions",
-	InvalidNamespace:                "InvalidNamespace",
-	IndexOptionsConflict:            "IndexOptionsConflict",
-	IndexKeySpecsConflict:           "IndexKeySpecsConflict",
-	NetworkTimeout:                  "NetworkTimeout",
-	ShutdownInProgress:              "ShutdownInProgress",
-	OperationFailed:                 "OperationFailed",
-	FailedToSatisfyReadPreference:   "FailedToSatisfyReadPreference",
-	CappedPositionLost:              "CappedPositionLost",
-	StaleEpoch:                      "StaleEpoch",
-	InvalidPipelineOperator:         "InvalidPipelineOperator",
-	PrimarySteppedDown:              "PrimarySteppedDown",
-	InvalidIndexSpecificationOption: "InvalidIndexSpecificationOption",
-	IllegalOpMsgFlag:                "IllegalOpMsgFlag",
-	QueryFeatureNotAllowed:          "QueryFeatureNotAllowed",
-	TransactionTooOld:               "TransactionTooOld",
-	RetryChangeStream:               "RetryChangeStream",
-	NotImplemented:                  "NotImplemented",
-	InvalidResumeToken:              "InvalidResumeToken",
-	ExceededTimeLimit:               "ExceededTimeLimit",
-	ChangeStreamFatalError:          "ChangeStreamFatalError",
-	ChangeStreamHistoryLost:         "ChangeStreamHistoryLost",
-	UnsupportedOpQueryCommand:       "UnsupportedOpQueryCommand",
-	SocketException:                 "SocketException",
-	NotWritablePrimary:              "NotWritablePrimary",
-	BSONObjectTooLarge:              "BSONObjectTooLarge",
-	DuplicateKey:                    "DuplicateKey",
-	InterruptedAtShutdown:           "InterruptedAtShutdown",
-	Interrupted:                     "Interrupted",
-	InterruptedDueToReplStateChange: "InterruptedDueToReplStateChange",
-	StaleConfig:                     "StaleConfig",
-	NotPrimaryNoSecondaryOk:         "NotPrimaryNoSecondaryOk",
-	NotPrimaryOrSecondary:           "NotPrimaryOrSecondary",
+	InternalError:                      "InternalError",
+	BadValue:                           "BadValue",
+	NoSuchKey:                          "NoSuchKey",
+	HostUnreachable:                    "HostUnreachable",
+	HostNotFound:                       "HostNotFound",
+	UnknownError:                       "UnknownError",
+	FailedToParse:                      "FailedToParse",
+	Unauthorized:                       "Unauthorized",
+	TypeMismatch:                       "TypeMismatch",
+	IllegalOperation:                   "IllegalOperation",
+	InvalidBSON:                        "InvalidBSON",
+	NamespaceNotFound:                  "NamespaceNotFound",
+	IndexNotFound:                      "IndexNotFound",
+	PathNotViable:                      "PathNotViable",
+	ConflictingUpdateOperators:         "ConflictingUpdateOperators",
+	CursorNotFound:                     "CursorNotFound",
+	NoMatchingDocument:                 "NoMatchingDocument",
+	NamespaceExists:                    "NamespaceExists",
+	MaxTimeMSExpired:                   "MaxTimeMSExpired",
+	DollarPrefixedFieldName:            "DollarPrefixedFieldName",
+	InvalidIdField:                     "InvalidIdField",
+	EmptyFieldName:                     "EmptyFieldName",
+	CommandNotSupportedOnView:          "CommandNotSupportedOnView",
+	CommandNotFound:                    "CommandNotFound",
+	StaleShardVersion:                  "StaleShardVersion",
+	ImmutableField:                     "ImmutableField",
+	CannotCreateIndex:                  "CannotCreateIndex",
+	InvalidOptions:                     "InvalidOptions",
+	InvalidNamespace:                   "InvalidNamespace",
+	IndexOptionsConflict:               "IndexOptionsConflict",
+	IndexKeySpecsConflict:              "IndexKeySpecsConflict",
+	NetworkTimeout:                     "NetworkTimeout",
+	ShutdownInProgress:                 "ShutdownInProgress",
+	OperationFailed:                    "OperationFailed",
+	FailedToSatisfyReadPreference:      "FailedToSatisfyReadPreference",
+	CappedPositionLost:                 "CappedPositionLost",
+	StaleEpoch:                         "StaleEpoch",
+	InvalidPipelineOperator:            "InvalidPipelineOperator",
+	PrimarySteppedDown:                 "PrimarySteppedDown",
+	InvalidIndexSpecificationOption:    "InvalidIndexSpecificationOption",
+	IllegalOpMsgFlag:                   "IllegalOpMsgFlag",
+	QueryFeatureNotAllowed:             "QueryFeatureNotAllowed",
+	TransactionTooOld:                  "TransactionTooOld",
+	RetryChangeStream:                  "RetryChangeStream",
+	NotImplemented:                     "NotImplemented",
+	InvalidResumeToken:                 "InvalidResumeToken",
+	ExceededTimeLimit:                  "ExceededTimeLimit",
+	ChangeStreamFatalError:             "ChangeStreamFatalError",
+	ChangeStreamHistoryLost:            "ChangeStreamHistoryLost",
+	UnsupportedOpQueryCommand:          "UnsupportedOpQueryCommand",
+	SocketException:                    "SocketException",
+	NotWritablePrimary:                 "NotWritablePrimary",
+	BSONObjectTooLarge:                 "BSONObjectTooLarge",
+	DuplicateKey:                       "DuplicateKey",
+	InterruptedAtShutdown:              "InterruptedAtShutdown",
+	Interrupted:                        "Interrupted",
+	InterruptedDueToReplStateChange:    "InterruptedDueToReplStateChange",
+	StaleConfig:                        "StaleConfig",
+	NotPrimaryNoSecondaryOk:            "NotPrimaryNoSecondaryOk",
+	NotPrimaryOrSecondary:              "NotPrimaryOrSecondary",
+	LockTimeout:                        "LockTimeout",
+	WriteConcernTimeout:                "WriteConcernTimeout",
+	UnknownReplWriteConcern:            "UnknownReplWriteConcern",
+	NotSecondary:                       "NotSecondary",
+	UnsatisfiableWriteConcern:          "UnsatisfiableWriteConcern",
+	WriteConflict:                      "WriteConflict",
+	ConflictingOperationInProgress:     "ConflictingOperationInProgress",
+	NoSuchSession:                      "NoSuchSession",
+	SnapshotTooOld:                     "SnapshotTooOld",
+	SnapshotUnavailable:                "SnapshotUnavailable",
+	StaleChunkHistory:                  "StaleChunkHistory",
+	NoSuchTransaction:                  "NoSuchTransaction",
+	TransactionCommitted:               "TransactionCommitted",
+	OperationNotSupportedInTransaction: "OperationNotSupportedInTransaction",
+	PreparedTransactionInProgress:      "PreparedTransactionInProgress",
+	MigrationConflict:                  "MigrationConflict",
+	SearchNotEnabled:                   "SearchNotEnabled",
 	// Codes a failpoint may name that mongotest itself never raises.
 	134: "ReadConcernMajorityNotAvailableYet",
 	216: "ElectionInProgress",
-	251: "NoSuchTransaction",
 }
 
 // Name returns the codeName of code: its name in the table, or

@@ -50,6 +50,10 @@ type entry struct {
 	nsType       string            // "collection", "view" or "timeseries" for create
 	stateBefore  bsoncore.Document // stateBeforeChange of a modify event
 
+	// lsid and txnNumber name the transaction of a write committed in
+	// one (lsid nil otherwise).
+	lsid      bsoncore.Document
+	txnNumber int64
 }
 
 // changeLog is the ordered list of entries. Entries below index 0 were
@@ -140,6 +144,7 @@ func (l *changeLog) truncateLocked(n int) {
 func (e *Engine) appendEntryLocked(en *entry) {
 	en.time = e.tickLocked()
 	en.wall = time.Now()
+	e.lastWrite = en.wall
 	e.log.appendLocked(en)
 }
 

@@ -39,6 +39,10 @@ type StreamSpec struct {
 	Start                string
 	Token                Token
 	StartAtOperationTime bson.Timestamp
+
+	// Session is the lsid id of the aggregate's session ("" for none):
+	// only that session may continue the cursor.
+	Session string
 }
 
 // streamState is a change-stream cursor's position in the change log.
@@ -137,7 +141,9 @@ func (e *Engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt Token, ended b
 			st.pos++
 			continue
 		}
-		tok := Token{time: en.time, fragment: wholeEvent, kind: kindEvent}
+		// Like a real server's, an event token names the collection (its
+		// UUID), so that a token from elsewhere is not taken for this one.
+		tok := Token{time: en.time, fragment: wholeEvent, kind: kindEvent, uuid: en.uuid, hasUUID: en.uuid != [16]byte{}}
 		var doc bsoncore.Document
 		mark := len(w.out)
 		direct := len(st.spec.Stages) == 0
@@ -169,7 +175,7 @@ func (e *Engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt Token, ended b
 			if !st.spec.Split {
 				return Token{}, false, codes.Errorf(codes.BSONObjectTooLarge, "Executor error during getMore :: caused by :: BSONObj size: %d (0x%X) is invalid. Size must be between 0 and 16793600(16MB) First element: _id: %s", len(doc), len(doc), tok.doc())
 			}
-			frags, err := splitEvent(doc, en.time) // copies what it keeps
+			frags, err := splitEvent(doc, tok) // copies what it keeps
 			if err != nil {
 				return Token{}, false, err
 			}
@@ -334,6 +340,11 @@ func (e *Engine) appendEventLocked(dst []byte, st *streamState, en *entry, tok T
 	if en.op == opUpdate {
 		out = appendUpdateDesc(out, en, sp.ShowExpanded)
 	}
+	if en.lsid != nil {
+		// A write of a transaction names its session and transaction.
+		out = bsoncore.AppendDocumentElement(out, "lsid", en.lsid)
+		out = bsoncore.AppendInt64Element(out, "txnNumber", en.txnNumber)
+	}
 	if sp.ShowExpanded && en.opDesc != nil {
 		out = bsoncore.AppendDocumentElement(out, "operationDescription", en.opDesc)
 	}
@@ -423,9 +434,9 @@ func renderInvalidate(en *entry, tok Token) bsoncore.Document {
 
 // splitEvent cuts an oversized event into fragments, as
 // $changeStreamSplitLargeEvent does: each holds _id (the fragment's own
-// token), splitEvent {fragment, of} and as many of the remaining top-level
-// fields as fit.
-func splitEvent(doc bsoncore.Document, t bson.Timestamp) ([]fragment, error) {
+// token: whole with the fragment number), splitEvent {fragment, of} and as
+// many of the remaining top-level fields as fit.
+func splitEvent(doc bsoncore.Document, whole Token) ([]fragment, error) {
 	elems, err := doc.Elements()
 	if err != nil {
 		return nil, err
@@ -453,7 +464,8 @@ func splitEvent(doc bsoncore.Document, t bson.Timestamp) ([]fragment, error) {
 	}
 	frags := make([]fragment, len(groups))
 	for i, g := range groups {
-		tok := Token{time: t, fragment: uint16(i + 1), kind: kindEvent}
+		tok := whole
+		tok.fragment = uint16(i + 1)
 		if i == len(groups)-1 {
 			// The last fragment carries the whole event's token, so resuming
 			// from it continues with the next event.
@@ -518,6 +530,9 @@ func (e *Engine) OpenChangeStream(spec StreamSpec, out []byte, batchSize int) ([
 		st.pos = e.log.end()
 	case "startAtOperationTime":
 		start := spec.StartAtOperationTime
+		// A time before the server started is taken as its start (a real
+		// server refuses one older than its oplog; the project's tests
+		// start streams at {1, 0} to mean "from the beginning").
 		if !tsLess(e.log.truncatedThrough, start) && e.log.base > 0 {
 			return nil, historyLost(start)
 		}
@@ -527,8 +542,23 @@ func (e *Engine) OpenChangeStream(spec StreamSpec, out []byte, batchSize int) ([
 		if t.kind == kindInvalidate && spec.Start == "resumeAfter" {
 			return nil, codes.Errorf(codes.InvalidResumeToken, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification.")
 		}
-		if tsLess(t.time, e.log.truncatedThrough) {
+		if tsLess(t.time, e.log.truncatedThrough) || tsLess(t.time, e.origin) {
+			// A token older than the history: truncated, or from before
+			// this server started (another server's, or a restored one).
 			return nil, historyLost(t.time)
+		}
+		if t.kind == kindEvent && tsLess(e.log.truncatedThrough, t.time) {
+			// An event token names an event of the history (or the newest
+			// dropped one): one that is not there (a token from another
+			// server, or from the future) cannot be resumed from, as on a
+			// real server.
+			if en := e.log.at(e.log.firstAtOrAfter(t.time)); en == nil || en.time != t.time || t.hasUUID && en.uuid != t.uuid {
+				return nil, &codes.Error{
+					Code:    codes.ChangeStreamFatalError,
+					Message: fmt.Sprintf("cannot resume stream; the resume token was not found. {_data: \"%s\"}", t.data()),
+					Labels:  []string{"NonResumableChangeStreamError"},
+				}
+			}
 		}
 		if t.kind == kindEvent && t.fragment != wholeEvent {
 			// Resume inside a split event: the fragments after t.fragment.
@@ -542,7 +572,7 @@ func (e *Engine) OpenChangeStream(spec StreamSpec, out []byte, batchSize int) ([
 			st.pos = e.log.firstAfter(t.time)
 		}
 	}
-	c := &cursor{db: spec.DB, coll: spec.Coll, stream: st}
+	c := &cursor{db: spec.DB, coll: spec.Coll, stream: st, session: spec.Session}
 	switch spec.Scope {
 	case ScopeCollection:
 		c.ns = spec.DB + "." + spec.Coll

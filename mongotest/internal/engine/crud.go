@@ -6,6 +6,7 @@ import (
 	"github.com/go-changestream/changestream/mongotest/internal/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"strings"
 )
 
 // dataCollLocked returns db.name for reading or writing documents: nil
@@ -122,6 +123,13 @@ func (e *Engine) Insert(db, coll string, docs []bsoncore.Document, ordered bool)
 			continue
 		}
 		d = withID(d)
+		if err := checkIDForStorage(d.Lookup("_id")); err != nil {
+			werrs = append(werrs, WriteError{i, err})
+			if ordered {
+				break
+			}
+			continue
+		}
 		k, _ := bsonutil.DocKey(d)
 		if _, dup := c.get(k); dup {
 			werrs = append(werrs, WriteError{i, codes.Errorf(codes.DuplicateKey, "E11000 duplicate key error collection: %s index: _id_ dup key: { _id: %s }", c.ns(), d.Lookup("_id"))})
@@ -193,4 +201,20 @@ func (e *Engine) Delete(db, coll string, stmts []DeleteStmt, ordered bool) (int,
 		}
 	}
 	return n, werrs, nil
+}
+
+// checkIDForStorage refuses an _id a real server cannot store: a
+// document with a '$'-prefixed field.
+func checkIDForStorage(id bsoncore.Value) *codes.Error {
+	d, ok := id.DocumentOK()
+	if !ok {
+		return nil
+	}
+	elems, _ := d.Elements()
+	for _, el := range elems {
+		if strings.HasPrefix(el.Key(), "$") {
+			return codes.Errorf(codes.InvalidIdField, "_id fields may not contain '$'-prefixed fields: %s is not valid for storage.", el.Key())
+		}
+	}
+	return nil
 }

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
 	"time"
 
 	"github.com/go-changestream/changestream/mongotest/internal/bsonutil"
@@ -19,6 +22,10 @@ type cursor struct {
 
 	stream *streamState        // change-stream cursors
 	docs   []bsoncore.Document // find cursors: documents not yet returned
+
+	// session is the lsid id of the session that opened the cursor ("" for
+	// none): as on a real server, only that session may continue it.
+	session string
 
 	busy     bool // a getMore is running on it
 	killed   bool
@@ -85,13 +92,21 @@ func (e *Engine) reapIdleLocked() {
 	}
 }
 
-// registerCursorLocked gives c a new id and records it.
+// registerCursorLocked gives c a new id and records it. Ids are random
+// positive 63-bit numbers, as on a real server: a client cannot guess
+// another client's cursor from its own.
 func (e *Engine) registerCursorLocked(c *cursor) {
 	e.reapIdleLocked()
 	c.lastUsed = e.now()
-	e.lastCID++
-	// Cursor ids look random on a real server; keep them positive and large.
-	c.id = e.lastCID*1_000_003 + 7_000_000_000
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id := int64(binary.BigEndian.Uint64(b[:]) >> 1)
+		if _, taken := e.cursors[id]; id != 0 && !taken {
+			c.id = id
+			break
+		}
+	}
 	e.cursors[c.id] = c
 	e.idle.pushBack(c)
 }
@@ -102,11 +117,13 @@ func (e *Engine) closeCursorLocked(c *cursor) {
 	e.idle.remove(c)
 }
 
-// Checkout finds cursor id for a getMore on db.coll and marks it busy. It
-// fails with CursorNotFound when there is no such cursor, Unauthorized
-// when it belongs to another namespace, and OperationFailed when another
-// getMore is using it.
-func (e *Engine) Checkout(id int64, db, coll string) (Cursor, error) {
+// Checkout finds cursor id for a getMore on db.coll, sent in the session
+// session ("" for none), and marks it busy. It fails with CursorNotFound
+// when there is no such cursor, Unauthorized when it belongs to another
+// namespace, the codes of a real server (50736, 50737, 50738) when it
+// belongs to another session, and OperationFailed when another getMore
+// is using it.
+func (e *Engine) Checkout(id int64, db, coll, session string) (Cursor, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.reapIdleLocked()
@@ -116,6 +133,14 @@ func (e *Engine) Checkout(id int64, db, coll string) (Cursor, error) {
 	}
 	if c.db != db || c.coll != coll {
 		return Cursor{}, codes.Errorf(codes.Unauthorized, "Requested getMore on namespace '%s.%s', but cursor belongs to a different namespace %s", db, coll, c.db+"."+c.coll)
+	}
+	switch {
+	case c.session == "" && session != "":
+		return Cursor{}, codes.Errorf(50736, "Cannot run getMore on cursor %d, which was not created in a session, in session %s", id, sessionString(session))
+	case c.session != "" && session == "":
+		return Cursor{}, codes.Errorf(50737, "Cannot run getMore on cursor %d, which was created in session %s, without an lsid", id, sessionString(c.session))
+	case c.session != session:
+		return Cursor{}, codes.Errorf(50738, "Cannot run getMore on cursor %d, which was created in session %s, in session %s", id, sessionString(c.session), sessionString(session))
 	}
 	if c.busy {
 		return Cursor{}, codes.Errorf(codes.OperationFailed, "cursor id %d is already in use", id)
@@ -221,12 +246,13 @@ func (e *Engine) NextEvents(ctx context.Context, cur Cursor, out []byte, batchSi
 	}
 }
 
-// OpenDocCursor answers a find or an aggregate on db.coll with docs: the
+// OpenDocCursor answers a find or an aggregate on db.coll, sent in the
+// session session ("" for none), with docs: the
 // reply {cursor: {id, ns, firstBatch}} holds the first batchSize of them
 // (0: none), and a cursor keeps the rest for getMore, unless single asks
 // for one batch only.
-func (e *Engine) OpenDocCursor(db, coll string, docs []bsoncore.Document, batchSize int64, single bool) bsoncore.Document {
-	cur := &cursor{ns: db + "." + coll, db: db, coll: coll}
+func (e *Engine) OpenDocCursor(db, coll, session string, docs []bsoncore.Document, batchSize int64, single bool) bsoncore.Document {
+	cur := &cursor{ns: db + "." + coll, db: db, coll: coll, session: session}
 	first := docs
 	if batchSize > 0 && int64(len(docs)) > batchSize {
 		first, cur.docs = docs[:batchSize], docs[batchSize:]
@@ -286,4 +312,29 @@ func (e *Engine) OpenCursors() int {
 	defer e.mu.Unlock()
 	e.reapIdleLocked()
 	return len(e.cursors)
+}
+
+// sessionString formats a session's lsid id (16 bytes) as a UUID, as a
+// real server names sessions in its messages.
+func sessionString(id string) string {
+	b := []byte(id)
+	if len(b) != 16 {
+		return fmt.Sprintf("%x", b)
+	}
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// KillAllSessions ends every session, as killAllSessions does on a real
+// server: their transactions are aborted and the cursors opened in a
+// session are killed.
+func (e *Engine) KillAllSessions() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.endTransactionsLocked(nil)
+	for _, c := range e.cursors {
+		if c.session != "" {
+			e.closeCursorLocked(c)
+		}
+	}
+	e.log.wakeLocked()
 }

@@ -40,7 +40,7 @@ func TestCursorOperationsDoNotScanIdleCursors(t *testing.T) {
 	e.mu.Unlock()
 
 	openStreams(t, e, 1)
-	cur, err := e.Checkout(ids[idle/2], "db", "c")
+	cur, err := e.Checkout(ids[idle/2], "db", "c", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestIdleCursorsReapedInOrder(t *testing.T) {
 	e := New(0, time.Minute)
 	e.SetNow(func() time.Time { return now })
 	old := openStreams(t, e, 3)
-	busy, err := e.Checkout(old[1], "db", "c")
+	busy, err := e.Checkout(old[1], "db", "c", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestIdleCursorsReapedInOrder(t *testing.T) {
 		t.Fatalf("OpenCursors = %d, want 3 (the busy one and the two young ones)", n)
 	}
 	for _, id := range []int64{old[0], old[2]} {
-		if _, err := e.Checkout(id, "db", "c"); err == nil {
+		if _, err := e.Checkout(id, "db", "c", ""); err == nil {
 			t.Errorf("cursor %d survived its timeout", id)
 		}
 	}
@@ -84,7 +84,7 @@ func TestIdleCursorsReapedInOrder(t *testing.T) {
 	if n := e.OpenCursors(); n != 1 {
 		t.Fatalf("OpenCursors = %d, want 1 (the one released last)", n)
 	}
-	if _, err := e.Checkout(young[0], "db", "c"); err == nil {
+	if _, err := e.Checkout(young[0], "db", "c", ""); err == nil {
 		t.Error("a young cursor survived its timeout")
 	}
 }

@@ -58,13 +58,18 @@ type CreateOptions struct {
 	Pipeline bsoncore.Document
 }
 
-// Create creates db.name and logs its create event. It fails with
-// NamespaceExists when the collection exists.
+// Create creates db.name and logs its create event. When the collection
+// exists, it succeeds with no event if the options are the same and fails
+// with NamespaceExists if they differ, as on a real server.
 func (e *Engine) Create(db, name string, opts CreateOptions) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.collLocked(db, name) != nil {
-		return codes.Errorf(codes.NamespaceExists, "Collection %s.%s already exists.", db, name)
+	if c := e.collLocked(db, name); c != nil {
+		if c.preAndPostImages == opts.PreAndPostImages && c.viewOn == opts.ViewOn &&
+			(opts.ViewOn == "" || bytes.Equal(c.viewPipeline, opts.Pipeline)) {
+			return nil
+		}
+		return codes.Errorf(codes.NamespaceExists, "namespace %s.%s already exists, but with different options", db, name)
 	}
 	if err := ValidCollName(db, name); err != nil {
 		return err

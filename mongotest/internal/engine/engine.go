@@ -15,7 +15,10 @@ type Engine struct {
 	mu    sync.Mutex
 	dbs   map[string]*database
 	clock bson.Timestamp
-	log   changeLog
+	// origin is the cluster time the engine started at, where its history
+	// begins: a resume point before it is older than the history.
+	origin bson.Timestamp
+	log    changeLog
 	// cursors are the open cursors. As on a real server a cursor belongs
 	// to no connection: it stays open when the connection that created it
 	// closes, and the driver may continue it on another connection of its
@@ -33,14 +36,20 @@ type Engine struct {
 	// cursorTimeout is how long a cursor may stay unused; negative: never.
 	cursorTimeout time.Duration
 	// now is the clock of cursor timeouts (a test may replace it).
-	now     func() time.Time
-	lastCID int64
+	now func() time.Time
 	// cursorVisits counts the cursors the cursor operations examined, so
 	// that a test can check they do not scan the table.
 	cursorVisits int
 	closed       bool
 	// done is closed by Shutdown, waking every waiting getMore.
 	done chan struct{}
+	// lastWrite is when the clock last advanced (a write or a no-op).
+	lastWrite time.Time
+	// snapshots are copies of the data kept for snapshot reads
+	// (transaction.go), oldest first.
+	snapshots []snapshot
+	// txns are the sessions' transactions (transaction.go), by lsid id.
+	txns map[string]*txn
 	// retries remembers the replies of retryable writes (retry.go). It
 	// has its own lock and, like the data, survives Restart.
 	retries retryTable
@@ -56,11 +65,15 @@ func New(historyLimit int, cursorTimeout time.Duration) *Engine {
 	if cursorTimeout == 0 {
 		cursorTimeout = DefaultCursorTimeout
 	}
+	start := bson.Timestamp{T: uint32(time.Now().Unix()), I: 1}
 	return &Engine{
 		dbs:           make(map[string]*database),
-		clock:         bson.Timestamp{T: uint32(time.Now().Unix()), I: 1},
+		clock:         start,
+		origin:        start,
+		lastWrite:     time.Now(),
 		log:           newChangeLog(historyLimit),
 		cursors:       make(map[int64]*cursor),
+		txns:          make(map[string]*txn),
 		cursorTimeout: cursorTimeout,
 		done:          make(chan struct{}),
 		now:           time.Now,
@@ -79,6 +92,19 @@ func (e *Engine) ClusterTime() bson.Timestamp {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.clock
+}
+
+// NoopIfIdle advances the cluster time, as a replica set's periodic no-op
+// write does, when nothing was written for idle; getMores waiting on the
+// change log see the new time in their postBatchResumeToken.
+func (e *Engine) NoopIfIdle(idle time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if time.Since(e.lastWrite) < idle {
+		return
+	}
+	e.tickLocked()
+	e.lastWrite = time.Now()
 }
 
 // tickLocked advances the cluster clock and returns the new time. Times are

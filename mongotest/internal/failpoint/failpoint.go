@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-changestream/changestream/mongotest/internal/codes"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Spec describes a failpoint; the package mongotest documents each field
@@ -61,6 +62,19 @@ type Spec struct {
 	// ResumableChangeStreamError on resumable codes. Commands is ignored.
 	AfterCursorCheckout bool
 
+	// WriteConcernError, when set, lets the command run and adds this
+	// document as the reply's writeConcernError, as failCommand's
+	// data.writeConcernError does on a real server. It applies only when
+	// ErrorCode is zero and CloseConnection is off.
+	WriteConcernError bsoncore.Document
+
+	// OnPrimaryTransactionalWrite makes this a real server's
+	// onPrimaryTransactionalWrite failpoint: it applies to retryable
+	// writes only (a txnNumber outside a transaction), and has a slot of
+	// its own beside failCommand. mongotest fires it once per command,
+	// where a real server fires it per statement of the command.
+	OnPrimaryTransactionalWrite bool
+
 	// AfterExecution applies the failpoint after the command has run, so
 	// that its effect stays and only the reply is lost: with
 	// CloseConnection the client sees a network error for a write the
@@ -76,9 +90,10 @@ type Spec struct {
 // failGetMoreAfterCursorCheckout, as on a real server. Its zero value
 // has none.
 type Set struct {
-	mu     sync.Mutex
-	before *armed // failCommand
-	after  *armed // failGetMoreAfterCursorCheckout
+	mu       sync.Mutex
+	before   *armed // failCommand
+	after    *armed // failGetMoreAfterCursorCheckout
+	txnWrite *armed // onPrimaryTransactionalWrite
 }
 
 // armed is a configured failpoint and its remaining budget.
@@ -98,11 +113,27 @@ func (f *Set) Configure(fp Spec) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if fp.AfterCursorCheckout {
+	switch {
+	case fp.AfterCursorCheckout:
 		f.after = a
-	} else {
+	case fp.OnPrimaryTransactionalWrite:
+		f.txnWrite = a
+	default:
 		f.before = a
 	}
+}
+
+// OffTxnWrite disables onPrimaryTransactionalWrite and returns how many
+// times it fired.
+func (f *Set) OffTxnWrite() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	if f.txnWrite != nil {
+		n = f.txnWrite.hits
+	}
+	f.txnWrite = nil
+	return n
 }
 
 // Off disables one kind of failpoint and returns how many times it fired.
@@ -125,7 +156,7 @@ func (f *Set) Off(afterCheckout bool) int {
 func (f *Set) Clear() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.before, f.after = nil, nil
+	f.before, f.after, f.txnWrite = nil, nil, nil
 }
 
 // Action is what a matching failpoint does to a command.
@@ -133,42 +164,109 @@ type Action struct {
 	err       *codes.Error
 	closeConn bool
 	blockFor  time.Duration
+	// wce and wceLabels are the write concern error to add to the reply
+	// of the command, which runs.
+	wce       bsoncore.Document
+	wceLabels []string
+}
+
+// Command describes the command a failpoint is asked about: its name,
+// the client's application name, and the session fields that decide
+// which error labels a real server adds.
+type Command struct {
+	Name    string
+	AppName string
+	// TxnNumber and Autocommit tell whether the command carried a
+	// txnNumber and an autocommit field: a retryable write has the first
+	// only, a command of a transaction both.
+	TxnNumber, Autocommit bool
 }
 
 // Before returns the action of a failCommand failpoint for the command,
 // or nil.
-func (f *Set) Before(appName, cmd string) *Action {
-	if cmd == "configureSpec" {
+func (f *Set) Before(cmd Command) *Action {
+	if cmd.Name == "configureFailPoint" {
 		return nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.fireBefore(appName, cmd, false)
+	return f.fireBefore(cmd, false)
 }
 
 // AfterExecution returns the action of a failCommand failpoint
 // configured with AfterExecution for a write that has run, or nil.
-func (f *Set) AfterExecution(appName, cmd string) *Action {
+func (f *Set) AfterExecution(cmd Command) *Action {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.fireBefore(appName, cmd, true)
+	return f.fireBefore(cmd, true)
 }
 
-// fireBefore fires the failCommand failpoint if it matches cmd and its
+// fireBefore fires the failCommand failpoint, or else the
+// onPrimaryTransactionalWrite one, if it matches cmd and its
 // AfterExecution is afterExec.
-func (f *Set) fireBefore(appName, cmd string, afterExec bool) *Action {
+func (f *Set) fireBefore(cmd Command, afterExec bool) *Action {
+	slot := &f.before
 	a := f.before
-	if a == nil || a.fp.AfterExecution != afterExec || !a.fire(appName, cmd, true) {
-		return nil
+	if a == nil || a.fp.AfterExecution != afterExec || !a.fire(cmd.AppName, cmd.Name, true) {
+		slot, a = &f.txnWrite, f.txnWrite
+		if a == nil || !cmd.TxnNumber || cmd.Autocommit || a.fp.AfterExecution != afterExec || !a.fire(cmd.AppName, cmd.Name, true) {
+			return nil
+		}
 	}
 	if a.remaining == 0 {
-		f.before = nil
+		*slot = nil
 	}
-	var labels []string
-	if a.fp.ErrorLabels == nil && writeCommands[cmd] && codes.RetryableWrite(a.fp.ErrorCode) {
-		labels = []string{"RetryableWriteError"}
+	act := a.action(Labels(cmd, a.fp.ErrorCode, 0))
+	if a.fp.WriteConcernError != nil && a.fp.ErrorCode == 0 && !a.fp.CloseConnection {
+		act.wce = a.fp.WriteConcernError
+		act.wceLabels = a.fp.ErrorLabels
+		if act.wceLabels == nil {
+			code, _ := a.fp.WriteConcernError.Lookup("code").AsInt32OK()
+			act.wceLabels = Labels(cmd, 0, code)
+		}
 	}
-	return a.action(labels)
+	return act
+}
+
+// WriteConcernError returns the write concern error the action adds to
+// the reply of a command that runs, with its error labels, or nil.
+func (a *Action) WriteConcernError() (bsoncore.Document, []string) {
+	if a == nil {
+		return nil, nil
+	}
+	return a.wce, a.wceLabels
+}
+
+// Labels returns the error labels a real server (mongod's
+// ErrorLabelBuilder) adds to a command that fails with code, or whose
+// reply carries a write concern error with wcCode (0: none):
+// TransientTransactionError inside a transaction, otherwise
+// RetryableWriteError on a retryable write, or on commitTransaction and
+// abortTransaction, that failed with a retryable code.
+func Labels(cmd Command, code, wcCode int32) []string {
+	commitOrAbort := cmd.Name == "commitTransaction" || cmd.Name == "abortTransaction"
+	if code != 0 && cmd.TxnNumber && cmd.Autocommit && transientTransactionError(code, wcCode != 0, commitOrAbort) {
+		return []string{"TransientTransactionError"}
+	}
+	if cmd.TxnNumber && (!cmd.Autocommit || commitOrAbort) &&
+		(code != 0 && codes.RetryableWrite(code) || wcCode != 0 && codes.RetryableWrite(wcCode)) {
+		return []string{"RetryableWriteError"}
+	}
+	return nil
+}
+
+// transientTransactionError is mongod's isTransientTransactionError.
+func transientTransactionError(code int32, hasWCE, commitOrAbort bool) bool {
+	switch code {
+	case codes.WriteConflict, codes.LockTimeout, codes.PreparedTransactionInProgress:
+		return true
+	case codes.SnapshotTooOld, codes.SnapshotUnavailable, codes.StaleChunkHistory, codes.MigrationConflict:
+		return true
+	}
+	if commitOrAbort {
+		return code == codes.NoSuchTransaction && !hasWCE
+	}
+	return codes.RetryableWrite(code) || code == codes.NoSuchTransaction
 }
 
 // AfterCheckout returns the action of failGetMoreAfterCursorCheckout
@@ -234,12 +332,6 @@ func (a *armed) action(defaultLabels []string) *Action {
 		}
 	}
 	return act
-}
-
-// writeCommands are the commands a driver retries as retryable writes.
-var writeCommands = map[string]bool{
-	"insert": true, "update": true, "delete": true, "findAndModify": true,
-	"commitTransaction": true, "abortTransaction": true,
 }
 
 // ErrCloseConnection is what Apply returns for a failpoint that closes

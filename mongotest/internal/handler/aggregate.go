@@ -54,7 +54,7 @@ func handleCollectionAggregate(e *engine.Engine, r *request) (bsoncore.Document,
 	if err := engine.ValidCollName(r.db, coll); err != nil {
 		return nil, err
 	}
-	for _, key := range []string{"explain", "let"} {
+	for _, key := range []string{"explain"} {
 		if r.arg(key).Type != 0 {
 			return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support aggregate with %s", key)
 		}
@@ -66,7 +66,11 @@ func handleCollectionAggregate(e *engine.Engine, r *request) (bsoncore.Document,
 	if err != nil {
 		return nil, err
 	}
-	stages, err := query.CompileCollPipeline(r.arg("pipeline").Array())
+	pipeline, write, err := splitWriteStage(r, r.arg("pipeline").Array())
+	if err != nil {
+		return nil, err
+	}
+	stages, err := query.CompileCollPipeline(pipeline)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +78,13 @@ func handleCollectionAggregate(e *engine.Engine, r *request) (bsoncore.Document,
 	if err != nil {
 		return nil, err
 	}
-	return e.OpenDocCursor(r.db, coll, docs, batchSize, false), nil
+	if write != nil {
+		if err := write.write(e, docs); err != nil {
+			return nil, err
+		}
+		return engine.CursorReply(0, r.db+"."+coll, "firstBatch", nil), nil
+	}
+	return e.OpenDocCursor(r.db, coll, r.session(), docs, batchSize, false), nil
 }
 
 // aggregateBatchSize reads cursor.batchSize (default 101); the cursor

@@ -76,3 +76,21 @@ func (r *request) checkCollationArg() error {
 	}
 	return query.CheckCollation(cd)
 }
+
+// session returns the id of the command's lsid ("" when it has none), the
+// key a session's cursors and transactions are kept under.
+func (r *request) session() string {
+	lsid, ok := r.arg("lsid").DocumentOK()
+	if !ok {
+		return ""
+	}
+	id := lsid.Lookup("id")
+	if id.Type == 0 {
+		return ""
+	}
+	_, data, ok := id.BinaryOK()
+	if !ok {
+		return string(id.Data)
+	}
+	return string(data)
+}

@@ -32,7 +32,10 @@ func parseChangeStream(r *request, first bsoncore.Document, rest []bsoncore.Valu
 		return none, 0, codes.Errorf(codes.FailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
 	}
 
-	spec := engine.StreamSpec{DB: r.db, FullDocument: "default", FullDocumentBeforeChange: "off"}
+	if err := checkChangeStreamReadConcern(r); err != nil {
+		return none, 0, err
+	}
+	spec := engine.StreamSpec{DB: r.db, FullDocument: "default", FullDocumentBeforeChange: "off", Session: r.session()}
 	csOpts, _ := first.Lookup("$changeStream").DocumentOK()
 	if csOpts == nil {
 		return none, 0, codes.Errorf(codes.FailedToParse, "the $changeStream stage specification must be an object")

@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"sort"
 	"strings"
 
 	"github.com/go-changestream/changestream/mongotest/internal/engine"
@@ -24,22 +25,25 @@ type command struct {
 // matched without regard to case. hello and isMaster are answered by
 // Serve itself, before any failpoint.
 var commands = []command{
-	{"abortTransaction", notSupported},
+	{"abortTransaction", withControl(handleAbortTransaction)},
 	{"aggregate", withEngine(handleAggregate)},
 	{"buildInfo", plain(handleBuildInfo)},
+	{"bulkWrite", retryableWrite(handleBulkWrite)},
 	{"collMod", withEngine(handleCollMod)},
-	{"commitTransaction", notSupported},
+	{"commitTransaction", withControl(handleCommitTransaction)},
 	{"configureFailPoint", withFailPoints(handleConfigureFailPoint)},
 	{"connectionStatus", plain(handleConnectionStatus)},
 	{"count", withEngine(handleCount)},
 	{"create", withEngine(handleCreate)},
 	{"createIndexes", withEngine(handleCreateIndexes)},
+	{"createSearchIndexes", plain(handleSearchIndexes)},
 	{"delete", retryableWrite(handleDelete)},
 	{"deleteIndexes", withEngine(handleDropIndexes)},
 	{"distinct", withEngine(handleDistinct)},
 	{"drop", withEngine(handleDrop)},
 	{"dropDatabase", withEngine(handleDropDatabase)},
 	{"dropIndexes", withEngine(handleDropIndexes)},
+	{"dropSearchIndex", plain(handleSearchIndexes)},
 	{"endSessions", withEngine(handleEndSessions)},
 	{"find", withEngine(handleFind)},
 	{"findAndModify", retryableWrite(handleFindAndModify)},
@@ -48,17 +52,24 @@ var commands = []command{
 	{"getParameter", plain(handleGetParameter)},
 	{"hostInfo", withTopology(handleHostInfo)},
 	{"insert", retryableWrite(handleInsert)},
+	{"killAllSessions", withEngine(handleKillAllSessions)},
 	{"killCursors", withEngine(handleKillCursors)},
 	{"killSessions", withEngine(handleEndSessions)},
 	{"listCollections", withEngine(handleListCollections)},
+	{"listCommands", handleListCommands},
 	{"listDatabases", withEngine(handleListDatabases)},
 	{"listIndexes", withEngine(handleListIndexes)},
 	{"logout", plain(handleEmptyOK)},
 	{"ping", plain(handleEmptyOK)},
 	{"refreshSessions", plain(handleEmptyOK)},
 	{"renameCollection", withEngine(handleRenameCollection)},
+	{"replSetFreeze", plain(handleReplSetFreeze)},
+	{"replSetGetStatus", withTopology(handleReplSetGetStatus)},
+	{"replSetStepDown", plain(handleReplSetStepDown)},
 	{"saslContinue", plain(handleEmptyOK)},
+	{"serverStatus", withTopology(handleServerStatus)},
 	{"update", retryableWrite(handleUpdate)},
+	{"updateSearchIndex", plain(handleSearchIndexes)},
 }
 
 // commandIndex finds the rows of commands by lower-case name.
@@ -80,6 +91,11 @@ func plain(h func(r *request) (bsoncore.Document, error)) handlerFunc {
 }
 
 func withEngine(h func(e *engine.Engine, r *request) (bsoncore.Document, error)) handlerFunc {
+	return func(env *env, r *request) (bsoncore.Document, error) { return env.runInTxn(r, h) }
+}
+
+// withControl gives the transaction commands the data's engine itself.
+func withControl(h func(e *engine.Engine, r *request) (bsoncore.Document, error)) handlerFunc {
 	return func(env *env, r *request) (bsoncore.Document, error) { return h(env.engine, r) }
 }
 
@@ -89,4 +105,15 @@ func withFailPoints(h func(f *failpoint.Set, r *request) (bsoncore.Document, err
 
 func withTopology(h func(t *Topology, r *request) (bsoncore.Document, error)) handlerFunc {
 	return func(env *env, r *request) (bsoncore.Document, error) { return h(env.topology, r) }
+}
+
+// commandNames lists every command the server answers, hello and isMaster
+// included, sorted; listCommands reports it.
+func commandNames() []string {
+	names := []string{"hello", "isMaster"}
+	for _, c := range commands {
+		names = append(names, c.name)
+	}
+	sort.Strings(names)
+	return names
 }

@@ -45,8 +45,11 @@ func handleGetMore(env *env, r *request) (bsoncore.Document, error) {
 		await = time.Duration(n) * time.Millisecond
 	}
 
-	e := env.engine
-	cur, err := e.Checkout(id, r.db, coll)
+	e, err := env.txnEngine(r)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := e.Checkout(id, r.db, coll, r.session())
 	if err != nil {
 		return nil, err
 	}

@@ -126,14 +126,27 @@ func handleListCollections(e *engine.Engine, r *request) (bsoncore.Document, err
 	return engine.CursorReply(0, r.db+".$cmd.listCollections", "firstBatch", docs), nil
 }
 
+// handleListDatabases lists the databases whose {name, sizeOnDisk,
+// empty} document matches the filter.
 func handleListDatabases(e *engine.Engine, r *request) (bsoncore.Document, error) {
 	nameOnly, _ := r.arg("nameOnly").BooleanOK()
+	filter, err := r.filterArg("filter")
+	if err != nil {
+		return nil, err
+	}
 	arr := bson.A{}
 	for _, n := range e.DatabaseNames() {
+		info, err := bson.Marshal(bson.D{{Key: "name", Value: n}, {Key: "sizeOnDisk", Value: int64(0)}, {Key: "empty", Value: false}})
+		if err != nil {
+			return nil, err
+		}
+		if !filter.Matches(info) {
+			continue
+		}
 		if nameOnly {
 			arr = append(arr, bson.D{{Key: "name", Value: n}})
 		} else {
-			arr = append(arr, bson.D{{Key: "name", Value: n}, {Key: "sizeOnDisk", Value: int64(0)}, {Key: "empty", Value: false}})
+			arr = append(arr, bson.Raw(info))
 		}
 	}
 	d := bson.D{{Key: "databases", Value: arr}}

@@ -14,8 +14,8 @@ import (
 //
 //	{configureFailPoint: "failCommand" | "failGetMoreAfterCursorCheckout",
 //	 mode: "alwaysOn" | "off" | {times: n} | {skip: n},
-//	 data: {failCommands, errorCode, errorLabels, closeConnection,
-//	        blockConnection, blockTimeMS, appName}}
+//	 data: {failCommands, errorCode, errorLabels, writeConcernError,
+//	        closeConnection, blockConnection, blockTimeMS, appName}}
 //
 // run on admin. The reply's count is how often the previous configuration
 // fired.
@@ -32,15 +32,30 @@ func handleConfigureFailPoint(f *failpoint.Set, r *request) (bsoncore.Document, 
 	case "failCommand":
 	case "failGetMoreAfterCursorCheckout":
 		fp.AfterCursorCheckout = true
+	case "onPrimaryTransactionalWrite":
+		fp.OnPrimaryTransactionalWrite = true
 	default:
-		return nil, codes.Errorf(codes.BadValue, "mongotest supports the failpoints failCommand and failGetMoreAfterCursorCheckout, not %q", name)
+		return nil, codes.Errorf(codes.BadValue, "mongotest supports the failpoints failCommand, failGetMoreAfterCursorCheckout and onPrimaryTransactionalWrite, not %q", name)
 	}
 	on, err := parseFailPointMode(r.arg("mode"), &fp)
 	if err != nil {
 		return nil, err
 	}
+	off := func() int {
+		if fp.OnPrimaryTransactionalWrite {
+			return f.OffTxnWrite()
+		}
+		return f.Off(fp.AfterCursorCheckout)
+	}
 	if !on {
-		n := f.Off(fp.AfterCursorCheckout)
+		return marshal(bson.D{{Key: "count", Value: int32(off())}})
+	}
+	if fp.OnPrimaryTransactionalWrite {
+		if err := parseTxnWriteData(r.arg("data"), &fp); err != nil {
+			return nil, err
+		}
+		n := off()
+		f.Configure(fp)
 		return marshal(bson.D{{Key: "count", Value: int32(n)}})
 	}
 	if v := r.arg("data"); v.Type != 0 {
@@ -75,23 +90,57 @@ func parseFailPointMode(v bsoncore.Value, fp *failpoint.Spec) (bool, error) {
 	if !ok {
 		return false, codes.Errorf(codes.TypeMismatch, "failpoint mode must be a string or an object, not %s", v.Type)
 	}
-	elems, _ := d.Elements()
-	if len(elems) != 1 {
-		return false, codes.Errorf(codes.BadValue, "failpoint mode must have exactly one of times or skip")
+	// As on a real server, times wins over skip when both are given (the
+	// Go driver's tests send both); activationProbability is not
+	// implemented.
+	count := func(key string) (int, error) {
+		n, ok := bsonutil.AsInt64(d.Lookup(key))
+		if !ok || n < 0 || n > 1<<31 {
+			return 0, codes.Errorf(codes.BadValue, "failpoint mode %s must be a non-negative integer", key)
+		}
+		return int(n), nil
 	}
-	n, ok := bsonutil.AsInt64(elems[0].Value())
-	if !ok || n < 0 || n > 1<<31 {
-		return false, codes.Errorf(codes.BadValue, "failpoint mode %s must be a non-negative integer", elems[0].Key())
+	switch {
+	case d.Lookup("times").Type != 0:
+		n, err := count("times")
+		fp.Times = n
+		return n > 0, err
+	case d.Lookup("skip").Type != 0:
+		n, err := count("skip")
+		fp.Skip = n
+		return true, err
+	case d.Lookup("activationProbability").Type != 0:
+		return false, codes.Errorf(codes.NotImplemented, "mongotest does not support failpoint mode activationProbability")
 	}
-	switch elems[0].Key() {
-	case "times":
-		fp.Times = int(n)
-		return n > 0, nil
-	case "skip":
-		fp.Skip = int(n)
-		return true, nil
+	return false, codes.Errorf(codes.BadValue, "invalid failpoint mode object: expected times or skip")
+}
+
+// parseTxnWriteData reads the data of onPrimaryTransactionalWrite, which
+// fires on retryable writes: {closeConnection (default true),
+// failBeforeCommitExceptionCode}. Without the code the write is applied
+// and its reply lost with the connection; with it the write is not
+// applied and the command fails with the code (or, with the connection
+// closed, with a network error).
+func parseTxnWriteData(v bsoncore.Value, fp *failpoint.Spec) error {
+	fp.Commands = []string{"insert", "update", "delete", "findAndModify"}
+	fp.CloseConnection = true
+	data, _ := v.DocumentOK()
+	if v.Type != 0 && data == nil {
+		return codes.Errorf(codes.TypeMismatch, "configureFailPoint: data must be an object")
 	}
-	return false, codes.Errorf(codes.BadValue, "mongotest does not support failpoint mode %s: expected times or skip", elems[0].Key())
+	if b, ok := data.Lookup("closeConnection").BooleanOK(); ok {
+		fp.CloseConnection = b
+	}
+	if c := data.Lookup("failBeforeCommitExceptionCode"); c.Type != 0 {
+		n, ok := bsonutil.AsInt64(c)
+		if !ok || n == 0 || n < -(1<<31) || n >= 1<<31 {
+			return codes.Errorf(codes.TypeMismatch, "failpoint data.failBeforeCommitExceptionCode must be a non-zero 32-bit integer")
+		}
+		fp.ErrorCode = int32(n)
+		return nil
+	}
+	fp.AfterExecution = true
+	return nil
 }
 
 // parseFailPointData reads the data document of failCommand.
@@ -147,10 +196,23 @@ func parseFailPointData(data bsoncore.Document, fp *failpoint.Spec) error {
 				return codes.Errorf(codes.TypeMismatch, "failpoint data.appName must be a string")
 			}
 			fp.AppName = str
-		case "threadName", "namespace":
+		case "writeConcernError":
+			d, ok := v.DocumentOK()
+			if !ok {
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.writeConcernError must be an object")
+			}
+			if _, ok := d.Lookup("code").AsInt32OK(); !ok {
+				return codes.Errorf(codes.TypeMismatch, "failpoint data.writeConcernError must have an integer code")
+			}
+			fp.WriteConcernError = d
+		case "threadName", "namespace", "errorExtraInfo":
+			// mongod uses these; mongotest does not implement them.
 			return codes.Errorf(codes.NotImplemented, "mongotest does not support failpoint data.%s", k)
+		case "failInternalCommands":
+			// mongotest runs no internal commands: nothing to fail.
 		default:
-			return codes.Errorf(codes.BadValue, "mongotest does not support failpoint data.%s", k)
+			// mongod reads only the fields it knows and ignores the rest
+			// (the Node.js driver's tests send errmsg).
 		}
 	}
 	if block {

@@ -134,7 +134,7 @@ func handleFind(e *engine.Engine, r *request) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.OpenDocCursor(r.db, coll, docs, batchSize, single), nil
+	return e.OpenDocCursor(r.db, coll, r.session(), docs, batchSize, single), nil
 }
 
 func handleCount(e *engine.Engine, r *request) (bsoncore.Document, error) {

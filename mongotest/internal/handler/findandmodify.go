@@ -16,7 +16,7 @@ var findAndModifyFields = map[string]bool{
 	"collation": true, "hint": true, "comment": true, "maxTimeMS": true, "writeConcern": true,
 	"$db": true, "lsid": true, "txnNumber": true, "$clusterTime": true, "$readPreference": true,
 	"apiVersion": true, "apiStrict": true, "apiDeprecationErrors": true, "autocommit": true,
-	"startTransaction": true, "backpressure": true,
+	"startTransaction": true, "backpressure": true, "readConcern": true, "rawData": true,
 }
 
 func handleFindAndModify(e *engine.Engine, r *request) (bsoncore.Document, error) {
@@ -27,9 +27,6 @@ func handleFindAndModify(e *engine.Engine, r *request) (bsoncore.Document, error
 	elems, _ := r.cmd.Elements()
 	for _, el := range elems {
 		if !findAndModifyFields[el.Key()] {
-			if el.Key() == "let" {
-				return nil, codes.Errorf(codes.NotImplemented, "mongotest does not support findAndModify with let")
-			}
 			return nil, codes.Errorf(codes.Location40415, "BSON field 'findAndModify.%s' is an unknown field.", el.Key())
 		}
 	}

@@ -31,12 +31,14 @@ type env struct {
 	engine     *engine.Engine
 	failpoints *failpoint.Set
 	topology   *Topology
+	// commandNames is the sorted list of commands, for listCommands.
+	commandNames []string
 }
 
 // NewMux returns a Mux serving commands against e, with the failpoints fp
 // and the topology t.
 func NewMux(e *engine.Engine, fp *failpoint.Set, t *Topology) *Mux {
-	return &Mux{env: env{engine: e, failpoints: fp, topology: t}}
+	return &Mux{env: env{engine: e, failpoints: fp, topology: t, commandNames: commandNames()}}
 }
 
 // Conn is a client connection as the handlers see it. Its owner serves
@@ -75,6 +77,10 @@ type request struct {
 	db   string
 	cmd  bsoncore.Document
 
+	// atClusterTime is the time a snapshot read is answered at, which its
+	// reply reports.
+	atClusterTime *bson.Timestamp
+
 	// buf is the pooled buffer of a reply built in place (see startReply),
 	// and built its fields once the handler called finishReply.
 	buf   *[]byte
@@ -99,6 +105,13 @@ func (m *Mux) Serve(c *Conn, msg *wire.Message) Result {
 		return m.ErrorResult(codes.Errorf(codes.FailedToParse, "empty command document"))
 	}
 	r := &request{c: c, msg: msg, name: name, cmd: msg.Cmd}
+	if letCommands[name] {
+		cmd, err := applyLet(msg.Cmd)
+		if err != nil {
+			return m.ErrorResult(codes.As(err))
+		}
+		r.cmd = cmd
+	}
 	r.db, _ = msg.Cmd.Lookup("$db").StringValueOK()
 	if r.db == "" {
 		return m.ErrorResult(codes.Errorf(codes.FailedToParse, "command %s has no $db", name))
@@ -109,10 +122,11 @@ func (m *Mux) Serve(c *Conn, msg *wire.Message) Result {
 		}
 		return m.hello(r)
 	}
+	var act *failpoint.Action
 	if name != "configureFailPoint" {
-		if act := m.env.failpoints.Before(c.AppName, name); act != nil {
+		if act = m.env.failpoints.Before(r.failPointCommand()); act != nil {
 			if err := act.Apply(c.Ctx); err != nil {
-				return m.failure(err)
+				return m.failure(r, err)
 			}
 		}
 	}
@@ -130,18 +144,65 @@ func (m *Mux) Serve(c *Conn, msg *wire.Message) Result {
 	}
 	r.releaseReply()
 	if err != nil {
-		return m.failure(err)
+		return m.failure(r, err)
+	}
+	if wce, labels := act.WriteConcernError(); wce != nil {
+		body = withWriteConcernError(body, wce, labels)
+	} else if wce := writeConcernError(r); wce != nil {
+		body = withWriteConcernError(body, wce, nil)
 	}
 	return Result{Doc: m.okReply(body)}
 }
 
+// failPointCommand describes the request for the failpoints and the
+// error labels.
+func (r *request) failPointCommand() failpoint.Command {
+	return failpoint.Command{
+		Name: r.name, AppName: r.c.AppName,
+		TxnNumber: r.arg("txnNumber").Type != 0, Autocommit: r.arg("autocommit").Type != 0,
+	}
+}
+
+// withWriteConcernError adds a writeConcernError (and the labels a real
+// server gives it) to a reply body.
+func withWriteConcernError(body, wce bsoncore.Document, labels []string) bsoncore.Document {
+	idx, out := bsoncore.AppendDocumentStart(nil)
+	if len(body) > 5 {
+		out = append(out, body[4:len(body)-1]...)
+	}
+	out = bsoncore.AppendDocumentElement(out, "writeConcernError", wce)
+	if len(labels) > 0 {
+		out = appendLabels(out, labels)
+	}
+	out, _ = bsoncore.AppendDocumentEnd(out, idx)
+	return out
+}
+
+func appendLabels(out []byte, labels []string) []byte {
+	aidx, out := bsoncore.AppendArrayElementStart(out, "errorLabels")
+	for i, l := range labels {
+		out = bsoncore.AppendStringElement(out, bsonutil.ArrayKey(i), l)
+	}
+	out, _ = bsoncore.AppendArrayEnd(out, aidx)
+	return out
+}
+
 // failure is the result of a command that failed with err: an error
-// reply, or a closed connection.
-func (m *Mux) failure(err error) Result {
+// reply, or a closed connection. An error without labels gets those a
+// real server adds (TransientTransactionError, RetryableWriteError).
+func (m *Mux) failure(r *request, err error) Result {
 	if errors.Is(err, errConnClosed) || errors.Is(err, failpoint.ErrCloseConnection) {
 		return Result{CloseConn: true}
 	}
-	return m.ErrorResult(codes.As(err))
+	ce := codes.As(err)
+	if ce.Labels == nil {
+		if labels := failpoint.Labels(r.failPointCommand(), ce.Code, 0); labels != nil {
+			cp := *ce
+			cp.Labels = labels
+			ce = &cp
+		}
+	}
+	return m.ErrorResult(ce)
 }
 
 func isHelloName(name string) bool {
@@ -200,12 +261,7 @@ func (m *Mux) ErrorResult(ce *codes.Error) Result {
 	out = bsoncore.AppendInt32Element(out, "code", ce.Code)
 	out = bsoncore.AppendStringElement(out, "codeName", ce.Name())
 	if len(ce.Labels) > 0 {
-		var aidx int32
-		aidx, out = bsoncore.AppendArrayElementStart(out, "errorLabels")
-		for i, l := range ce.Labels {
-			out = bsoncore.AppendStringElement(out, bsonutil.ArrayKey(i), l)
-		}
-		out, _ = bsoncore.AppendArrayEnd(out, aidx)
+		out = appendLabels(out, ce.Labels)
 	}
 	if codes.NotPrimary(ce.Code) {
 		pid, counter, _ := m.env.topology.Version()

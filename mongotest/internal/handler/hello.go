@@ -139,14 +139,6 @@ func handleBuildInfo(r *request) (bsoncore.Document, error) {
 // which have nothing to do on mongotest.
 func handleEmptyOK(r *request) (bsoncore.Document, error) { return nil, nil }
 
-func handleGetParameter(r *request) (bsoncore.Document, error) {
-	d := bson.D{}
-	if _, err := r.cmd.LookupErr("featureCompatibilityVersion"); err == nil {
-		d = append(d, bson.E{Key: "featureCompatibilityVersion", Value: bson.D{{Key: "version", Value: "8.2"}}})
-	}
-	return marshal(d)
-}
-
 func handleConnectionStatus(r *request) (bsoncore.Document, error) {
 	return marshal(bson.D{{Key: "authInfo", Value: bson.D{
 		{Key: "authenticatedUsers", Value: bson.A{}},

@@ -22,7 +22,10 @@ func retryableWrite(h func(e *engine.Engine, r *request) (bsoncore.Document, err
 		after := afterExecution(env.failpoints, r)
 		key, txn, ok := retryKey(r)
 		if !ok {
-			return after(h(env.engine, r))
+			return after(env.runInTxn(r, h))
+		}
+		if _, err := snapshotRead(r); err != nil {
+			return nil, err
 		}
 		retry, reply, err := env.engine.BeginRetry(r.c.Ctx, key, txn)
 		if err != nil && r.c.Ctx.Err() != nil && errors.Is(err, r.c.Ctx.Err()) {
@@ -58,7 +61,7 @@ func retryKey(r *request) (string, int64, bool) {
 // replaced by an error, or lost with the connection.
 func afterExecution(f *failpoint.Set, r *request) func(bsoncore.Document, error) (bsoncore.Document, error) {
 	return func(body bsoncore.Document, err error) (bsoncore.Document, error) {
-		if act := f.AfterExecution(r.c.AppName, r.name); act != nil {
+		if act := f.AfterExecution(r.failPointCommand()); act != nil {
 			if ferr := act.Apply(r.c.Ctx); ferr != nil {
 				return nil, ferr
 			}

@@ -7,7 +7,8 @@ import (
 )
 
 // handleEndSessions ends the sessions listed (endSessions, killSessions) ({endSessions: [{id: UUID}, ...]}):
-// their retryable-write records are forgotten.
+// their retryable-write records are forgotten and their open transactions
+// aborted.
 func handleEndSessions(e *engine.Engine, r *request) (bsoncore.Document, error) {
 	arr, ok := r.arg(r.name).ArrayOK()
 	if !ok {
@@ -18,13 +19,18 @@ func handleEndSessions(e *engine.Engine, r *request) (bsoncore.Document, error) 
 		return nil, codes.Errorf(codes.FailedToParse, "%s: %v", r.name, err)
 	}
 	keys := make([]string, 0, len(vals))
+	var ids []string
 	for _, v := range vals {
 		if d, ok := v.DocumentOK(); ok {
 			if id := d.Lookup("id"); id.Type != 0 {
 				keys = append(keys, string(id.Data))
+				if _, data, ok := id.BinaryOK(); ok {
+					ids = append(ids, string(data))
+				}
 			}
 		}
 	}
 	e.EndSessions(keys)
+	e.EndTransactions(ids)
 	return nil, nil
 }

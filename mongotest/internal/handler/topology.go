@@ -2,6 +2,7 @@ package handler
 
 import (
 	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -11,6 +12,7 @@ import (
 // restarts or closes and wakes the streaming hellos waiting on it.
 type Topology struct {
 	addr, setName string
+	started       time.Time // when the server started, for uptime
 
 	mu        sync.Mutex
 	processID bson.ObjectID
@@ -21,7 +23,7 @@ type Topology struct {
 // NewTopology returns the topology of a server listening on addr as the
 // primary of the replica set setName.
 func NewTopology(addr, setName string) *Topology {
-	return &Topology{addr: addr, setName: setName, processID: bson.NewObjectID(), wake: make(chan struct{})}
+	return &Topology{addr: addr, setName: setName, started: time.Now(), processID: bson.NewObjectID(), wake: make(chan struct{})}
 }
 
 // Version returns the topology version and a channel closed when it next

@@ -60,6 +60,13 @@ func handleDelete(e *engine.Engine, r *request) (bsoncore.Document, error) {
 			return nil, codes.Errorf(codes.FailedToParse, "BSON field 'delete.deletes.q' is missing but a required field")
 		}
 		stmts[i].Limit, _ = bsonutil.AsInt64(st.Lookup("limit"))
+		if cd, ok := st.Lookup("collation").DocumentOK(); ok {
+			// A collation changes which documents match: refuse one
+			// mongotest does not implement rather than ignore it.
+			if stmts[i].Err = query.CheckCollation(cd); stmts[i].Err != nil {
+				continue
+			}
+		}
 		stmts[i].Filter, stmts[i].Err = query.CompileFilter(q)
 	}
 	n, werrs, err := e.Delete(r.db, coll, stmts, r.ordered())

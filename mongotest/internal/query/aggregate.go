@@ -87,6 +87,11 @@ func compileCollStage(name string, arg bsoncore.Value) (CollStage, error) {
 		return compileGroup(arg)
 	case "$changeStream":
 		return nil, codes.Errorf(codes.Location40602, "$changeStream is only valid as the first stage in a pipeline")
+	case "$listSearchIndexes":
+		// As a mongod without a search server (mongot) answers.
+		return nil, codes.Errorf(codes.SearchNotEnabled, "Using Atlas Search Database Commands and the $listSearchIndexes aggregation stage requires additional configuration. Please connect to Atlas or an AtlasCLI local deployment to enable. For more information on how to connect, see https://dochub.mongodb.org/core/atlas-cli-deploy-local-reqs")
+	case "$search", "$searchMeta", "$vectorSearch":
+		return nil, codes.Errorf(codes.SearchNotEnabled, "Using $search and $vectorSearch aggregation stages requires additional configuration. Please connect to Atlas or an AtlasCLI local deployment to enable. For more information on how to connect, see https://dochub.mongodb.org/core/atlas-cli-deploy-local-reqs.")
 	}
 	st, err := compileDocStage(name, arg)
 	if err != nil {

@@ -41,7 +41,7 @@ func CompileFilter(f bsoncore.Document) (Matcher, error) {
 // unsupportedTopLevel are top-level operators a real server knows that
 // mongotest does not evaluate.
 var unsupportedTopLevel = map[string]bool{
-	"$expr": true, "$where": true, "$text": true, "$jsonSchema": true, "$sampleRate": true, "$alwaysTrue": true, "$alwaysFalse": true,
+	"$where": true, "$text": true, "$jsonSchema": true, "$sampleRate": true, "$alwaysTrue": true, "$alwaysFalse": true,
 }
 
 // unsupportedFieldOps are field operators a real server knows that
@@ -67,6 +67,12 @@ func compileFilterElem(k string, v bsoncore.Value) (Matcher, error) {
 		return notMatcher{orMatcher(subs)}, nil
 	case "$comment":
 		return nil, nil
+	case "$expr":
+		x, err := compileAggExpr(v)
+		if err != nil {
+			return nil, err
+		}
+		return exprMatcher{x}, nil
 	}
 	if strings.HasPrefix(k, "$") {
 		if unsupportedTopLevel[k] {

@@ -724,10 +724,16 @@ func compileAggExpr(v bsoncore.Value) (aggExpr, error) {
 			if len(elems) > 1 {
 				return nil, codes.Errorf(codes.Location15983, "an expression specification must contain exactly one field, the name of the expression. Found %d fields in %s", len(elems), d)
 			}
-			if op == "$literal" {
+			switch op {
+			case "$literal":
 				return constExpr{elems[0].Value()}, nil
+			case "$getField", "$setField", "$unsetField":
+				return compileFieldOp(op, elems[0].Value())
 			}
-			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE and $literal)", op)
+			if x, ok, err := compileOperatorExpr(op, elems[0].Value()); ok {
+				return x, err
+			}
+			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE, $literal, $getField, $setField, $unsetField, $eq, $ne, $gt, $gte, $lt, $lte, $cmp, $and, $or and $not)", op)
 		}
 		obj := objExpr{}
 		for _, el := range elems {

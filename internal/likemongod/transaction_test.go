@@ -1,0 +1,241 @@
+package likemongod_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+func (f *fixture) count(t *testing.T, ctx context.Context, filter bson.D) int64 {
+	t.Helper()
+	n, err := f.coll.CountDocuments(ctx, filter)
+	if err != nil {
+		t.Fatalf("count: %v", err)
+	}
+	return n
+}
+
+// startTxn starts a session and a transaction in it.
+func (f *fixture) startTxn(t *testing.T) (*mongo.Session, context.Context) {
+	t.Helper()
+	s, err := f.client.StartSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.EndSession(context.Background()) })
+	if err := s.StartTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	return s, mongo.NewSessionContext(f.ctx, s)
+}
+
+func (f *fixture) createColl(t *testing.T) {
+	t.Helper()
+	// A transaction may create a collection on 4.4+, but a collection
+	// that exists keeps the test about visibility only.
+	if err := f.db.CreateCollection(f.ctx, f.coll.Name()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Writes inside a transaction are seen inside it, not outside, until it
+// commits.
+func TestTransactionCommitVisibility(t *testing.T) {
+	f := newFixture(t)
+	f.createColl(t)
+	s, tctx := f.startTxn(t)
+	if _, err := f.coll.InsertOne(tctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count(t, tctx, bson.D{}); n != 1 {
+		t.Fatalf("inside the transaction: %d documents, want 1", n)
+	}
+	if n := f.count(t, f.ctx, bson.D{}); n != 0 {
+		t.Fatalf("outside before commit: %d documents, want 0", n)
+	}
+	if err := s.CommitTransaction(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count(t, f.ctx, bson.D{}); n != 1 {
+		t.Fatalf("outside after commit: %d documents, want 1", n)
+	}
+	// A retried commit of a committed transaction succeeds again.
+	if err := s.CommitTransaction(f.ctx); err != nil {
+		t.Fatalf("second commit: %v", err)
+	}
+}
+
+// abortTransaction discards the transaction's writes.
+func TestTransactionAbort(t *testing.T) {
+	f := newFixture(t)
+	f.createColl(t)
+	s, tctx := f.startTxn(t)
+	if _, err := f.coll.InsertOne(tctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AbortTransaction(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count(t, f.ctx, bson.D{}); n != 0 {
+		t.Fatalf("after abort: %d documents, want 0", n)
+	}
+}
+
+// A transaction reads a snapshot: a write committed outside after its
+// first read is not seen by it.
+func TestTransactionSnapshotRead(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.coll.InsertOne(f.ctx, bson.D{{Key: "_id", Value: 1}, {Key: "x", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	s, tctx := f.startTxn(t)
+	var doc struct{ X int }
+	if err := f.coll.FindOne(tctx, bson.D{{Key: "_id", Value: 1}}).Decode(&doc); err != nil || doc.X != 1 {
+		t.Fatalf("first read in the transaction: %+v, %v", doc, err)
+	}
+	if _, err := f.coll.UpdateOne(f.ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 2}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.coll.FindOne(tctx, bson.D{{Key: "_id", Value: 1}}).Decode(&doc); err != nil || doc.X != 1 {
+		t.Fatalf("second read in the transaction: %+v, %v; want x 1 (its snapshot)", doc, err)
+	}
+	_ = s.AbortTransaction(f.ctx)
+}
+
+// Two transactions writing one document: the second gets WriteConflict
+// (112) labelled TransientTransactionError.
+func TestTransactionWriteConflict(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.coll.InsertOne(f.ctx, bson.D{{Key: "_id", Value: 1}, {Key: "x", Value: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	a, actx := f.startTxn(t)
+	_, b := f.startTxn(t)
+	set := func(v int) bson.D { return bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: v}}}} }
+	if _, err := f.coll.UpdateOne(actx, bson.D{{Key: "_id", Value: 1}}, set(1)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.coll.UpdateOne(b, bson.D{{Key: "_id", Value: 1}}, set(2))
+	wantCode(t, err, 112, "second transaction's write")
+	var se mongo.ServerError
+	if errors.As(err, &se) && !se.HasErrorLabel("TransientTransactionError") {
+		t.Errorf("write conflict %v lacks TransientTransactionError", err)
+	}
+	if err := a.CommitTransaction(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ X int }
+	if err := f.coll.FindOne(f.ctx, bson.D{{Key: "_id", Value: 1}}).Decode(&doc); err != nil || doc.X != 1 {
+		t.Fatalf("after commit: %+v, %v; want x 1", doc, err)
+	}
+}
+
+// The change events of a transaction come at commit, in order, with its
+// lsid and txnNumber; an aborted transaction leaves none; a stream
+// resumed from the first event of a transaction continues with the rest.
+func TestTransactionChangeEvents(t *testing.T) {
+	f := newFixture(t)
+	f.createColl(t)
+	cs, err := f.coll.Watch(f.ctx, mongo.Pipeline{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(f.ctx)
+
+	aborted, actx := f.startTxn(t)
+	if _, err := f.coll.InsertOne(actx, bson.D{{Key: "_id", Value: "aborted"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := aborted.AbortTransaction(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	s, tctx := f.startTxn(t)
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := f.coll.InsertOne(tctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cs.TryNext(f.ctx) {
+		t.Fatalf("event before commit: %s", cs.Current)
+	}
+	if err := s.CommitTransaction(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	type event struct {
+		ID          bson.Raw `bson:"_id"`
+		DocumentKey struct {
+			ID string `bson:"_id"`
+		} `bson:"documentKey"`
+		LSID      bson.Raw `bson:"lsid"`
+		TxnNumber *int64   `bson:"txnNumber"`
+	}
+	var evs []event
+	for len(evs) < 3 && cs.Next(f.ctx) {
+		var ev event
+		if err := cs.Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	if err := cs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"a", "b", "c"} {
+		ev := evs[i]
+		if ev.DocumentKey.ID != want {
+			t.Fatalf("event %d is for %q, want %q (the aborted write must not appear)", i, ev.DocumentKey.ID, want)
+		}
+		if ev.TxnNumber == nil || ev.LSID == nil {
+			t.Fatalf("event %d lacks lsid or txnNumber", i)
+		}
+		if id, _ := ev.LSID.LookupErr("id"); !id.Equal(s.ID().Lookup("id")) {
+			t.Fatalf("event %d lsid %s, want the session's %s", i, ev.LSID, s.ID())
+		}
+	}
+	resumed, err := f.coll.Watch(f.ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(evs[0].ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resumed.Close(f.ctx)
+	for _, want := range []string{"b", "c"} {
+		if !resumed.Next(f.ctx) {
+			t.Fatalf("resumed stream ended: %v", resumed.Err())
+		}
+		if got := resumed.Current.Lookup("documentKey", "_id").StringValue(); got != want {
+			t.Fatalf("resumed stream gave %q, want %q", got, want)
+		}
+	}
+}
+
+// A snapshot session reads the data as of its first read, whatever is
+// written after; a write in it is refused, as on a real server.
+func TestSnapshotSession(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.coll.InsertOne(f.ctx, bson.D{{Key: "_id", Value: 1}, {Key: "x", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.client.StartSession(options.Session().SetSnapshot(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.EndSession(f.ctx)
+	sctx := mongo.NewSessionContext(f.ctx, s)
+	var doc struct{ X int }
+	if err := f.coll.FindOne(sctx, bson.D{{Key: "_id", Value: 1}}).Decode(&doc); err != nil || doc.X != 1 {
+		t.Fatalf("first snapshot read: %+v, %v", doc, err)
+	}
+	if _, err := f.coll.UpdateOne(f.ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 2}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.coll.FindOne(sctx, bson.D{{Key: "_id", Value: 1}}).Decode(&doc); err != nil || doc.X != 1 {
+		t.Fatalf("second snapshot read: %+v, %v; want x 1", doc, err)
+	}
+	if _, err := f.coll.InsertOne(sctx, bson.D{{Key: "_id", Value: 2}}); err == nil {
+		t.Fatal("insert in a snapshot session succeeded")
+	}
+}
