@@ -75,6 +75,15 @@
 // cluster time (zero once caught up), the events in flight and the last
 // checkpoint.
 //
+// A checkpoint records the Identity of its stream (target and a fingerprint
+// of the pipeline): Watch refuses another stream's checkpoint with a
+// *CheckpointMismatchError. A FileStore checkpoint has one Stream at a time
+// (an OS file lock; ErrStreamInUse). With a CollectionStore and
+// Options.LeaseTTL, several instances elect one active consumer through a
+// lease in the checkpoint document; the others wait in Watch as standbys
+// and take over when it dies or stalls, its checkpoint saves are fenced by
+// the lease epoch, and a stream that lost its lease ends with ErrLeaseLost.
+//
 // # Starting from existing data
 //
 // Options.NoCheckpoint says what Watch does when the store holds no

@@ -173,6 +173,37 @@ type Options struct {
 	// (NoCheckpoint).
 	DisablePrefetch bool
 
+	// AcceptChangedPipeline makes Watch accept a checkpoint saved by a
+	// stream on the same target with another pipeline or other
+	// change-stream options (see Identity): use it for one run when the
+	// pipeline changed on purpose and the stream should go on from the old
+	// position. Without it Watch returns a *CheckpointMismatchError. A
+	// checkpoint of another target is refused either way.
+	AcceptChangedPipeline bool
+
+	// LeaseTTL, above zero, makes the stream one of several instances of a
+	// service of which one at a time is the active consumer. It needs a
+	// CollectionStore. Watch first waits, as a standby, until this instance
+	// holds the lease of Name: a lease field in the stream's checkpoint
+	// document ({owner, epoch, beat, renewedAt}), written with the store's
+	// (majority) write concern and renewed every LeaseTTL/3 in the
+	// background. A standby takes over a lease it saw unrenewed for a whole
+	// LeaseTTL (the active instance was killed or stopped), or at once a
+	// lease its holder released on Close; ctx bounds the wait. Every
+	// checkpoint save of the active stream is an update conditional on its
+	// lease epoch, so an instance that lost the lease cannot move the
+	// checkpoint. An active stream that lost its lease, or could not renew
+	// it for LeaseTTL less a 10% margin (by its own monotonic clock: a
+	// stopped process notices when it resumes), ends with an error wrapping
+	// ErrLeaseLost before it delivers another event. See "Running several
+	// instances" in the guide for what may be delivered twice. Zero means
+	// no lease.
+	LeaseTTL time.Duration
+
+	// Instance names this instance in the lease document and log lines.
+	// The zero value means host:pid:random.
+	Instance string
+
 	// NoCheckpoint is what Watch does when Store holds no checkpoint for
 	// Name (without a Store: at every Watch). StartNow, the zero value,
 	// starts the change stream from now. FailWithoutCheckpoint makes Watch
@@ -266,6 +297,17 @@ func (o *Options) resolve() (Options, error) {
 	}
 	if r.SnapshotBatchSize == 0 {
 		r.SnapshotBatchSize = DefaultSnapshotBatchSize
+	}
+	nonNegative("LeaseTTL", int64(r.LeaseTTL))
+	if r.LeaseTTL > 0 {
+		if _, ok := r.Store.(leaser); !ok {
+			bad("LeaseTTL needs a CollectionStore as Store, not %T", r.Store)
+		} else if r.LeaseTTL < 30*time.Millisecond {
+			bad("LeaseTTL %v is below 30ms", r.LeaseTTL)
+		}
+		if r.Instance == "" {
+			r.Instance = newOwnerID()
+		}
 	}
 	def := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {

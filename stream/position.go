@@ -61,13 +61,15 @@ type position struct {
 	interval time.Duration
 	maxFail  int
 	log      *slog.Logger
+	identity Identity // stamped on every checkpoint saved
 
 	saveMu   sync.Mutex // held over a Save
 	failures int        // failed saves in a row; saveMu
 
 	mu        sync.Mutex
 	delivered mark       // after the last event delivered, or the idle postBatchResumeToken after it
-	inflight  []inFlight // delivered, not committed, oldest first
+	inflight  []inFlight // inflight[head:]: delivered, not committed, oldest first
+	head      int        // committed entries at the start of inflight, cleared
 	committed mark       // through which the consumer is done
 	unsaved   int        // committed events not saved yet
 	dirty     bool       // committed differs from saved
@@ -142,7 +144,7 @@ func (p *position) idle(ctx context.Context, tok Token) {
 	p.delivered = mark{tok: tok, ct: tokenTime(tok)}
 	p.noteTime(p.delivered.ct)
 	p.caughtUp = true
-	commit := len(p.inflight) == 0 && p.advanceLocked(p.delivered, 0)
+	commit := p.inflightLen() == 0 && p.advanceLocked(p.delivered, 0)
 	p.mu.Unlock()
 	if !commit || p.store == nil {
 		return
@@ -179,9 +181,8 @@ func (p *position) commitDelivered(ctx context.Context, force bool) error {
 	p.mu.Lock()
 	idleErr := p.idleErr
 	p.idleErr = nil
-	n := len(p.inflight)
-	clear(p.inflight)
-	p.inflight = p.inflight[:0]
+	n := p.inflightLen()
+	p.dropLocked(n)
 	p.advanceLocked(p.delivered, n)
 	final := p.final
 	p.mu.Unlock()
@@ -205,13 +206,11 @@ func (p *position) commitThrough(ctx context.Context, tok Token) error {
 		p.mu.Unlock()
 		return err
 	}
-	to := p.inflight[i].after
-	if i == len(p.inflight)-1 {
+	to := p.inflight[p.head+i].after
+	if i == p.inflightLen()-1 {
 		to = p.delivered // with the idle token after it, if any
 	}
-	n := copy(p.inflight, p.inflight[i+1:])
-	clear(p.inflight[n:])
-	p.inflight = p.inflight[:n]
+	p.dropLocked(i + 1)
 	p.advanceLocked(to, i+1)
 	final := p.final
 	p.mu.Unlock()
@@ -221,18 +220,41 @@ func (p *position) commitThrough(ctx context.Context, tok Token) error {
 	return p.save(ctx, final, saveTimeout)
 }
 
-// findLocked returns the index in inflight of the event tok names, or -1.
-// The current ResumeToken names the last event delivered, also after an
-// idle token moved it.
+// inflightLen returns the number of events delivered and not committed.
+func (p *position) inflightLen() int { return len(p.inflight) - p.head }
+
+// dropLocked removes the n oldest events in flight, which were committed.
+// It costs O(n) amortised: the live entries move to the front of the slice
+// only once the dropped ones outnumber them, so a commit of the oldest
+// events (what Process makes) does not shift the whole window.
+func (p *position) dropLocked(n int) {
+	clear(p.inflight[p.head : p.head+n])
+	p.head += n
+	switch live := len(p.inflight) - p.head; {
+	case live == 0:
+		p.inflight, p.head = p.inflight[:0], 0
+	case p.head >= live:
+		k := copy(p.inflight, p.inflight[p.head:])
+		clear(p.inflight[k:])
+		p.inflight, p.head = p.inflight[:k], 0
+	}
+}
+
+// findLocked returns the index among the events in flight (0 the oldest)
+// of the event tok names, or -1. The current ResumeToken names the last
+// event delivered, also after an idle token moved it. The search starts
+// at the oldest event: a commit through the i-th oldest event then costs
+// O(i), the number of events it commits, whatever the number in flight.
 func (p *position) findLocked(tok Token) int {
 	if tok.IsZero() {
 		return -1
 	}
-	if n := len(p.inflight); n > 0 && tok.Equal(p.delivered.tok) {
+	live := p.inflight[p.head:]
+	if n := len(live); n > 0 && tok.Equal(p.delivered.tok) {
 		return n - 1
 	}
-	for i := len(p.inflight) - 1; i >= 0; i-- {
-		if e := p.inflight[i]; e.id.Equal(tok) || e.after.tok.Equal(tok) {
+	for i, e := range live {
+		if e.id.Equal(tok) || e.after.tok.Equal(tok) {
 			return i
 		}
 	}
@@ -247,7 +269,7 @@ func (p *position) refuseLocked(tok Token) error {
 	if tok.Equal(p.committed.tok) || tokenBefore(tok, p.committed.tok) {
 		return fmt.Errorf("%w (token %s, committed %s)", ErrAlreadyCommitted, tok, p.committed.tok)
 	}
-	return fmt.Errorf("%w (token %s; %d events delivered and not committed)", ErrNotDelivered, tok, len(p.inflight))
+	return fmt.Errorf("%w (token %s; %d events delivered and not committed)", ErrNotDelivered, tok, p.inflightLen())
 }
 
 // advanceLocked moves the committed position to m, after events more
@@ -285,6 +307,7 @@ func (p *position) save(ctx context.Context, force bool, timeout time.Duration) 
 		defer cancel()
 	}
 	cp.UpdatedAt = time.Now()
+	cp.Identity = p.identity
 	err := p.store.Save(ctx, p.name, cp)
 
 	p.mu.Lock()
@@ -326,8 +349,8 @@ func (p *position) close(ctx context.Context, all bool) error {
 	if all {
 		idleErr = p.idleErr
 		p.idleErr = nil
-		n := len(p.inflight)
-		p.inflight = p.inflight[:0]
+		n := p.inflightLen()
+		p.dropLocked(n)
 		p.advanceLocked(p.delivered, n)
 	}
 	p.mu.Unlock()
@@ -390,7 +413,7 @@ func (p *position) state() positionState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return positionState{
-		delivered: p.delivered, committed: p.committed, inflight: len(p.inflight),
+		delivered: p.delivered, committed: p.committed, inflight: p.inflightLen(),
 		newest: p.newest, caughtUp: p.caughtUp, saved: p.saved, saveErr: p.saveErr,
 		committedEvents: p.committedEvents, saves: p.saves, saveFailures: p.saveFailures,
 	}

@@ -32,7 +32,5 @@ func (s *Stream[T]) prefetch() {
 	if s.pf.off || !behind || s.pending != nil || s.cs.ID() == 0 {
 		return
 	}
-	ch := make(chan fetched[T], 1)
-	s.pending, s.pendingBlock = ch, true
-	go func() { ch <- s.fetch(false) }()
+	s.startFetch(false, true)
 }

@@ -158,15 +158,13 @@ func (p *processor[T]) run(ctx context.Context) error {
 	defer cancelIntake()
 
 	stop := make(chan struct{})
-	slots := make(chan struct{}, p.o.MaxInFlight) // one per event in the window, or being taken
-	arrivals := make(chan arrival[T], min(p.o.MaxInFlight, 64))
-	jobs := make(chan job[T], p.o.Workers)
-	results := make(chan result, p.o.Workers)
+	box := newInbox[T](p.o.MaxInFlight) // process_queue.go
+	jobs := newJobQueue[T]()
 	intakeDone := make(chan struct{})
-	go p.intake(ictx, arrivals, slots, stop, intakeDone)
+	go p.intake(ictx, box, stop, intakeDone)
 	var workers sync.WaitGroup
 	for range p.o.Workers {
-		workers.Go(func() { p.work(hctx, jobs, results, stop) })
+		workers.Go(func() { p.work(hctx, jobs, box, stop) })
 	}
 
 	ctxDone := ctx.Done()
@@ -232,21 +230,18 @@ func (p *processor[T]) run(ctx context.Context) error {
 			halt(err)
 		}
 		// Only now may intake take the events that replace them.
-		for range passed {
-			<-slots
-		}
+		box.release(passed)
 		passed = 0
 	}
+	var arrived []arrival[T]
+	var reported []result
 	for {
 		p.dispatch(jobs)
 		if p.stopping && p.running == 0 {
 			break
 		}
 		select {
-		case a := <-arrivals:
-			onArrival(a)
-		case r := <-results:
-			p.finish(r, halt)
+		case <-box.wake:
 		case <-ctxDone:
 			halt(ctx.Err())
 		case <-grace:
@@ -254,18 +249,14 @@ func (p *processor[T]) run(ctx context.Context) error {
 		case <-commitDue:
 			commitDue = nil
 		}
-		// Take what else waits in hand (reports, and events while the
-		// window has room for them) before committing once.
-	drain:
-		for range p.o.MaxInFlight {
-			select {
-			case r := <-results:
-				p.finish(r, halt)
-			case a := <-arrivals:
-				onArrival(a)
-			default:
-				break drain
-			}
+		// Take everything that waits in the inbox (reports, and events
+		// taken) before committing once.
+		arrived, reported = box.take(arrived, reported)
+		for _, r := range reported {
+			p.finish(r, halt)
+		}
+		for _, a := range arrived {
+			onArrival(a)
 		}
 		if n, tok := p.win.advance(); n > 0 {
 			passed, mark = passed+n, tok
@@ -288,7 +279,9 @@ func (p *processor[T]) run(ctx context.Context) error {
 		}
 	}
 	flush()
-	close(jobs)
+	// Jobs no worker took (only when the grace period is over) were never
+	// started.
+	p.running -= jobs.close()
 	if graceOver {
 		cancelHandlers()
 	} else {
@@ -314,24 +307,15 @@ func intakeError(err error) error {
 }
 
 // intake takes events from the stream while the window has room, until
-// stop is closed or taking fails.
-func (p *processor[T]) intake(ctx context.Context, arrivals chan<- arrival[T], slots chan<- struct{}, stop <-chan struct{}, done chan<- struct{}) {
+// stop is closed or taking fails, and leaves them in box for run.
+func (p *processor[T]) intake(ctx context.Context, box *inbox[T], stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-stop:
-			return
-		}
+	for box.acquire(stop) {
 		ev, err := p.take(ctx)
 		if err == nil {
 			err = p.keyOf(&ev)
 		}
-		select {
-		case arrivals <- arrival[T]{ev: ev, err: err}:
-		case <-stop:
-			return
-		}
+		box.arrive(arrival[T]{ev: ev, err: err})
 		if err != nil {
 			return
 		}
@@ -394,14 +378,25 @@ func (p *processor[T]) admit() {
 	}
 }
 
-// dispatch hands ready events to idle workers, oldest first.
-func (p *processor[T]) dispatch(jobs chan<- job[T]) {
-	for !p.stopping && p.running < p.o.Workers && p.ready.len() > 0 {
+// dispatch hands the ready events to the workers, oldest first, in one
+// put: the queue wakes as many idle workers as it has new jobs, and busy
+// workers take the rest as they finish. Each key has at most one event
+// ready or running, so the queue is no longer than the window.
+func (p *processor[T]) dispatch(q *jobQueue[T]) {
+	n := p.ready.len()
+	if p.stopping || n == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.compactLocked()
+	for p.ready.len() > 0 {
 		seq := p.ready.pop()
 		ev := p.win.at(seq)
-		jobs <- job[T]{seq: seq, val: ev.val, raw: ev.raw, tok: ev.tok, key: ev.key, decodeErr: ev.decodeErr}
-		p.running++
+		q.jobs = append(q.jobs, job[T]{seq: seq, val: ev.val, raw: ev.raw, tok: ev.tok, key: ev.key, decodeErr: ev.decodeErr})
 	}
+	q.wakeLocked(n)
+	q.mu.Unlock()
+	p.running += n
 }
 
 // finish records a worker's report: a completed event lets the next of its

@@ -64,11 +64,33 @@ type result struct {
 	err  error
 }
 
-// work runs jobs until jobs is closed. stop is closed when Process stops:
-// no new attempt starts after it. ctx is the handlers' context.
-func (p *processor[T]) work(ctx context.Context, jobs <-chan job[T], results chan<- result, stop <-chan struct{}) {
-	for j := range jobs {
-		results <- p.handle(ctx, j, stop)
+// work runs jobs until jobs is closed, reporting each to box. stop is
+// closed when Process stops, and jobs halted when a report of this or
+// another worker will stop it: no new handler call starts after either (a
+// job taken then is reported not done, so not committed). ctx is the
+// handlers' context.
+func (p *processor[T]) work(ctx context.Context, jobs *jobQueue[T], box *inbox[T], stop <-chan struct{}) {
+	for {
+		j, start, ok := jobs.get()
+		if !ok {
+			return
+		}
+		if start {
+			select {
+			case <-stop:
+				start = false
+			default:
+			}
+		}
+		if !start {
+			box.report(result{seq: j.seq})
+			continue
+		}
+		r := p.handle(ctx, j, stop)
+		if r.err != nil {
+			jobs.halt()
+		}
+		box.report(r)
 	}
 }
 

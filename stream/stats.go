@@ -22,6 +22,16 @@ type Stats struct {
 	// Options.ContinueAfterInvalidate.
 	Rewatches int64
 
+	// Role is "active" for a stream holding its lease (Options.LeaseTTL),
+	// "lost" once it lost it; empty without a lease. A standby is an
+	// instance still waiting in Watch, which logs it.
+	Role string
+
+	// LeaseEpoch is the epoch of the stream's lease: how many times the
+	// stream name changed hands, this instance's turn included. Zero
+	// without a lease.
+	LeaseEpoch int64
+
 	// ClusterTime is the cluster time of ResumeToken: of the last event
 	// delivered, or of the server's postBatchResumeToken while the stream
 	// is idle. It is zero when the token carries none.
@@ -113,6 +123,9 @@ func (s *Stream[T]) Stats() Stats {
 	}
 	st.Checkpoint, st.CheckpointErr = ps.saved, ps.saveErr
 	st.Committed, st.CheckpointSaves, st.CheckpointFailures = ps.committedEvents, ps.saves, ps.saveFailures
+	if s.lease != nil && st.Role == "active" && s.lease.check() != nil {
+		st.Role = "lost"
+	}
 	return st
 }
 

@@ -49,6 +49,13 @@ type Checkpoint struct {
 	// current time when it is zero.
 	UpdatedAt time.Time
 
+	// Identity says which stream saved the checkpoint: what it watches and
+	// a fingerprint of its pipeline. A Stream stamps it on every checkpoint
+	// it saves and Watch refuses a checkpoint of another identity; the zero
+	// value (unknown) is accepted. A TokenStore must store it and give it
+	// back from Load as it was saved.
+	Identity Identity
+
 	// Snapshot, when not nil, records a snapshot still under way: Token is
 	// then the point the change stream goes on from after the scan (see
 	// Options.NoCheckpoint). Stores keep it with the rest of the

@@ -18,11 +18,20 @@ import (
 // collection, one document per stream:
 //
 //	{_id: "<stream name>", token: {_data: "8264..."}, clusterTime: Timestamp(...),
-//	 wallTime: ISODate(...) or null, updatedAt: ISODate(...)}
+//	 wallTime: ISODate(...) or null, updatedAt: ISODate(...),
+//	 identity: {v: 1, target: "collection shop.orders", fingerprint: "v1:3f0a..."}}
 //
-// Save upserts the stream's document (a replace by _id) with majority write
-// concern unless CollectionStoreOptions says otherwise; Load reads it by _id
-// from the primary with majority read concern, so a checkpoint a Save
+// identity is the checkpoint's Identity, absent when it is the zero value
+// (documents written before identities existed have none). With
+// Options.LeaseTTL the document also holds the stream's lease,
+// lease: {owner, epoch, beat, renewedAt}, and savedEpoch, the lease epoch
+// of the last fenced save; a document with a lease and no token yet is no
+// checkpoint (ErrNoCheckpoint).
+//
+// Save upserts the stream's document (an update by _id that sets the
+// checkpoint's fields) with majority write concern unless
+// CollectionStoreOptions says otherwise; Load reads it by _id from the
+// primary with majority read concern, so a checkpoint a Save
 // reported as written survives a failover. Dates keep millisecond precision,
 // as BSON dates do. Create one with NewCollectionStore; it is safe for
 // concurrent use.
@@ -84,6 +93,14 @@ func (c *CollectionStore) Load(ctx context.Context, name string) (Checkpoint, er
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return Checkpoint{}, ErrNoCheckpoint
 	}
+	if err == nil {
+		// A lease taken before the first save: no checkpoint yet.
+		if _, terr := raw.LookupErr("token"); terr != nil {
+			if _, lerr := raw.LookupErr(leaseField); lerr == nil {
+				return Checkpoint{}, ErrNoCheckpoint
+			}
+		}
+	}
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("changestream: load checkpoint of stream %q from %s: %w", name, c.source, err)
 	}
@@ -94,8 +111,22 @@ func (c *CollectionStore) Load(ctx context.Context, name string) (Checkpoint, er
 	return cp, nil
 }
 
-// Save upserts the checkpoint document of stream name.
+// Save upserts the checkpoint document of stream name. It sets the
+// checkpoint's fields and leaves the document's lease (Options.LeaseTTL)
+// as it is; a Stream holding a lease saves through a fenced update
+// instead, that fails once the lease moved on.
 func (c *CollectionStore) Save(ctx context.Context, name string, cp Checkpoint) error {
+	return c.save(ctx, name, cp, "", 0)
+}
+
+// saveFenced saves cp only while owner holds the lease of name at epoch;
+// otherwise it returns an error wrapping ErrLeaseLost and the checkpoint
+// stays as it was.
+func (c *CollectionStore) saveFenced(ctx context.Context, name string, cp Checkpoint, owner string, epoch int64) error {
+	return c.save(ctx, name, cp, owner, epoch)
+}
+
+func (c *CollectionStore) save(ctx context.Context, name string, cp Checkpoint, owner string, epoch int64) error {
 	if err := c.check(ctx, name); err != nil {
 		return err
 	}
@@ -108,7 +139,6 @@ func (c *CollectionStore) Save(ctx context.Context, name string, cp Checkpoint) 
 		wall = bson.NewDateTimeFromTime(cp.WallTime)
 	}
 	doc := bson.D{
-		{Key: "_id", Value: name},
 		{Key: "token", Value: cp.Token},
 		{Key: "clusterTime", Value: cp.ClusterTime},
 		{Key: "wallTime", Value: wall},
@@ -117,9 +147,34 @@ func (c *CollectionStore) Save(ctx context.Context, name string, cp Checkpoint) 
 	if cp.Snapshot != nil {
 		doc = append(doc, bson.E{Key: "snapshot", Value: cp.Snapshot.snapshotDoc()})
 	}
-	_, err = c.coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: name}}, doc, options.Replace().SetUpsert(true))
+	var unset bson.D // the optional fields this checkpoint has not
+	if cp.Snapshot == nil {
+		unset = append(unset, bson.E{Key: "snapshot", Value: ""})
+	}
+	if !cp.Identity.IsZero() {
+		doc = append(doc, bson.E{Key: "identity", Value: bson.D{
+			{Key: "v", Value: identityVersion},
+			{Key: "target", Value: cp.Identity.Target},
+			{Key: "fingerprint", Value: cp.Identity.Fingerprint},
+		}})
+	} else {
+		unset = append(unset, bson.E{Key: "identity", Value: ""})
+	}
+	filter := bson.D{{Key: "_id", Value: name}}
+	if owner != "" {
+		filter = append(filter, bson.E{Key: "lease.owner", Value: owner}, bson.E{Key: "lease.epoch", Value: epoch})
+		doc = append(doc, bson.E{Key: "savedEpoch", Value: epoch})
+	}
+	update := bson.D{{Key: "$set", Value: doc}}
+	if len(unset) > 0 {
+		update = append(update, bson.E{Key: "$unset", Value: unset})
+	}
+	r, err := c.coll.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(owner == ""))
 	if err != nil {
 		return fmt.Errorf("changestream: save checkpoint of stream %q to %s: %w", name, c.source, err)
+	}
+	if owner != "" && r.MatchedCount == 0 {
+		return fmt.Errorf("%w (stream %q, epoch %d, %s)", errFenced, name, epoch, c.source)
 	}
 	return nil
 }
@@ -190,5 +245,32 @@ func decodeCheckpointDoc(raw bson.Raw) (Checkpoint, error) {
 			return Checkpoint{}, err
 		}
 	}
+	if iv, err := raw.LookupErr("identity"); err == nil {
+		if cp.Identity, err = decodeIdentityDoc(iv); err != nil {
+			return Checkpoint{}, err
+		}
+	}
 	return cp, nil
+}
+
+// decodeIdentityDoc reads the identity of a checkpoint document.
+func decodeIdentityDoc(v bson.RawValue) (Identity, error) {
+	d, ok := v.DocumentOK()
+	if !ok {
+		return Identity{}, fmt.Errorf("identity is BSON type %s, not a document", v.Type)
+	}
+	ver, ok := d.Lookup("v").AsInt64OK()
+	if !ok || ver != identityVersion {
+		return Identity{}, fmt.Errorf("identity version is not %d", identityVersion)
+	}
+	target, ok1 := d.Lookup("target").StringValueOK()
+	fp, ok2 := d.Lookup("fingerprint").StringValueOK()
+	if !ok1 || !ok2 {
+		return Identity{}, errors.New("the identity's target or fingerprint is missing or not a string")
+	}
+	id := Identity{Target: target, Fingerprint: fp}
+	if id.IsZero() {
+		return Identity{}, errors.New("the identity is empty")
+	}
+	return id, nil
 }

@@ -23,6 +23,16 @@ import (
 // safe for concurrent use, also by several processes sharing the directory
 // (the last Save wins).
 //
+// One consumer at a time: a Stream with a FileStore holds an exclusive OS
+// file lock (flock) on "orders.checkpoint.lock" from Watch to Close, so
+// that a second Watch of the same name, in another process or in this one,
+// fails at once with an error wrapping ErrStreamInUse. The operating system
+// releases the lock when the process ends, also when it is killed, so a
+// crash leaves no stale lock. The lock is advisory: it binds Streams, not
+// Load and Save called directly. Locks are taken on Linux, macOS and the
+// BSDs; elsewhere (Windows) Watch takes none. flock over NFS depends on the
+// NFS version and client; keep the directory on a local file system.
+//
 // Save replaces the file atomically: it writes a temporary file in the same
 // directory, ".orders.checkpoint.json.<pid>-<random>.tmp" with the process
 // id of the writer, syncs it to disk, renames it over the checkpoint file
@@ -37,16 +47,20 @@ import (
 //
 //	{
 //	  "format": "go-changestream checkpoint",
-//	  "version": 1,
+//	  "version": 2,
 //	  "stream": "orders",
 //	  "token": "82642AD66D000000012B022C0100296E5A1004...",
 //	  "clusterTime": {"t": 1680529005, "i": 1},
 //	  "wallTime": "2023-04-03T13:36:45.123Z",
-//	  "updatedAt": "2023-04-03T13:36:46.001234567Z"
+//	  "updatedAt": "2023-04-03T13:36:46.001234567Z",
+//	  "identity": {"v": 1, "target": "collection shop.orders", "fingerprint": "v1:3f0a..."}
 //	}
 //
 // token is the Token's text form (Token.String); wallTime is omitted when
-// zero; times are RFC 3339 in UTC, in years 1 to 9999. A checkpoint of a
+// zero; times are RFC 3339 in UTC, in years 1 to 9999. identity is the
+// checkpoint's Identity; a checkpoint with the zero Identity is written as
+// version 1, without it, and version 1 files (written before identities
+// existed) are read as checkpoints of unknown identity. A checkpoint of a
 // snapshot under way (Checkpoint.Snapshot) has one more key, a versioned
 // record of its own with every key present:
 //
@@ -73,10 +87,13 @@ type FileStore struct {
 const (
 	// checkpointFormat is the format marker of a checkpoint file.
 	checkpointFormat = "go-changestream checkpoint"
-	// checkpointVersion is the format version this package writes and reads.
-	checkpointVersion = 1
+	// checkpointVersion is the newest format version this package writes
+	// and reads: 2 adds "identity" to version 1.
+	checkpointVersion = 2
 	// checkpointSuffix ends the name of every checkpoint file.
 	checkpointSuffix = ".checkpoint.json"
+	// lockSuffix ends the name of every lock file.
+	lockSuffix = ".checkpoint.lock"
 	// maxCheckpointFile bounds how much of a file Load reads; a checkpoint
 	// is a few hundred bytes.
 	maxCheckpointFile = 1 << 20
@@ -117,6 +134,14 @@ func (f *FileStore) Path(name string) (string, error) {
 		return "", err
 	}
 	return filepath.Join(f.dir, name+checkpointSuffix), nil
+}
+
+// lockPath returns the lock file of stream name.
+func (f *FileStore) lockPath(name string) (string, error) {
+	if _, err := f.Path(name); err != nil {
+		return "", err
+	}
+	return filepath.Join(f.dir, name+lockSuffix), nil
 }
 
 // checkFileStreamName validates name as a FileStore stream name.
@@ -239,6 +264,14 @@ type checkpointFile struct {
 	WallTime    string            `json:"wallTime,omitempty"`
 	UpdatedAt   string            `json:"updatedAt"`
 	Snapshot    *snapshotFile     `json:"snapshot,omitempty"`
+	Identity    *checkpointFileID `json:"identity,omitempty"`
+}
+
+// checkpointFileID is the Identity in a checkpoint file, version 2.
+type checkpointFileID struct {
+	V           *int    `json:"v"`
+	Target      *string `json:"target"`
+	Fingerprint *string `json:"fingerprint"`
 }
 
 // checkpointFileTS is a bson.Timestamp in a checkpoint file.
@@ -257,7 +290,7 @@ func encodeCheckpointFile(name string, cp Checkpoint) ([]byte, error) {
 	t, i := cp.ClusterTime.T, cp.ClusterTime.I
 	doc := checkpointFile{
 		Format:      checkpointFormat,
-		Version:     checkpointVersion,
+		Version:     1,
 		Stream:      name,
 		Token:       cp.Token.String(),
 		ClusterTime: &checkpointFileTS{T: &t, I: &i},
@@ -271,6 +304,11 @@ func encodeCheckpointFile(name string, cp Checkpoint) ([]byte, error) {
 		if doc.Snapshot, err = snapshotFileOf(cp.Snapshot); err != nil {
 			return nil, err
 		}
+	}
+	if !cp.Identity.IsZero() {
+		v, target, fp := identityVersion, cp.Identity.Target, cp.Identity.Fingerprint
+		doc.Version = 2
+		doc.Identity = &checkpointFileID{V: &v, Target: &target, Fingerprint: &fp}
 	}
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -304,11 +342,11 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 	if head.Format != checkpointFormat {
 		return Checkpoint{}, fmt.Errorf("not a checkpoint file: format marker is %s, want %q", describeJSON(head.Format), checkpointFormat)
 	}
-	if v, ok := head.Version.(float64); !ok || v != checkpointVersion {
+	if v, ok := head.Version.(float64); !ok || (v != 1 && v != 2) {
 		if ok && v > checkpointVersion {
 			return Checkpoint{}, fmt.Errorf("format version %v is newer than this library reads (%d)", v, checkpointVersion)
 		}
-		return Checkpoint{}, fmt.Errorf("format version is %s, want %d", describeJSON(head.Version), checkpointVersion)
+		return Checkpoint{}, fmt.Errorf("format version is %s, want 1 or %d", describeJSON(head.Version), checkpointVersion)
 	}
 
 	// encoding/json matches keys regardless of case and lets a repeated
@@ -320,6 +358,11 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 	if ts := fields["clusterTime"]; len(ts) > 0 && ts[0] == '{' {
 		if _, err := checkFileKeys(ts, fileTSKeys); err != nil {
 			return Checkpoint{}, fmt.Errorf("bad clusterTime: %w", err)
+		}
+	}
+	if id := fields["identity"]; len(id) > 0 && id[0] == '{' {
+		if _, err := checkFileKeys(id, fileIDKeys); err != nil {
+			return Checkpoint{}, fmt.Errorf("bad identity: %w", err)
 		}
 	}
 	var doc checkpointFile
@@ -377,14 +420,35 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 			return Checkpoint{}, err
 		}
 	}
+	switch {
+	case fields["identity"] != nil && doc.Identity == nil:
+		return Checkpoint{}, errors.New("the identity is null")
+	case doc.Version == 1 && doc.Identity != nil:
+		return Checkpoint{}, errors.New("a version 1 file has no identity")
+	case doc.Version == 2 && doc.Identity == nil:
+		return Checkpoint{}, errors.New("the identity of a version 2 file is missing")
+	case doc.Version == 2:
+		id := doc.Identity
+		if id.V == nil || *id.V != identityVersion {
+			return Checkpoint{}, fmt.Errorf("identity version is not %d", identityVersion)
+		}
+		if id.Target == nil || id.Fingerprint == nil {
+			return Checkpoint{}, errors.New("the identity is incomplete")
+		}
+		cp.Identity = Identity{Target: *id.Target, Fingerprint: *id.Fingerprint}
+		if cp.Identity.IsZero() {
+			return Checkpoint{}, errors.New("the identity of a version 2 file is empty")
+		}
+	}
 	return cp, nil
 }
 
 // The keys of a checkpoint file, of its clusterTime and of its snapshot
 // record, as the writer spells them.
 var (
-	fileKeys         = []string{"format", "version", "stream", "token", "clusterTime", "wallTime", "updatedAt", "snapshot"}
+	fileKeys         = []string{"format", "version", "stream", "token", "clusterTime", "wallTime", "updatedAt", "identity", "snapshot"}
 	fileTSKeys       = []string{"t", "i"}
+	fileIDKeys       = []string{"v", "target", "fingerprint"}
 	fileSnapshotKeys = []string{"version", "db", "collection", "lastID", "copied"}
 )
 

@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -87,8 +88,9 @@ func TestStreamOnItsCheckpointCollection(t *testing.T) {
 	}
 
 	other := f.client.Database(f.db.Name() + "_other")
-	for _, target := range []stream.Watcher{f.coll, other} {
-		s, err := stream.Watch[bson.Raw](f.ctx, target, nil, &stream.Options{Store: cs, Name: "other"})
+	for i, target := range []stream.Watcher{f.coll, other} {
+		// One name per target: a checkpoint of one is refused by the other.
+		s, err := stream.Watch[bson.Raw](f.ctx, target, nil, &stream.Options{Store: cs, Name: fmt.Sprint("other", i)})
 		if err != nil {
 			t.Fatal(err)
 		}

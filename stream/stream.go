@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"slices"
@@ -56,6 +57,7 @@ type Stream[T any] struct {
 
 	pending      chan fetched[T] // result of the fetch in flight, nil if none
 	pendingBlock bool            // that fetch waits for an event
+	fetchers     sync.WaitGroup  // the goroutines running a fetch; Close waits for them
 	cursorID     int64           // the server cursor of the latest driver call
 	slab         []byte          // see own
 	driverTok    tokenMemo       // see driverToken
@@ -77,6 +79,9 @@ type Stream[T any] struct {
 	inBody  bool  // an All loop body is running
 	manual  bool  // no commit on the next call: Options.ManualCommit, Batches
 	loopErr error // the error of the Close made by All or Batches, for the next Close
+
+	unlock func() error // releases the store's hold on the stream name; nil if none
+	lease  *lease       // lease.go: the lease of an active consumer; nil without Options.LeaseTTL
 }
 
 // tokenMemo is the driver's last resume token and our copy of it, so that
@@ -145,6 +150,10 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if pipeline == nil {
 		pipeline = mongo.Pipeline{}
 	}
+	identity, err := identityOf(target, pipeline, csOpts) // before the store's scope stage
+	if err != nil {
+		return nil, err
+	}
 	if pipeline, err = scopeStore(target, pipeline, o.Store); err != nil { // store_scope.go
 		return nil, err
 	}
@@ -169,6 +178,7 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 		used:     make(chan struct{}, 1),
 	}
 	s.pos = newPosition(&o)
+	s.pos.identity = identity
 	s.manual = o.ManualCommit
 	userStartAfter, userResume := driverResumeOptions(csOpts)
 	from := resumePoint{how: fromOriginal}
@@ -177,12 +187,43 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	if (snapshot || o.SnapshotOnHistoryLost) && userResume {
 		return nil, errors.New("changestream: a snapshot fixes its own start point: do not pass resumeAfter, startAfter or startAtOperationTime with Options.NoCheckpoint StartWithSnapshot or Options.SnapshotOnHistoryLost")
 	}
+	if l, ok := o.Store.(storeLocker); ok {
+		unlock, err := l.lock(o.Name)
+		if err != nil {
+			return nil, err
+		}
+		s.unlock = unlock
+		defer func() {
+			if s.cs == nil { // Watch failed
+				_ = unlock()
+			}
+		}()
+	}
+	if o.LeaseTTL > 0 {
+		l, err := o.Store.(leaser).acquireLease(ctx, o.Name, o.Instance, o.LeaseTTL, s.log.With("instance", o.Instance))
+		if err != nil {
+			return nil, err
+		}
+		s.lease = l
+		o.Store = fencedStore{o.Store.(*CollectionStore), l}
+		s.opts.Store = o.Store
+		s.pos.store = o.Store
+		s.stats.Role, s.stats.LeaseEpoch = "active", l.epoch
+		defer func() {
+			if s.cs == nil { // Watch failed
+				_ = l.release(context.WithoutCancel(ctx))
+			}
+		}()
+	}
 	if o.Store != nil {
 		cp, ok, err := loadCheckpoint(ctx, &o)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
+			if err := checkIdentity(o.Name, cp.Identity, identity, o.AcceptChangedPipeline); err != nil {
+				return nil, err
+			}
 			from = resumePoint{how: fromResumeAfter, tok: cp.Token}
 			s.pos.loaded(cp)
 			snapshot, snapFrom = cp.Snapshot != nil, cp.Snapshot
@@ -229,6 +270,7 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 		if err := s.startSnapshot(ctx, fixed, snapFrom); err != nil {
 			s.cancel()
 			cs.Close(context.WithoutCancel(ctx))
+			s.cs = nil // Watch failed: the deferred calls above let go of the store
 			return nil, err
 		}
 	}
@@ -390,6 +432,12 @@ func (s *Stream[T]) deliverHeld(ctx context.Context, block bool) (d delivery[T],
 		if err != nil || !ok {
 			return d, false, err
 		}
+		if f.got && s.lease != nil {
+			if s.lease.check() != nil {
+				// Not ours to deliver: the stream ends before it.
+				return d, false, s.leaseLost()
+			}
+		}
 		switch {
 		case f.ended:
 		case f.got:
@@ -462,9 +510,7 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 		if err := ctx.Err(); err != nil {
 			return f, false, err
 		}
-		ch := make(chan fetched[T], 1)
-		s.pending, s.pendingBlock = ch, block
-		go func() { ch <- s.fetch(block) }()
+		s.startFetch(block, block)
 	}
 	if !block && s.pendingBlock {
 		select {
@@ -485,6 +531,10 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 			return f, false, err
 		}
 	}
+	var lost <-chan struct{} // nil without a lease
+	if s.lease != nil {
+		lost = s.lease.lostCh
+	}
 	select {
 	case f = <-s.pending:
 		s.pending = nil
@@ -493,7 +543,34 @@ func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok boo
 		return f, false, ctx.Err()
 	case <-s.done:
 		return f, false, ErrClosed
+	case <-lost:
+		return f, false, s.leaseLost()
 	}
+}
+
+// startFetch runs one fetch in a goroutine of its own (block as for
+// fetch) whose result pending receives; waits tells whether a caller waits
+// for an event from it. The caller holds sem.
+func (s *Stream[T]) startFetch(block, waits bool) {
+	ch := make(chan fetched[T], 1)
+	s.pending, s.pendingBlock = ch, waits
+	s.fetchers.Add(1)
+	go func() {
+		defer s.fetchers.Done()
+		ch <- s.fetch(block)
+	}()
+}
+
+// leaseLost ends the stream with the lease's error.
+func (s *Stream[T]) leaseLost() error {
+	err := s.lease.check()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.term == nil {
+		s.term = err
+	}
+	s.stats.Role = "lost"
+	return err
 }
 
 // fetch gets the next event from the driver's stream: one round trip at
@@ -699,6 +776,8 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 		s.pending = nil
 	}
 	s.cancel()
+	// A fetch goroutine whose result was taken may still be returning.
+	s.fetchers.Wait()
 	// The checkpoint first: killing cursors on a server that is down can
 	// use up ctx, and a local save must not wait for the network.
 	err := s.pos.close(ctx, commitLast)
@@ -715,6 +794,17 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 		if kerr := s.kill(ctx, killID); kerr != nil {
 			s.log.Warn("changestream: could not kill the server cursor of an interrupted call", "cursor", killID, "err", kerr)
 			err = errors.Join(err, kerr)
+		}
+	}
+	if s.lease != nil {
+		if lerr := s.lease.release(ctx); lerr != nil {
+			s.log.Warn("changestream: could not release the lease", "err", lerr)
+			err = errors.Join(err, lerr)
+		}
+	}
+	if s.unlock != nil {
+		if uerr := s.unlock(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("changestream: release the lock of stream %q: %w", s.opts.Name, uerr))
 		}
 	}
 	s.log.Debug("changestream: closed")

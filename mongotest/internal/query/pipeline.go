@@ -729,11 +729,17 @@ func compileAggExpr(v bsoncore.Value) (aggExpr, error) {
 				return constExpr{elems[0].Value()}, nil
 			case "$getField", "$setField", "$unsetField":
 				return compileFieldOp(op, elems[0].Value())
+			case "$toHashedIndexKey":
+				x, err := compileAggExpr(elems[0].Value())
+				if err != nil {
+					return nil, err
+				}
+				return hashedKeyExpr{x}, nil
 			}
 			if x, ok, err := compileOperatorExpr(op, elems[0].Value()); ok {
 				return x, err
 			}
-			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE, $literal, $getField, $setField, $unsetField, $eq, $ne, $gt, $gte, $lt, $lte, $cmp, $and, $or and $not)", op)
+			return nil, codes.Errorf(codes.InvalidPipelineOperator, "Unrecognized expression '%s' (mongotest supports field paths, $$ROOT, $$CURRENT, $$REMOVE, $literal, $getField, $setField, $unsetField, $eq, $ne, $gt, $gte, $lt, $lte, $cmp, $and, $or, $not and $toHashedIndexKey)", op)
 		}
 		obj := objExpr{}
 		for _, el := range elems {
