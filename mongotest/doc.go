@@ -56,8 +56,12 @@
 // that changed after the snapshot, is a WriteConflict (112) labelled
 // TransientTransactionError, which aborts the transaction. The change
 // events of a transaction are logged at commit, in order, each with the
-// transaction's lsid and txnNumber (and, unlike a real server, each with a
-// cluster time of its own).
+// transaction's lsid and txnNumber and, as on a real server, all with the
+// commit's cluster time (the operationTime of the commitTransaction
+// reply): their resume tokens tell them apart by their index in the
+// transaction, so they sort in stream order, resuming after any of them
+// continues with the next, and startAtOperationTime of the commit time
+// delivers them all.
 //
 // A snapshot session (read concern snapshot outside a transaction) reads
 // find, aggregate and distinct as of the cluster time of its first read,

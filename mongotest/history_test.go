@@ -1,6 +1,7 @@
 package mongotest_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync/atomic"
@@ -216,5 +217,89 @@ func TestLiveCursorFallsBehindHistory(t *testing.T) {
 			}
 			wantHistoryLost(t, err)
 		})
+	}
+}
+
+// The events of a transaction share the commit's cluster time, so the
+// history limit can drop part of them: a token of a dropped one older
+// than the newest dropped has lost history, though its time is that of
+// events still kept, and so has the commit's time.
+func TestHistoryLimitInTransaction(t *testing.T) {
+	srv := mongotest.New(t, &mongotest.Options{HistoryLimit: 3})
+	client := connect(t, srv.URI())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	db := client.Database("hist")
+	if err := db.CreateCollection(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	coll := db.Collection("c")
+	cs, err := coll.Watch(ctx, mongo.Pipeline{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	sess, err := client.StartSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.EndSession(ctx)
+	if _, err := sess.WithTransaction(ctx, func(sctx context.Context) (any, error) {
+		for _, id := range []int32{2, 3, 4} {
+			if _, err := coll.InsertOne(sctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	commit := *sess.OperationTime()
+	var tokens []bson.Raw
+	for range 3 {
+		if !cs.Next(ctx) {
+			t.Fatalf("Next: %v", cs.Err())
+		}
+		if ts, i := cs.Current.Lookup("clusterTime").Timestamp(); (bson.Timestamp{T: ts, I: i}) != commit {
+			t.Fatalf("event clusterTime {%d %d}, want the commit's %v", ts, i, commit)
+		}
+		tokens = append(tokens, cs.Current.Lookup("_id").Document())
+	}
+	// Caught up at the commit's time, the stream's postBatchResumeToken
+	// is its last event's token.
+	if got := cs.ResumeToken(); !bytes.Equal(got, tokens[2]) {
+		t.Errorf("resume token after the transaction's events %s, want the last event's %s", got, tokens[2])
+	}
+	lost := func(name string, opts *options.ChangeStreamOptionsBuilder) {
+		t.Helper()
+		cs, err := coll.Watch(ctx, mongo.Pipeline{}, opts)
+		if err == nil {
+			cs.Close(ctx)
+		}
+		if err == nil {
+			t.Fatalf("%s: resumed, want ChangeStreamHistoryLost", name)
+		}
+		wantHistoryLost(t, err)
+	}
+	insert := func(id int32) {
+		t.Helper()
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	insert(5) // drops the transaction's first event
+	if got := firstDocKey(t, ctx, coll, options.ChangeStream().SetResumeAfter(tokens[0])); got != 3 {
+		t.Errorf("resumeAfter the newest dropped event: first event for _id %d, want 3", got)
+	}
+	lost("startAtOperationTime of the commit", options.ChangeStream().SetStartAtOperationTime(&commit))
+
+	insert(6) // drops the second
+	lost("resumeAfter the first event", options.ChangeStream().SetResumeAfter(tokens[0]))
+	if got := firstDocKey(t, ctx, coll, options.ChangeStream().SetResumeAfter(tokens[1])); got != 4 {
+		t.Errorf("resumeAfter the newest dropped event: first event for _id %d, want 4", got)
+	}
+	if got := firstDocKey(t, ctx, coll, options.ChangeStream().SetResumeAfter(tokens[2])); got != 5 {
+		t.Errorf("resumeAfter the transaction's last event: first event for _id %d, want 5", got)
 	}
 }

@@ -84,6 +84,21 @@
 // and take over when it dies or stalls, its checkpoint saves are fenced by
 // the lease epoch, and a stream that lost its lease ends with ErrLeaseLost.
 //
+// # Starting from existing data
+//
+// Options.NoCheckpoint says what Watch does when the store holds no
+// checkpoint: start from now (StartNow, the default), fail with an error
+// matching ErrNoCheckpoint (FailWithoutCheckpoint), or deliver every
+// existing document first, as an event with OperationType OpSnapshot, and
+// then the change stream from a point fixed before the scan began
+// (StartWithSnapshot). Changes made during the scan come afterwards through
+// the stream, so a consumer that applies events idempotently (upserts,
+// deletes of missing documents as no-ops) converges to the collection's
+// state. The checkpoint records the fixed point and the last _id
+// committed, so a restart goes on with the scan where it stopped.
+// Options.SnapshotOnHistoryLost takes a new snapshot instead of failing
+// with ErrHistoryLost; Stats().Snapshot reports the progress.
+//
 // # Parallel processing
 //
 // Process runs a handler for several events at once, on ProcessOptions.Workers

@@ -119,7 +119,7 @@ const (
 var knownOps = []OperationType{
 	OpInsert, OpUpdate, OpReplace, OpDelete, OpDrop, OpRename, OpDropDatabase, OpInvalidate,
 	OpCreate, OpCreateIndexes, OpDropIndexes, OpModify, OpShardCollection,
-	OpRefineCollectionShardKey, OpReshardCollection,
+	OpRefineCollectionShardKey, OpReshardCollection, OpSnapshot,
 }
 
 // opType returns the OperationType for b without allocating for the

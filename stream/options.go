@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 )
 
@@ -168,7 +169,8 @@ type Options struct {
 	// while the caller handles that event: at most one batch ahead, and
 	// ResumeToken (and so every checkpoint) still moves only when an event
 	// is returned. After a batch of one event nothing is fetched between
-	// calls.
+	// calls. The same goes for the batches of a snapshot's find
+	// (NoCheckpoint).
 	DisablePrefetch bool
 
 	// DecodeAhead turns on decoding ahead: when the stream takes the
@@ -219,6 +221,53 @@ type Options struct {
 	// Instance names this instance in the lease document and log lines.
 	// The zero value means host:pid:random.
 	Instance string
+
+	// NoCheckpoint is what Watch does when Store holds no checkpoint for
+	// Name (without a Store: at every Watch). StartNow, the zero value,
+	// starts the change stream from now. FailWithoutCheckpoint makes Watch
+	// return an error matching ErrNoCheckpoint and deliver nothing; it
+	// needs a Store.
+	//
+	// StartWithSnapshot starts from the existing data. Watch opens the
+	// change stream first and takes the postBatchResumeToken of its empty
+	// first batch as the fixed point; then Next, TryNext, All, Batches and
+	// Process deliver every document of the watched collection(s) (every
+	// collection of a database, every database but admin, config and local
+	// of a deployment; views and system collections left out) in
+	// (database, collection, _id) order, each as an event with
+	// OperationType OpSnapshot; then the change stream from the fixed
+	// point. The checkpoint records the fixed point and the last _id
+	// committed (Checkpoint.Snapshot): a restart goes on with the scan
+	// after that _id, then with the change stream. The pipeline passed to
+	// Watch is not applied to snapshot events, but when its first stage is
+	// a $match whose conditions on "ns.db" or "ns.coll" are a string or an
+	// $in of strings, only the collections they allow are scanned.
+	//
+	// At-least-once overlap: a change committed after the fixed point to
+	// a document the scan reads after that change is seen twice: its
+	// result in the snapshot event, and the change itself later from the
+	// stream. A document inserted after the fixed point may come both as a
+	// snapshot event and as an insert; one deleted after the fixed point
+	// but before the scan reached it comes only as its delete. Applying
+	// every event in order, with inserts and replaces as upserts, deletes
+	// of a missing document as no-ops and updates that set fields, leaves
+	// the same state as the collection's. Collections created during the
+	// scan come through the stream. The scan resumes with {_id: {$gt: last}},
+	// so every _id of a collection must be of one BSON type class.
+	NoCheckpoint NoCheckpointPolicy
+
+	// SnapshotOnHistoryLost makes Watch take a new snapshot, as with
+	// StartWithSnapshot, when the saved checkpoint is no longer in the
+	// server's history (the oplog rolled over it): instead of failing with
+	// ErrHistoryLost, Watch opens the stream from now and delivers every
+	// existing document first. The consumer sees OpSnapshot events again
+	// and must treat them as the state to converge to. The zero value
+	// (false) returns ErrHistoryLost.
+	SnapshotOnHistoryLost bool
+
+	// SnapshotBatchSize is the batchSize of the snapshot's find commands.
+	// The zero value means DefaultSnapshotBatchSize.
+	SnapshotBatchSize int
 }
 
 // resolve checks the options and fills in defaults. It never modifies the
@@ -254,6 +303,19 @@ func (o *Options) resolve() (Options, error) {
 	nonNegative("RewatchMaxDelay", int64(r.RewatchMaxDelay))
 	nonNegative("RewatchAttempts", int64(r.RewatchAttempts))
 	nonNegative("RewatchTimeout", int64(r.RewatchTimeout))
+	nonNegative("SnapshotBatchSize", int64(r.SnapshotBatchSize))
+	if r.NoCheckpoint < StartNow || r.NoCheckpoint > FailWithoutCheckpoint {
+		bad("NoCheckpoint %v is not a policy", r.NoCheckpoint)
+	}
+	if r.NoCheckpoint == FailWithoutCheckpoint && r.Store == nil {
+		bad("NoCheckpoint FailWithoutCheckpoint needs a Store")
+	}
+	if r.SnapshotBatchSize > math.MaxInt32 {
+		bad("SnapshotBatchSize %d is above %d", r.SnapshotBatchSize, math.MaxInt32)
+	}
+	if r.SnapshotBatchSize == 0 {
+		r.SnapshotBatchSize = DefaultSnapshotBatchSize
+	}
 	nonNegative("LeaseTTL", int64(r.LeaseTTL))
 	if r.LeaseTTL > 0 {
 		if _, ok := r.Store.(leaser); !ok {

@@ -25,12 +25,20 @@ var ErrAlreadyCommitted = errors.New("changestream: commit of an event at or beh
 // mark is a position in the stream: resume after tok.
 type mark struct {
 	tok  Token
-	ct   bson.Timestamp // the cluster time of the event (or of tok)
-	wall time.Time      // the event's wallTime, when it had one
+	ct   bson.Timestamp      // the cluster time of the event (or of tok)
+	wall time.Time           // the event's wallTime, when it had one
+	snap *SnapshotCheckpoint // during a snapshot, how far the scan got (tok is its fixed point); never modified
 }
 
 // checkpoint returns the Checkpoint of m.
-func (m mark) checkpoint() Checkpoint { return checkpointAt(m.tok, m.ct, m.wall) }
+func (m mark) checkpoint() Checkpoint {
+	cp := checkpointAt(m.tok, m.ct, m.wall)
+	cp.Snapshot = m.snap
+	return cp
+}
+
+// same reports whether m and n are the same position.
+func (m mark) same(n mark) bool { return m.tok.Equal(n.tok) && m.snap.equal(n.snap) }
 
 // inFlight is an event delivered and not committed.
 type inFlight struct {
@@ -90,7 +98,7 @@ func (p *position) loaded(cp Checkpoint) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.saved = cp
-	p.committed = mark{tok: cp.Token, ct: cp.ClusterTime, wall: cp.WallTime}
+	p.committed = mark{tok: cp.Token, ct: cp.ClusterTime, wall: cp.WallTime, snap: cp.Snapshot}
 }
 
 // opened records the driver's resume token once a watch opened: the
@@ -269,11 +277,11 @@ func (p *position) refuseLocked(tok Token) error {
 func (p *position) advanceLocked(m mark, events int) bool {
 	p.unsaved += events
 	p.committedEvents += int64(events)
-	if m.tok.IsZero() || m.tok.Equal(p.committed.tok) {
+	if m.tok.IsZero() || m.same(p.committed) {
 		return false
 	}
 	p.committed = m
-	p.dirty = !m.tok.Equal(p.saved.Token)
+	p.dirty = !m.same(mark{tok: p.saved.Token, snap: p.saved.Snapshot})
 	return true
 }
 
@@ -309,7 +317,7 @@ func (p *position) save(ctx context.Context, force bool, timeout time.Duration) 
 		p.failures = 0
 		p.saved, p.lastSave, p.saveErr = cp, cp.UpdatedAt, nil
 		p.unsaved -= events
-		p.dirty = !p.committed.tok.Equal(cp.Token)
+		p.dirty = !p.committed.same(mark{tok: cp.Token, snap: cp.Snapshot})
 		p.log.Debug("changestream: checkpoint saved", "token", cp.Token.String())
 		return nil
 	}

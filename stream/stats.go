@@ -99,6 +99,10 @@ type Stats struct {
 	// of one; a stream that is behind, full batches.
 	Batches   int64
 	LastBatch int
+
+	// Snapshot is the progress of the snapshot the stream started with
+	// (Options.NoCheckpoint); the zero value when it took none.
+	Snapshot SnapshotStats
 }
 
 // Stats returns the stream's figures. It may be called from any goroutine

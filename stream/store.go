@@ -55,6 +55,13 @@ type Checkpoint struct {
 	// value (unknown) is accepted. A TokenStore must store it and give it
 	// back from Load as it was saved.
 	Identity Identity
+
+	// Snapshot, when not nil, records a snapshot still under way: Token is
+	// then the point the change stream goes on from after the scan (see
+	// Options.NoCheckpoint). Stores keep it with the rest of the
+	// checkpoint; nil once the snapshot is done, and for every stream
+	// without one.
+	Snapshot *SnapshotCheckpoint
 }
 
 // ErrNoCheckpoint is returned by TokenStore.Load when no checkpoint was
@@ -125,6 +132,12 @@ func checkSave(ctx context.Context, name string, cp Checkpoint) (Checkpoint, err
 	}
 	if cp.Token.IsZero() {
 		return Checkpoint{}, fmt.Errorf("changestream: checkpoint of stream %q has no token", name)
+	}
+	if cp.Snapshot != nil {
+		if err := cp.Snapshot.check(); err != nil {
+			return Checkpoint{}, fmt.Errorf("changestream: checkpoint of stream %q: %w", name, err)
+		}
+		cp.Snapshot = cp.Snapshot.clone()
 	}
 	if cp.UpdatedAt.IsZero() {
 		cp.UpdatedAt = time.Now()

@@ -144,21 +144,30 @@ func (c *CollectionStore) save(ctx context.Context, name string, cp Checkpoint, 
 		{Key: "wallTime", Value: wall},
 		{Key: "updatedAt", Value: bson.NewDateTimeFromTime(cp.UpdatedAt)},
 	}
-	update := bson.D{{Key: "$set", Value: doc}}
+	if cp.Snapshot != nil {
+		doc = append(doc, bson.E{Key: "snapshot", Value: cp.Snapshot.snapshotDoc()})
+	}
+	var unset bson.D // the optional fields this checkpoint has not
+	if cp.Snapshot == nil {
+		unset = append(unset, bson.E{Key: "snapshot", Value: ""})
+	}
 	if !cp.Identity.IsZero() {
 		doc = append(doc, bson.E{Key: "identity", Value: bson.D{
 			{Key: "v", Value: identityVersion},
 			{Key: "target", Value: cp.Identity.Target},
 			{Key: "fingerprint", Value: cp.Identity.Fingerprint},
 		}})
-		update = bson.D{{Key: "$set", Value: doc}}
 	} else {
-		update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "identity", Value: ""}}})
+		unset = append(unset, bson.E{Key: "identity", Value: ""})
 	}
 	filter := bson.D{{Key: "_id", Value: name}}
 	if owner != "" {
 		filter = append(filter, bson.E{Key: "lease.owner", Value: owner}, bson.E{Key: "lease.epoch", Value: epoch})
-		update[0].Value = append(doc, bson.E{Key: "savedEpoch", Value: epoch})
+		doc = append(doc, bson.E{Key: "savedEpoch", Value: epoch})
+	}
+	update := bson.D{{Key: "$set", Value: doc}}
+	if len(unset) > 0 {
+		update = append(update, bson.E{Key: "$unset", Value: unset})
 	}
 	r, err := c.coll.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(owner == ""))
 	if err != nil {
@@ -227,6 +236,15 @@ func decodeCheckpointDoc(raw bson.Raw) (Checkpoint, error) {
 	}
 	cp.UpdatedAt = time.UnixMilli(ms).UTC()
 
+	if sv, err := raw.LookupErr("snapshot"); err == nil && sv.Type != bson.TypeNull {
+		sd, ok := sv.DocumentOK()
+		if !ok {
+			return Checkpoint{}, fmt.Errorf("snapshot is BSON type %s, not a document", sv.Type)
+		}
+		if cp.Snapshot, err = decodeSnapshotDoc(sd); err != nil {
+			return Checkpoint{}, err
+		}
+	}
 	if iv, err := raw.LookupErr("identity"); err == nil {
 		if cp.Identity, err = decodeIdentityDoc(iv); err != nil {
 			return Checkpoint{}, err

@@ -60,7 +60,14 @@ import (
 // zero; times are RFC 3339 in UTC, in years 1 to 9999. identity is the
 // checkpoint's Identity; a checkpoint with the zero Identity is written as
 // version 1, without it, and version 1 files (written before identities
-// existed) are read as checkpoints of unknown identity. Load accepts exactly
+// existed) are read as checkpoints of unknown identity. A checkpoint of a
+// snapshot under way (Checkpoint.Snapshot) has one more key, a versioned
+// record of its own with every key present:
+//
+//	"snapshot": {"version": 1, "db": "shop", "collection": "orders",
+//	             "lastID": "<base64 of the BSON document {_id: <last _id>}>", "copied": 1200}
+//
+// Load accepts exactly
 // what Save writes, whatever the JSON layout (white space, key order): keys
 // spelt as above (they are case-sensitive), each once, and every value in
 // the form Save writes it. Load reports a missing file as
@@ -256,6 +263,7 @@ type checkpointFile struct {
 	ClusterTime *checkpointFileTS `json:"clusterTime"`
 	WallTime    string            `json:"wallTime,omitempty"`
 	UpdatedAt   string            `json:"updatedAt"`
+	Snapshot    *snapshotFile     `json:"snapshot,omitempty"`
 	Identity    *checkpointFileID `json:"identity,omitempty"`
 }
 
@@ -290,6 +298,12 @@ func encodeCheckpointFile(name string, cp Checkpoint) ([]byte, error) {
 	}
 	if !cp.WallTime.IsZero() {
 		doc.WallTime = cp.WallTime.UTC().Format(time.RFC3339Nano)
+	}
+	if cp.Snapshot != nil {
+		var err error
+		if doc.Snapshot, err = snapshotFileOf(cp.Snapshot); err != nil {
+			return nil, err
+		}
 	}
 	if !cp.Identity.IsZero() {
 		v, target, fp := identityVersion, cp.Identity.Target, cp.Identity.Fingerprint
@@ -391,6 +405,21 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 	if cp.UpdatedAt, err = parseFileTime(doc.UpdatedAt); err != nil {
 		return Checkpoint{}, fmt.Errorf("bad updatedAt: %w", err)
 	}
+	if raw, ok := fields["snapshot"]; ok {
+		if len(raw) == 0 || raw[0] != '{' {
+			return Checkpoint{}, errors.New("bad snapshot record: not a JSON object")
+		}
+		keys, err := checkFileKeys(raw, fileSnapshotKeys)
+		if err != nil {
+			return Checkpoint{}, fmt.Errorf("bad snapshot record: %w", err)
+		}
+		if len(keys) != len(fileSnapshotKeys) {
+			return Checkpoint{}, fmt.Errorf("bad snapshot record: it needs every one of the keys %q", fileSnapshotKeys)
+		}
+		if cp.Snapshot, err = doc.Snapshot.checkpoint(); err != nil {
+			return Checkpoint{}, err
+		}
+	}
 	switch {
 	case fields["identity"] != nil && doc.Identity == nil:
 		return Checkpoint{}, errors.New("the identity is null")
@@ -414,12 +443,13 @@ func decodeCheckpointFile(name string, data []byte) (Checkpoint, error) {
 	return cp, nil
 }
 
-// The keys of a checkpoint file and of its clusterTime, as the writer
-// spells them.
+// The keys of a checkpoint file, of its clusterTime and of its snapshot
+// record, as the writer spells them.
 var (
-	fileKeys   = []string{"format", "version", "stream", "token", "clusterTime", "wallTime", "updatedAt", "identity"}
-	fileTSKeys = []string{"t", "i"}
-	fileIDKeys = []string{"v", "target", "fingerprint"}
+	fileKeys         = []string{"format", "version", "stream", "token", "clusterTime", "wallTime", "updatedAt", "identity", "snapshot"}
+	fileTSKeys       = []string{"t", "i"}
+	fileIDKeys       = []string{"v", "target", "fingerprint"}
+	fileSnapshotKeys = []string{"version", "db", "collection", "lastID", "copied"}
 )
 
 // checkFileKeys checks the keys of the JSON object data: each one of

@@ -26,11 +26,15 @@ func FuzzFileStoreReader(f *testing.F) {
 		UpdatedAt:   time.Date(2023, 4, 3, 13, 36, 46, 1, time.UTC),
 	}
 	idle := Checkpoint{Token: tok, UpdatedAt: full.UpdatedAt}
+	snap := full
+	snap.Snapshot = &SnapshotCheckpoint{DB: "shop", Collection: "orders", LastID: bson.RawValue{Type: bson.TypeInt32, Value: []byte{7, 0, 0, 0}}, Copied: 1200}
 	stamped := full
 	stamped.Identity = Identity{Target: "collection shop.orders", Fingerprint: "v1:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}
 	foreign := idle
 	foreign.Identity = Identity{Fingerprint: "v1:00"}
-	for _, cp := range []Checkpoint{full, idle, stamped, foreign} {
+	stampedSnap := stamped
+	stampedSnap.Snapshot = snap.Snapshot
+	for _, cp := range []Checkpoint{full, idle, snap, stamped, foreign, stampedSnap} {
 		data, err := encodeCheckpointFile("orders", cp)
 		if err != nil {
 			f.Fatal(err)
@@ -72,7 +76,7 @@ func FuzzFileStoreReader(f *testing.F) {
 			t.Fatalf("cannot read back %q (from %q): %v", again, data, err)
 		}
 		if !cp2.Token.Equal(cp.Token) || cp2.ClusterTime != cp.ClusterTime ||
-			!cp2.WallTime.Equal(cp.WallTime) || !cp2.UpdatedAt.Equal(cp.UpdatedAt) || cp2.Identity != cp.Identity {
+			!cp2.WallTime.Equal(cp.WallTime) || !cp2.UpdatedAt.Equal(cp.UpdatedAt) || cp2.Identity != cp.Identity || !cp2.Snapshot.equal(cp.Snapshot) {
 			t.Fatalf("write back of %q changed the checkpoint: %+v, then %+v", data, cp, cp2)
 		}
 	})

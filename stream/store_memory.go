@@ -28,6 +28,7 @@ func (m *MemoryStore) Load(ctx context.Context, name string) (Checkpoint, error)
 	if !ok {
 		return Checkpoint{}, ErrNoCheckpoint
 	}
+	cp.Snapshot = cp.Snapshot.clone()
 	return cp, nil
 }
 

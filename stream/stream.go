@@ -70,6 +70,7 @@ type Stream[T any] struct {
 	codec        codec           // decode.go: how documents are decoded
 	pf           prefetcher      // prefetch.go: fetching ahead
 	ahead        decodeAhead[T]  // decodeahead.go: decoding ahead of delivery
+	snap         *snapshotter    // snapshot.go: the scan before the change stream; nil when none or done
 	resumeRun    resumeRun       // resumes.go: the driver's resumes without an event
 
 	mu      sync.Mutex
@@ -183,6 +184,11 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	s.manual = o.ManualCommit
 	userStartAfter, userResume := driverResumeOptions(csOpts)
 	from := resumePoint{how: fromOriginal}
+	snapshot := o.NoCheckpoint == StartWithSnapshot // snapshot.go
+	var snapFrom *SnapshotCheckpoint
+	if (snapshot || o.SnapshotOnHistoryLost) && userResume {
+		return nil, errors.New("changestream: a snapshot fixes its own start point: do not pass resumeAfter, startAfter or startAtOperationTime with Options.NoCheckpoint StartWithSnapshot or Options.SnapshotOnHistoryLost")
+	}
 	if l, ok := o.Store.(storeLocker); ok {
 		unlock, err := l.lock(o.Name)
 		if err != nil {
@@ -222,12 +228,20 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 			}
 			from = resumePoint{how: fromResumeAfter, tok: cp.Token}
 			s.pos.loaded(cp)
+			snapshot, snapFrom = cp.Snapshot != nil, cp.Snapshot
 			if userResume {
 				s.log.Info("changestream: resuming from the saved checkpoint; the resume option passed to Watch only applies when there is none")
 			}
+		} else if o.NoCheckpoint == FailWithoutCheckpoint {
+			return nil, errNoCheckpointPolicy(o.Name)
 		}
 	}
 	cs, err := s.open(ctx, from)
+	if err != nil && from.how != fromOriginal && o.SnapshotOnHistoryLost && errors.Is(classify(err), ErrHistoryLost) {
+		s.log.Warn("changestream: the checkpoint is no longer in the oplog; taking a new snapshot (Options.SnapshotOnHistoryLost)", "err", err)
+		from, snapshot, snapFrom = resumePoint{how: fromOriginal}, true, nil
+		cs, err = s.open(ctx, from)
+	}
 	if err != nil && from.how == fromResumeAfter && isCode(err, codeInvalidResumeToken) {
 		// The checkpoint is an invalidate event's token, which only
 		// startAfter accepts.
@@ -250,6 +264,18 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 	tok := s.driverToken()
 	s.pos.opened(tok)
 	s.log.Debug("changestream: opened", "resume", from.how, "resumeToken", tok.String())
+	if snapshot {
+		fixed := tok
+		if snapFrom != nil {
+			fixed = from.tok
+		}
+		if err := s.startSnapshot(ctx, fixed, snapFrom); err != nil {
+			s.cancel()
+			cs.Close(context.WithoutCancel(ctx))
+			s.cs = nil // Watch failed: the deferred calls above let go of the store
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -397,6 +423,11 @@ func (s *Stream[T]) deliverHeld(ctx context.Context, block bool) (d delivery[T],
 	}
 	if term != nil {
 		return d, false, term
+	}
+	if s.snap != nil {
+		if d, ok, handled, err := s.deliverSnapshot(ctx); handled {
+			return d, ok, err
+		}
 	}
 	for {
 		f, ok, err := s.await(ctx, block)
@@ -767,6 +798,9 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 	err := s.pos.close(ctx, commitLast)
 	if err != nil {
 		s.log.Warn("changestream: could not save the checkpoint on Close", "err", err)
+	}
+	if s.snap != nil {
+		s.snap.close(ctx)
 	}
 	if s.cs != nil {
 		err = errors.Join(err, s.cs.Close(ctx))

@@ -27,6 +27,7 @@ type config struct {
 	format       *eventFormat // how each event is printed
 	limit        int
 	embedded     bool
+	snapshot     bool // print every existing document first (NoCheckpoint: StartWithSnapshot)
 }
 
 // usageError is a bad command line: exit status 2.
@@ -72,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer, now time.Time) (config, error) 
 	fs.StringVar(&format, "format", "json", formatHelp())
 	fs.IntVar(&c.limit, "limit", 0, "stop after this many events (0: run until interrupted)")
 	fs.BoolVar(&c.embedded, "embedded", false, "watch an in-process mongotest server with a sample writer")
+	fs.BoolVar(&c.snapshot, "snapshot", false, "without a saved position, print every existing document first (operationType \"snapshot\"), then the changes; a progress bar on a terminal")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stderr, usageText)
@@ -100,6 +102,9 @@ func parseFlags(args []string, stderr io.Writer, now time.Time) (config, error) 
 		if err := options.Client().ApplyURI(c.uri).Validate(); err != nil {
 			return c, usagef("-uri: %v", err)
 		}
+	}
+	if c.snapshot && since != "" {
+		return c, usagef("-snapshot and -since exclude each other: a snapshot fixes its own start point")
 	}
 	if c.limit < 0 {
 		return c, usagef("-limit %d is negative", c.limit)

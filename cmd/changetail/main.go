@@ -14,7 +14,7 @@
 // Usage:
 //
 //	changetail -uri URI [-db D [-coll C]] [-match JSON] [-full-document MODE]
-//	           [-resume-file F] [-since TIME] [-format F] [-canonical] [-limit N]
+//	           [-resume-file F] [-since TIME | -snapshot] [-format F] [-canonical] [-limit N]
 //	changetail -embedded [flags]
 //
 // Without -db it watches the whole deployment (every database but admin,
@@ -48,6 +48,14 @@
 // only while the file holds no position. Delivery is at least once: after
 // a crash, up to a second of events may be printed again; none is skipped.
 // An unreadable file is an error, never a fresh start.
+//
+// With -snapshot, a run without a saved position prints every existing
+// document first, as an event with operationType "snapshot", then the
+// changes from a point fixed before it began (stream.StartWithSnapshot);
+// with -resume-file, a run stopped during the snapshot goes on after the
+// last document printed. On a terminal the status line is then a progress
+// bar: the fraction of the estimated documents copied, and the collection
+// being read.
 //
 // Failures that a new watch can mend (the network or the server down, a
 // restart or failover) are mended without a gap; each attempt to watch

@@ -106,7 +106,11 @@ func (sp *statusPrinter) loop() {
 			st := sp.p.get()
 			rate := float64(st.Events-last) / now.Sub(lastAt).Seconds()
 			last, lastAt = st.Events, now
-			fmt.Fprintf(sp.w, "\r\x1b[K%s", statusLine(st.Events, rate, lagText(st)))
+			line := statusLine(st.Events, rate, lagText(st))
+			if st.Snapshot.Running {
+				line = snapshotLine(st.Snapshot) // snapshot.go
+			}
+			fmt.Fprintf(sp.w, "\r\x1b[K%s", line)
 		}
 	}
 }

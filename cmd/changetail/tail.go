@@ -56,6 +56,9 @@ func (t *tailer) run(ctx context.Context) (err error) {
 	}()
 
 	opts := &stream.Options{CheckpointInterval: saveInterval, Logger: t.log}
+	if t.cfg.snapshot {
+		opts.NoCheckpoint = stream.StartWithSnapshot
+	}
 	if t.cfg.resumeFile != "" {
 		store, err := stream.NewFileStore(filepath.Dir(t.cfg.resumeFile))
 		if err != nil {

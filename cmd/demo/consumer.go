@@ -66,12 +66,12 @@ func (c *consumer) run(ctx context.Context) error {
 
 		crashed, err := c.follow(ctx, s)
 		if crashed {
-			// No Close: the stream is abandoned as a dead process would
-			// leave it. The last event it returned was handled but never
-			// committed, so the next stream delivers it again.
+			// The loop was left as a dead process leaves it: the last
+			// event was handled but never committed, so the next stream
+			// delivers it again.
 			st := s.Stats()
 			c.record(st)
-			c.out.printf("-- stream %d abandoned: %s\n   its last event was handled but not committed: it comes again\n", n, describeStats(st))
+			c.out.printf("-- stream %d crashed: %s\n   its last event was handled but not committed: it comes again\n", n, describeStats(st))
 			continue
 		}
 		// Close commits the last event returned and saves the checkpoint.
@@ -90,11 +90,13 @@ func (c *consumer) run(ctx context.Context) error {
 }
 
 // follow handles the events of s until ctx ends, the stream fails, or a
-// crash armed by crashAfterNext happens after an event was handled.
-// Asking for the next event is what commits the one before.
+// crash armed by crashAfterNext happens after an event was handled. Each
+// iteration of the All loop commits the event before; a crash returns from
+// inside the loop, which closes the stream (and releases its FileStore's
+// lock, as the operating system does for a process that dies) without
+// committing the event just handled.
 func (c *consumer) follow(ctx context.Context, s *stream.Stream[stream.Event[Order]]) (crashed bool, err error) {
-	for {
-		ev, err := s.Next(ctx)
+	for ev, err := range s.All(ctx) {
 		if err != nil {
 			if ctx.Err() != nil {
 				return false, nil
@@ -109,10 +111,11 @@ func (c *consumer) follow(ctx context.Context, s *stream.Stream[stream.Event[Ord
 		default:
 		}
 	}
+	return false, nil
 }
 
 // crashAfterNext arms a crash: the consumer stops after it handled the
-// next event, without asking for another one and without Close.
+// next event, without asking for another one.
 func (c *consumer) crashAfterNext() {
 	select {
 	case c.crash <- struct{}{}:

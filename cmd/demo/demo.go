@@ -121,7 +121,7 @@ func run(ctx context.Context, w io.Writer, cfg Config) (Summary, error) {
 	}{
 		{"network fault: the server drops every connection", srv.DropConnections},
 		{"server restart: connections dropped, cursors killed, data kept", srv.Restart},
-		{"consumer crash: the consumer handles one more event, then abandons its stream without Close", c.crashAfterNext},
+		{"consumer crash: the consumer handles one more event, then dies before it commits it", c.crashAfterNext},
 	}
 	phases := len(faults) + 1
 	var faultCount int

@@ -50,10 +50,10 @@ func TestDemo(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
-	abandoned := regexp.MustCompile(`-- stream 1 abandoned: .*; last checkpoint (\S+)`).FindStringSubmatch(out.String())
+	crashed := regexp.MustCompile(`-- stream 1 crashed: .*; last checkpoint (\S+)`).FindStringSubmatch(out.String())
 	resumed := regexp.MustCompile(`-- stream 2: resuming after checkpoint (\S+)`).FindStringSubmatch(out.String())
-	if abandoned == nil || resumed == nil || abandoned[1] != resumed[1] {
-		t.Errorf("stream 2 does not resume from stream 1's last checkpoint (%q, %q):\n%s", abandoned, resumed, out.String())
+	if crashed == nil || resumed == nil || crashed[1] != resumed[1] {
+		t.Errorf("stream 2 does not resume from stream 1's last checkpoint (%q, %q):\n%s", crashed, resumed, out.String())
 	}
 	lines := len(regexp.MustCompile(`(?m)^  \S`).FindAllString(out.String(), -1))
 	if lines != sum.Events {

@@ -3,9 +3,9 @@
 // orders to it, and follows them with a Stream[stream.Event[Order]] opened
 // with Options{Name, Store: FileStore, Logger}. Midway it drops every
 // connection and restarts the server, which the stream mends by itself
-// (its log lines and Stats show how), then crashes the consumer: the
-// stream is abandoned without Close, and a new one with the same Name and
-// Store resumes from the checkpoint. It ends with a summary that checks
+// (its log lines and Stats show how), then crashes the consumer: its loop
+// ends before it commits the event it handled last, and a new stream with
+// the same Name and Store resumes from the checkpoint. It ends with a summary that checks
 // that every write's event arrived:
 //
 //	go run ./cmd/demo

@@ -139,6 +139,8 @@ func main() {
 			chart = append(chart, cg)
 		case strings.HasPrefix(g, "BenchmarkDecode/"):
 			verdicts = append(verdicts, decode(g, groups[g])...)
+		case strings.HasPrefix(g, "BenchmarkSnapshot/"):
+			verdicts = append(verdicts, snapshot(g, groups[g])...)
 		case strings.HasPrefix(g, "BenchmarkProcess/"):
 			verdicts = append(verdicts, process(g, groups[g])...)
 		default:
@@ -187,6 +189,39 @@ func runs(ss []*series) int {
 		n = max(n, len(s.runs))
 	}
 	return n
+}
+
+// snapshot prints one table of a BenchmarkSnapshot group: each form
+// against the driver's Find loop with the snapshot's sort and batch size
+// (driver-sorted), with the target of issue 11.
+func snapshot(g string, ss []*series) []string {
+	base := find(ss, "driver-sorted")
+	fmt.Printf("%s (median of %d runs)\n\n", g, runs(ss))
+	fmt.Println("| form | docs/s | × driver-sorted | docs/cpu-s | × driver-sorted | allocs/doc | × driver-sorted |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	var bev, bcpu, bal float64
+	if base != nil {
+		bev, _ = base.median("events/s")
+		bcpu, _ = base.median("events/cpu-s")
+		bal, _ = base.median("allocs/op")
+	}
+	var verdicts []string
+	for _, s := range ss {
+		ev, _ := s.median("events/s")
+		cpu, _ := s.median("events/cpu-s")
+		al, _ := s.median("allocs/op")
+		fmt.Printf("| %s | %.0f | %s | %.0f | %s | %.0f | %s |\n", s.form, ev, ratio(ev, bev), cpu, ratio(cpu, bcpu), al, ratio(al, bal))
+		if s.form == "Snapshot" && base != nil {
+			verdicts = append(verdicts,
+				verdict(ev >= bev, fmt.Sprintf("%s: snapshot docs/s ≥ 1.0× driver Find loop: %s", g, ratio(ev, bev))))
+			if bcpu > 0 {
+				verdicts = append(verdicts,
+					verdict(cpu >= bcpu, fmt.Sprintf("%s: snapshot docs/cpu-s ≥ 1.0× driver Find loop: %s", g, ratio(cpu, bcpu))))
+			}
+		}
+	}
+	fmt.Println()
+	return verdicts
 }
 
 // throughput prints one table of a BenchmarkThroughput group: each form

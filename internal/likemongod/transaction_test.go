@@ -3,6 +3,7 @@ package likemongod_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -237,5 +238,156 @@ func TestSnapshotSession(t *testing.T) {
 	}
 	if _, err := f.coll.InsertOne(sctx, bson.D{{Key: "_id", Value: 2}}); err == nil {
 		t.Fatal("insert in a snapshot session succeeded")
+	}
+}
+
+// txnEvent is what the tests of a transaction's events read of each.
+type txnEvent struct {
+	ID          bson.Raw       `bson:"_id"`
+	ClusterTime bson.Timestamp `bson:"clusterTime"`
+	NS          struct {
+		Coll string `bson:"coll"`
+	} `bson:"ns"`
+	DocumentKey struct {
+		ID string `bson:"_id"`
+	} `bson:"documentKey"`
+}
+
+func (e txnEvent) name() string { return e.NS.Coll + "/" + e.DocumentKey.ID }
+
+// readEvents reads n events from cs.
+func readEvents(t *testing.T, ctx context.Context, cs *mongo.ChangeStream, n int) []txnEvent {
+	t.Helper()
+	var evs []txnEvent
+	for len(evs) < n {
+		if !cs.Next(ctx) {
+			t.Fatalf("stream ended after %d of %d events: %v", len(evs), n, cs.Err())
+		}
+		var ev txnEvent
+		if err := cs.Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func eventNames(evs []txnEvent) []string {
+	names := make([]string, len(evs))
+	for i, ev := range evs {
+		names[i] = ev.name()
+	}
+	return names
+}
+
+// As on a real server, whose transaction is one applyOps oplog entry, the
+// events of a committed transaction all carry the commit's cluster time
+// (the operationTime of the commitTransaction reply); their resume tokens
+// still sort strictly in stream order, resuming after (or starting after)
+// any of them gives exactly the events that follow it, and
+// startAtOperationTime of the commit time gives all of them.
+func TestTransactionEventsShareCommitTime(t *testing.T) {
+	f := newFixture(t)
+	f.createColl(t)
+	other := f.db.Collection("audit")
+	if err := f.db.CreateCollection(f.ctx, other.Name()); err != nil {
+		t.Fatal(err)
+	}
+	collStream, err := f.coll.Watch(f.ctx, mongo.Pipeline{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer collStream.Close(f.ctx)
+	dbStream, err := f.db.Watch(f.ctx, mongo.Pipeline{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dbStream.Close(f.ctx)
+
+	s, tctx := f.startTxn(t)
+	// The write to the other collection is an operation of the
+	// transaction a collection stream does not show.
+	writes := []struct {
+		coll *mongo.Collection
+		id   string
+	}{{f.coll, "a"}, {other, "x"}, {f.coll, "b"}, {f.coll, "c"}}
+	for _, w := range writes {
+		if _, err := w.coll.InsertOne(tctx, bson.D{{Key: "_id", Value: w.id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CommitTransaction(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	commit := s.OperationTime()
+	if commit == nil {
+		t.Fatal("no operationTime after commitTransaction")
+	}
+	// A write after the transaction, so that "the rest" has a known end.
+	if _, err := f.coll.InsertOne(f.ctx, bson.D{{Key: "_id", Value: "after"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		cs    *mongo.ChangeStream
+		watch func(opts *options.ChangeStreamOptionsBuilder) (*mongo.ChangeStream, error)
+		want  []string
+	}{
+		{"collection", collStream, func(o *options.ChangeStreamOptionsBuilder) (*mongo.ChangeStream, error) {
+			return f.coll.Watch(f.ctx, mongo.Pipeline{}, o)
+		}, []string{"orders/a", "orders/b", "orders/c", "orders/after"}},
+		{"database", dbStream, func(o *options.ChangeStreamOptionsBuilder) (*mongo.ChangeStream, error) {
+			return f.db.Watch(f.ctx, mongo.Pipeline{}, o)
+		}, []string{"orders/a", "audit/x", "orders/b", "orders/c", "orders/after"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs := readEvents(t, f.ctx, tc.cs, len(tc.want))
+			if got := eventNames(evs); !slices.Equal(got, tc.want) {
+				t.Fatalf("events %v, want %v", got, tc.want)
+			}
+			txnEvents := evs[:len(evs)-1]
+			for i, ev := range txnEvents {
+				if ev.ClusterTime != *commit {
+					t.Errorf("event %d (%s) has clusterTime %v, want the commit's operationTime %v", i, ev.name(), ev.ClusterTime, *commit)
+				}
+			}
+			if after := evs[len(evs)-1].ClusterTime; after.Compare(*commit) <= 0 {
+				t.Errorf("the write after the commit has clusterTime %v, not after the commit's %v", after, *commit)
+			}
+			for i := 1; i < len(evs); i++ {
+				a, b := evs[i-1].ID.Lookup("_data").StringValue(), evs[i].ID.Lookup("_data").StringValue()
+				if a >= b {
+					t.Errorf("token of event %d (%s) %s does not sort before that of event %d (%s) %s", i-1, evs[i-1].name(), a, i, evs[i].name(), b)
+				}
+			}
+			for i, ev := range evs[:len(evs)-1] {
+				for _, o := range []struct {
+					name string
+					opts *options.ChangeStreamOptionsBuilder
+				}{
+					{"resumeAfter", options.ChangeStream().SetResumeAfter(ev.ID)},
+					{"startAfter", options.ChangeStream().SetStartAfter(ev.ID)},
+				} {
+					cs, err := tc.watch(o.opts)
+					if err != nil {
+						t.Fatalf("%s event %d (%s): %v", o.name, i, ev.name(), err)
+					}
+					got := eventNames(readEvents(t, f.ctx, cs, len(tc.want)-i-1))
+					cs.Close(f.ctx)
+					if want := tc.want[i+1:]; !slices.Equal(got, want) {
+						t.Errorf("%s event %d (%s): %v, want %v", o.name, i, ev.name(), got, want)
+					}
+				}
+			}
+			cs, err := tc.watch(options.ChangeStream().SetStartAtOperationTime(commit))
+			if err != nil {
+				t.Fatalf("startAtOperationTime %v: %v", *commit, err)
+			}
+			defer cs.Close(f.ctx)
+			if got := eventNames(readEvents(t, f.ctx, cs, len(tc.want))); !slices.Equal(got, tc.want) {
+				t.Errorf("startAtOperationTime of the commit: %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

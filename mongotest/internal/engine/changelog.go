@@ -27,11 +27,15 @@ const (
 // change-stream cursors read. Entries are immutable once appended.
 type entry struct {
 	time bson.Timestamp
-	wall time.Time
-	op   string
-	db   string
-	coll string // empty for dropDatabase
-	uuid [16]byte
+	// txnOp is the entry's index among the writes of its transaction,
+	// which all share the commit's time (0 outside a transaction), as the
+	// operations of one applyOps oplog entry on a real server.
+	txnOp uint32
+	wall  time.Time
+	op    string
+	db    string
+	coll  string // empty for dropDatabase
+	uuid  [16]byte
 
 	// expanded marks entries shown only with showExpandedEvents (create,
 	// createIndexes, dropIndexes, modify).
@@ -62,9 +66,9 @@ type changeLog struct {
 	entries []*entry
 	base    uint64 // seq of entries[0]
 	limit   int
-	// truncatedThrough is the time of the newest dropped entry: a resume
-	// point older than it has lost history.
-	truncatedThrough bson.Timestamp
+	// truncatedThrough is the position of the newest dropped entry: a
+	// resume point older than it has lost history.
+	truncatedThrough position
 	// wake is closed and replaced on every append, waking waiting getMores.
 	wake chan struct{}
 }
@@ -85,12 +89,12 @@ func (l *changeLog) at(seq uint64) *entry {
 	return l.entries[seq-l.base]
 }
 
-// firstAfter returns the seq of the first entry whose time is after t.
-func (l *changeLog) firstAfter(t bson.Timestamp) uint64 {
+// firstAfter returns the seq of the first entry whose position is after p.
+func (l *changeLog) firstAfter(p position) uint64 {
 	lo, hi := 0, len(l.entries)
 	for lo < hi {
 		m := (lo + hi) / 2
-		if tsLessEq(l.entries[m].time, t) {
+		if !p.less(l.entries[m].pos()) {
 			lo = m + 1
 		} else {
 			hi = m
@@ -99,12 +103,13 @@ func (l *changeLog) firstAfter(t bson.Timestamp) uint64 {
 	return l.base + uint64(lo)
 }
 
-// firstAtOrAfter returns the seq of the first entry whose time is t or later.
-func (l *changeLog) firstAtOrAfter(t bson.Timestamp) uint64 {
+// firstAtOrAfter returns the seq of the first entry whose position is p or
+// later.
+func (l *changeLog) firstAtOrAfter(p position) uint64 {
 	lo, hi := 0, len(l.entries)
 	for lo < hi {
 		m := (lo + hi) / 2
-		if tsLess(l.entries[m].time, t) {
+		if l.entries[m].pos().less(p) {
 			lo = m + 1
 		} else {
 			hi = m
@@ -132,7 +137,7 @@ func (l *changeLog) truncateLocked(n int) {
 	if n <= 0 {
 		return
 	}
-	l.truncatedThrough = l.entries[n-1].time
+	l.truncatedThrough = l.entries[n-1].pos()
 	// Copy so the dropped entries can be collected.
 	rest := make([]*entry, len(l.entries)-n, max(len(l.entries)-n, 16))
 	copy(rest, l.entries[n:])
@@ -148,8 +153,50 @@ func (e *Engine) appendEntryLocked(en *entry) {
 	e.log.appendLocked(en)
 }
 
+// appendTxnLocked logs the entries of a committed transaction as a real
+// server's applyOps oplog entry: under one new cluster time (and wall
+// time), told apart by their index in the transaction.
+func (e *Engine) appendTxnLocked(ens []*entry) {
+	if len(ens) == 0 {
+		return // a read-only transaction writes nothing
+	}
+	t, wall := e.tickLocked(), time.Now()
+	e.lastWrite = wall
+	for i, en := range ens {
+		en.time, en.txnOp, en.wall = t, uint32(i), wall
+		e.log.appendLocked(en)
+	}
+}
+
+// position orders the change log: by cluster time, then, among the
+// writes of one transaction, by their index in it. Tokens sort the same
+// way, so a token names the position of its event.
+type position struct {
+	time bson.Timestamp
+	op   uint32
+}
+
+// allOps as the op of a position stands after every write at its time.
+const allOps = ^uint32(0)
+
+func (p position) less(q position) bool {
+	return tsLess(p.time, q.time) || (p.time == q.time && p.op < q.op)
+}
+
+// before returns the latest position before p: the previous write of its
+// transaction, or all of the time just before p's.
+func (p position) before() position {
+	if p.op > 0 {
+		return position{p.time, p.op - 1}
+	}
+	if p.time.I == 0 {
+		return position{bson.Timestamp{T: p.time.T - 1, I: ^uint32(0)}, allOps}
+	}
+	return position{bson.Timestamp{T: p.time.T, I: p.time.I - 1}, allOps}
+}
+
+func (en *entry) pos() position { return position{en.time, en.txnOp} }
+
 func tsLess(a, b bson.Timestamp) bool {
 	return a.T < b.T || (a.T == b.T && a.I < b.I)
 }
-
-func tsLessEq(a, b bson.Timestamp) bool { return !tsLess(b, a) }

@@ -117,7 +117,7 @@ func (e *Engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt Token, ended b
 			continue
 		}
 		if st.invalidate != nil {
-			tok := Token{time: st.invalidate.time, fragment: wholeEvent, kind: kindInvalidate}
+			tok := Token{time: st.invalidate.time, txnOp: st.invalidate.txnOp, fragment: wholeEvent, kind: kindInvalidate}
 			if !w.add(renderInvalidate(st.invalidate, tok)) {
 				break
 			}
@@ -143,7 +143,7 @@ func (e *Engine) readBatchLocked(c *cursor, w *batchWriter) (pbrt Token, ended b
 		}
 		// Like a real server's, an event token names the collection (its
 		// UUID), so that a token from elsewhere is not taken for this one.
-		tok := Token{time: en.time, fragment: wholeEvent, kind: kindEvent, uuid: en.uuid, hasUUID: en.uuid != [16]byte{}}
+		tok := Token{time: en.time, txnOp: en.txnOp, fragment: wholeEvent, kind: kindEvent, uuid: en.uuid, hasUUID: en.uuid != [16]byte{}}
 		var doc bsoncore.Document
 		mark := len(w.out)
 		direct := len(st.spec.Stages) == 0
@@ -242,17 +242,21 @@ func (e *Engine) postBatchTokenLocked(st *streamState, stoppedAtEvent bool) Toke
 	if st.ended || len(st.pending) > 0 || stoppedAtEvent || st.invalidate != nil {
 		return st.lastEvent
 	}
-	// Caught up with the log, or stopped before an entry that did not fit.
-	hw := e.clock
+	// Caught up with the log, or stopped before an entry that did not fit
+	// (which may be in the middle of a transaction's writes).
+	hw := position{e.clock, allOps}
 	if st.pos < e.log.end() {
 		if en := e.log.at(st.pos); en != nil {
-			hw = bson.Timestamp{T: en.time.T, I: en.time.I - 1}
+			hw = en.pos().before()
 		}
 	}
-	if st.hasLastEvent && !tsLess(st.lastEvent.time, hw) {
+	// The last event stands for a mark of its time (what lies between them
+	// was read and not shown, so resuming after either gives the same
+	// events): a caught-up stream reports its last event's token.
+	if st.hasLastEvent && !tsLess(st.lastEvent.time, hw.time) {
 		return st.lastEvent
 	}
-	return Token{time: hw, fragment: wholeEvent, kind: kindHighWater}
+	return Token{time: hw.time, txnOp: hw.op, fragment: wholeEvent, kind: kindHighWater}
 }
 
 // visibleLocked tells whether an entry belongs to the stream's scope.
@@ -533,26 +537,28 @@ func (e *Engine) OpenChangeStream(spec StreamSpec, out []byte, batchSize int) ([
 		// A time before the server started is taken as its start (a real
 		// server refuses one older than its oplog; the project's tests
 		// start streams at {1, 0} to mean "from the beginning").
-		if !tsLess(e.log.truncatedThrough, start) && e.log.base > 0 {
+		if !tsLess(e.log.truncatedThrough.time, start) && e.log.base > 0 {
 			return nil, historyLost(start)
 		}
-		st.pos = e.log.firstAtOrAfter(start)
+		// Every write of a transaction committed at start is at start.
+		st.pos = e.log.firstAtOrAfter(position{start, 0})
 	default:
 		t := spec.Token
 		if t.kind == kindInvalidate && spec.Start == "resumeAfter" {
 			return nil, codes.Errorf(codes.InvalidResumeToken, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification.")
 		}
-		if tsLess(t.time, e.log.truncatedThrough) || tsLess(t.time, e.origin) {
+		tp := t.pos()
+		if tp.less(e.log.truncatedThrough) || tsLess(t.time, e.origin) {
 			// A token older than the history: truncated, or from before
 			// this server started (another server's, or a restored one).
 			return nil, historyLost(t.time)
 		}
-		if t.kind == kindEvent && tsLess(e.log.truncatedThrough, t.time) {
+		if t.kind == kindEvent && e.log.truncatedThrough.less(tp) {
 			// An event token names an event of the history (or the newest
 			// dropped one): one that is not there (a token from another
 			// server, or from the future) cannot be resumed from, as on a
 			// real server.
-			if en := e.log.at(e.log.firstAtOrAfter(t.time)); en == nil || en.time != t.time || t.hasUUID && en.uuid != t.uuid {
+			if en := e.log.at(e.log.firstAtOrAfter(tp)); en == nil || en.pos() != tp || t.hasUUID && en.uuid != t.uuid {
 				return nil, &codes.Error{
 					Code:    codes.ChangeStreamFatalError,
 					Message: fmt.Sprintf("cannot resume stream; the resume token was not found. {_data: \"%s\"}", t.data()),
@@ -562,14 +568,14 @@ func (e *Engine) OpenChangeStream(spec StreamSpec, out []byte, batchSize int) ([
 		}
 		if t.kind == kindEvent && t.fragment != wholeEvent {
 			// Resume inside a split event: the fragments after t.fragment.
-			st.pos = e.log.firstAtOrAfter(t.time)
-			if en := e.log.at(st.pos); en != nil && en.time == t.time {
+			st.pos = e.log.firstAtOrAfter(tp)
+			if en := e.log.at(st.pos); en != nil && en.pos() == tp {
 				st.skipFragments = int(t.fragment)
 			} else {
-				st.pos = e.log.firstAfter(t.time)
+				st.pos = e.log.firstAfter(tp)
 			}
 		} else {
-			st.pos = e.log.firstAfter(t.time)
+			st.pos = e.log.firstAfter(tp)
 		}
 	}
 	c := &cursor{db: spec.DB, coll: spec.Coll, stream: st, session: spec.Session}

@@ -11,15 +11,22 @@ import (
 
 // A resume token is {_data: "<hex>"}. Like a real server's KeyString
 // token, it starts with 0x82 and the cluster time as 8 big-endian bytes, so
-// tokens of one stream sort by _data. What follows is mongotest's own:
+// tokens of one stream sort by _data. What follows is mongotest's own
+// encoding, in the order of a real server's fields (resume_token.cpp:
+// cluster time, version, token type, txnOpIndex, fromInvalidate, UUID,
+// event identifier, fragment number) as far as ordering needs them:
 //
-//	0x82 | t uint32 | i uint32 | version 0x01 | fragment uint16 | kind byte | uuid [16] (optional)
+//	0x82 | t uint32 | i uint32 | version 0x02 | txnOp uint32 | fragment uint16 | kind byte | uuid [16] (optional)
 //
-// fragment is the 1-based fragment number of a split event, or 0xFFFF for a
-// whole event; kind orders the tokens that share a time: an event, then its
-// invalidate, then a high-water mark.
+// txnOp is the event's index among the writes of its transaction, which
+// share the commit's cluster time (0 outside a transaction; for a
+// high-water mark, the last index it stands after, allOps for every write
+// of its time). fragment is the 1-based fragment number of a split event,
+// or 0xFFFF for a whole event; kind orders the tokens that share a
+// position: an event, then its invalidate, then a high-water mark.
 type Token struct {
 	time     bson.Timestamp
+	txnOp    uint32
 	fragment uint16
 	kind     byte
 	uuid     [16]byte
@@ -27,7 +34,7 @@ type Token struct {
 }
 
 const (
-	tokenVersion   = 0x01
+	tokenVersion   = 0x02
 	wholeEvent     = 0xFFFF
 	kindEvent      = 0x10
 	kindInvalidate = 0x20
@@ -40,6 +47,7 @@ func (t Token) appendRaw(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, t.time.T)
 	b = binary.BigEndian.AppendUint32(b, t.time.I)
 	b = append(b, tokenVersion)
+	b = binary.BigEndian.AppendUint32(b, t.txnOp)
 	b = binary.BigEndian.AppendUint16(b, t.fragment)
 	b = append(b, t.kind)
 	if t.hasUUID {
@@ -49,7 +57,10 @@ func (t Token) appendRaw(b []byte) []byte {
 }
 
 // maxTokenBytes is the length of the longest token before hex encoding.
-const maxTokenBytes = 29
+const maxTokenBytes = 33
+
+// pos is the change-log position the token stands at.
+func (t Token) pos() position { return position{t.time, t.txnOp} }
 
 func (t Token) data() string {
 	var raw [maxTokenBytes]byte
@@ -104,13 +115,14 @@ func ParseToken(v bsoncore.Value) (Token, error) {
 		return Token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data of missing or of wrong type. Expected string, got %s", d.Lookup("_data").Type)
 	}
 	b, err := hex.DecodeString(s)
-	if err != nil || len(b) < 13 || b[0] != 0x82 || b[9] != tokenVersion {
+	if err != nil || len(b) < 17 || b[0] != 0x82 || b[9] != tokenVersion {
 		return Token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data is not a resume token issued by this server: %q", s)
 	}
 	t := Token{
 		time:     bson.Timestamp{T: binary.BigEndian.Uint32(b[1:5]), I: binary.BigEndian.Uint32(b[5:9])},
-		fragment: binary.BigEndian.Uint16(b[10:12]),
-		kind:     b[12],
+		txnOp:    binary.BigEndian.Uint32(b[10:14]),
+		fragment: binary.BigEndian.Uint16(b[14:16]),
+		kind:     b[16],
 	}
 	switch t.kind {
 	case kindEvent, kindInvalidate, kindHighWater:
@@ -118,9 +130,9 @@ func ParseToken(v bsoncore.Value) (Token, error) {
 		return Token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: unknown token type %#x", t.kind)
 	}
 	switch len(b) {
-	case 13:
-	case 29:
-		copy(t.uuid[:], b[13:])
+	case 17:
+	case 33:
+		copy(t.uuid[:], b[17:])
 		t.hasUUID = true
 	default:
 		return Token{}, codes.Errorf(codes.FailedToParse, "Bad resume token: _data has %d bytes", len(b))

@@ -23,10 +23,11 @@ import (
 // order, each carrying the transaction's lsid and txnNumber; abort drops
 // the workspace.
 //
-// A real server gives every event of a transaction the commit's cluster
-// time and tells them apart by an index in the resume token; mongotest
-// gives each event its own cluster time, in order, so that resuming after
-// any of them continues with the next one either way. A write outside
+// As on a real server (one applyOps oplog entry), every event of a
+// committed transaction has the commit's cluster time, and its resume
+// token tells it apart by its index in the transaction (txnOpIndex), so
+// that tokens sort in stream order and resuming after any of them
+// continues with the next one. A write outside
 // any transaction to a document an open transaction holds does not wait
 // for it, as it would on a real server: it is applied, and the
 // transaction's commit then overwrites it.
@@ -248,11 +249,13 @@ func (e *Engine) CommitTransaction(session string, n int64) error {
 			rc.remove(ref.key)
 		}
 	}
-	for _, en := range t.ws.log.entries {
+	ens := make([]*entry, len(t.ws.log.entries))
+	for i, en := range t.ws.log.entries {
 		cp := *en
 		cp.lsid, cp.txnNumber = t.lsid, t.number
-		e.appendEntryLocked(&cp)
+		ens[i] = &cp
 	}
+	e.appendTxnLocked(ens)
 	t.state = txnCommitted
 	t.base, t.ws.dbs = nil, nil
 	return nil
