@@ -252,7 +252,18 @@ func readNext[T any](opts *stream.Options) reader {
 
 // readAll is a range loop over Stream[Event[Order]].All.
 func readAll(ctx context.Context, env *benchEnv, batch int32, n int) error {
-	s, err := stream.Watch[stream.Event[benchOrder]](ctx, env.coll, nil, nil, env.csOpts(batch))
+	return readAllWith(nil)(ctx, env, batch, n)
+}
+
+// readAllWith is readAll with opts.
+func readAllWith(opts *stream.Options) reader {
+	return func(ctx context.Context, env *benchEnv, batch int32, n int) error {
+		return readAllOpts(ctx, env, batch, n, opts)
+	}
+}
+
+func readAllOpts(ctx context.Context, env *benchEnv, batch int32, n int, opts *stream.Options) error {
+	s, err := stream.Watch[stream.Event[benchOrder]](ctx, env.coll, nil, opts, env.csOpts(batch))
 	if err != nil {
 		return err
 	}
@@ -323,6 +334,8 @@ func BenchmarkThroughput(b *testing.B) {
 				{"All", readAll},
 				{"Next", readNext[stream.Event[benchOrder]](nil)},
 				{"Next-noprefetch", readNext[stream.Event[benchOrder]](&stream.Options{DisablePrefetch: true})},
+				{"All-decodeahead", readAllWith(&stream.Options{DecodeAhead: true})},
+				{"Next-decodeahead", readNext[stream.Event[benchOrder]](&stream.Options{DecodeAhead: true})},
 				{"Raw", readNext[bson.Raw](nil)},
 				{"Batches-1000", readBatches(1000)},
 			}

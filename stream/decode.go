@@ -32,16 +32,21 @@ func decodeKind[T any]() int {
 // decode turns the event raw, which the stream owns, into a T. It runs on
 // the goroutine that owns the driver's stream.
 func (s *Stream[T]) decode(raw bson.Raw, tok Token) (T, error) {
+	return decodeAs[T](s.kind, raw, tok, &s.env)
+}
+
+// decodeAs is decode with the decoder env of the goroutine it runs on.
+func decodeAs[T any](kind int, raw bson.Raw, tok Token, env *envelopeDecoder) (T, error) {
 	var v T
 	var err error
-	switch s.kind {
+	switch kind {
 	case decodeRaw:
 		*any(&v).(*bson.Raw) = raw
 		return v, nil
 	case decodeEvent:
-		err = any(&v).(envelope).decodeEnvelope(raw, &s.env)
+		err = any(&v).(envelope).decodeEnvelope(raw, env)
 	default:
-		err = s.decodeDoc(raw, &v)
+		err = env.decode(raw, &v)
 	}
 	if err != nil {
 		var zero T

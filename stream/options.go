@@ -173,6 +173,24 @@ type Options struct {
 	// (NoCheckpoint).
 	DisablePrefetch bool
 
+	// DecodeAhead turns on decoding ahead: when the stream takes the
+	// second event of a batch from the driver, it copies the rest of the
+	// batch (up to 256 events, already in memory: no I/O) and decodes them
+	// on up to GOMAXPROCS-1 other goroutines while the caller handles the
+	// events before them. Events are still returned one at a time and in
+	// stream order, a *DecodeError in its place; ResumeToken and every
+	// checkpoint move only when an event is returned; Close waits for the
+	// decoders. It has no effect with GOMAXPROCS 1, for bson.Raw, and when
+	// the client sets BSON options (their decoder runs only on the
+	// stream's goroutine). With it, the decoders of the client's registry
+	// (and UnmarshalBSON methods) run on several goroutines at once.
+	//
+	// It is off by default because on the 2-core machine it was measured
+	// on, it cost more CPU per event than it saved in wall time (see
+	// docs/performance.md); it can pay where cores are idle and decoding
+	// is most of the work (large documents, a server on another machine).
+	DecodeAhead bool
+
 	// AcceptChangedPipeline makes Watch accept a checkpoint saved by a
 	// stream on the same target with another pipeline or other
 	// change-stream options (see Identity): use it for one run when the

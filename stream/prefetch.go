@@ -24,7 +24,7 @@ type prefetcher struct {
 // event. pendingBlock is set so that TryNext does not wait for it.
 func (s *Stream[T]) prefetch() {
 	s.pf.taken++
-	if s.cs.RemainingBatchLength() > 0 {
+	if s.cs.RemainingBatchLength() > 0 || s.ahead.queued() {
 		return
 	}
 	behind := s.pf.taken > 1

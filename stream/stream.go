@@ -69,6 +69,7 @@ type Stream[T any] struct {
 	clock        serverClock     // clustertime.go: the cluster time of the latest reply
 	codec        codec           // decode.go: how documents are decoded
 	pf           prefetcher      // prefetch.go: fetching ahead
+	ahead        decodeAhead[T]  // decodeahead.go: decoding ahead of delivery
 	snap         *snapshotter    // snapshot.go: the scan before the change stream; nil when none or done
 	resumeRun    resumeRun       // resumes.go: the driver's resumes without an event
 
@@ -173,6 +174,7 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 		opts:     o,
 		backoff:  backoff{initial: o.RewatchDelay, max: o.RewatchMaxDelay},
 		pf:       prefetcher{off: o.DisablePrefetch},
+		ahead:    decodeAhead[T]{off: !o.DecodeAhead},
 		sem:      make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		used:     make(chan struct{}, 1),
@@ -504,6 +506,9 @@ func (s *Stream[T]) Commit(tok Token) error {
 // blocking fetch still waiting.
 func (s *Stream[T]) await(ctx context.Context, block bool) (f fetched[T], ok bool, err error) {
 	if s.pending == nil {
+		if f, ok := s.nextAhead(); ok {
+			return f, true, nil // decodeahead.go: no I/O
+		}
 		if s.cs != nil && s.cs.RemainingBatchLength() > 0 {
 			return s.fetch(false), true, nil // no I/O
 		}
@@ -642,6 +647,16 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 // take copies the driver's current event and decodes it. whole is false
 // when the event is a fragment of a split event that is not complete yet.
 func (s *Stream[T]) take() (f fetched[T], whole bool) {
+	f, whole = s.takeRaw()
+	if whole && f.got {
+		f.val, f.err = s.decode(f.raw, f.id)
+	}
+	return f, whole
+}
+
+// takeRaw is take without the decode: f.val is zero and f.err nil for an
+// event (f.got); an error that ends the stream is in f as take returns it.
+func (s *Stream[T]) takeRaw() (f fetched[T], whole bool) {
 	raw, whole, err := s.join(s.cs.Current)
 	if err != nil {
 		return fetched[T]{err: err, ended: true}, true
@@ -668,7 +683,6 @@ func (s *Stream[T]) take() (f fetched[T], whole bool) {
 	if ms, ok := raw.Lookup("wallTime").DateTimeOK(); ok {
 		f.wall = time.UnixMilli(ms)
 	}
-	f.val, f.err = s.decode(raw, tok)
 	return f, true
 }
 
@@ -762,6 +776,7 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 	// Callers blocked on the stream see done and let go of sem.
 	s.sem <- struct{}{}
 	defer func() { <-s.sem }()
+	s.ahead.stop() // decodeahead.go: no decoder outlives Close
 	var killID int64
 	if s.pending != nil {
 		select {
