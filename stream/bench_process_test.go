@@ -98,8 +98,9 @@ func BenchmarkProcess(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) { runReader(b, env, 0, bc.read) })
 	}
+	var rounds int // across the -count runs, so each run starts where the last left off
 	b.Run("handler=noop", func(b *testing.B) {
-		runInterleaved(b, env, []interleavedForm{
+		runInterleaved(b, env, &rounds, []interleavedForm{
 			{"Next", readNext[stream.Event[benchOrder]](nil)},
 			{"Process", readProcess(0, nop)},
 		})
@@ -112,18 +113,16 @@ type interleavedForm struct {
 	read reader
 }
 
-// interleaveChunk is how many events each form reads per turn in
-// runInterleaved.
-const interleaveChunk = 2000
-
-// runInterleaved reads b.N events with each form, in turns of
-// interleaveChunk events, the order of the forms reversed every round
-// (A B, B A, A B, ...), and reports each form's cost per event as metrics
-// named form=NAME:UNIT (ns/op, events/s, events/cpu-s, allocs/op), which
+// runInterleaved reads b.N events with each form, in turns of one pool
+// (a new stream from the pool's first event, as runReader reads), the
+// order of the forms reversed every round (A B, B A, A B, ...; *rounds
+// counts the rounds across calls, so with -benchtime 10000x the -count
+// runs alternate which form goes first), and reports each form's cost
+// per event as metrics named form=NAME:UNIT (ns/op, events/s, events/cpu-s, allocs/op), which
 // internal/benchtable reads as one row per form. Both forms see the same
 // machine load, so their ratio holds within one run. Allocations, like
 // -benchmem's, count the whole process (mongotest included).
-func runInterleaved(b *testing.B, env *benchEnv, forms []interleavedForm) {
+func runInterleaved(b *testing.B, env *benchEnv, rounds *int, forms []interleavedForm) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	wall := make([]time.Duration, len(forms))
@@ -131,11 +130,11 @@ func runInterleaved(b *testing.B, env *benchEnv, forms []interleavedForm) {
 	mallocs := make([]uint64, len(forms))
 	var ms runtime.MemStats
 	b.ResetTimer()
-	for round, left := 0, b.N; left > 0; round++ {
-		n := min(left, interleaveChunk, env.shape.pool)
+	for left := b.N; left > 0; *rounds++ {
+		n := min(left, env.shape.pool)
 		for k := range forms {
 			i := k
-			if round%2 == 1 {
+			if *rounds%2 == 1 {
 				i = len(forms) - 1 - k
 			}
 			runtime.ReadMemStats(&ms)
