@@ -225,7 +225,8 @@ func TestMetrics(t *testing.T) {
 // TestMetricsSnapshotAndLease reads the snapshot and lease instruments
 // back through the SDK's manual reader: a stream holding its lease
 // (Options.LeaseTTL with a CollectionStore) starts with a snapshot of five
-// documents, delivers two of them, the other three, then a change.
+// documents, delivers two of them, the other three, then a change; then
+// another instance takes its lease over.
 func TestMetricsSnapshotAndLease(t *testing.T) {
 	f := newFixture(t)
 	reader := sdkmetric.NewManualReader()
@@ -308,4 +309,20 @@ func TestMetricsSnapshotAndLease(t *testing.T) {
 	f.insert(t, 6)
 	next(stream.OpInsert, 6)
 	check("after the snapshot", snapshot(0, 5, 1), base)
+
+	// Another instance takes the lease over, as a standby would after a
+	// stall: the next save is refused and the stream ends. The epoch
+	// stays this instance's own.
+	if _, err := store.Collection().UpdateOne(f.ctx, bson.D{{Key: "_id", Value: "orders"}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "lease.owner", Value: "other"}}}, {Key: "$inc", Value: bson.D{{Key: "lease.epoch", Value: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.insert(t, 7)
+	if _, err := s.Next(f.ctx); !errors.Is(err, stream.ErrLeaseLost) {
+		t.Fatalf("Next after the takeover: %v, want ErrLeaseLost", err)
+	}
+	lost := snapshot(0, 5, 1)
+	lost["changestream.lease.active"] = wantPoint{"1", 0, false}
+	lost["changestream.alive"] = wantPoint{"1", 0, false}
+	check("after the lease was lost", lost, base)
 }
