@@ -38,6 +38,22 @@
 //	changestream.batches             counter  {batch}     Stats.Batches: the server's batches that brought documents
 //	changestream.batch.size          gauge    {document}  Stats.LastBatch: documents in the latest of those batches
 //	changestream.alive               gauge    1           1 while the stream may deliver more events, 0 once it ended (Close, an error)
+//	changestream.snapshot.running    gauge    1           Stats.Snapshot.Running: 1 while the snapshot is being delivered, 0 once it is done; while it runs it also carries changestream.snapshot.namespace, the "db.collection" being read
+//	changestream.snapshot.copied     counter  {document}  Stats.Snapshot.Copied: documents the snapshot delivered, those of earlier runs of a resumed snapshot included
+//	changestream.snapshot.estimated  gauge    {document}  Stats.Snapshot.Estimated: the collections' estimatedDocumentCount when the scan began or resumed
+//	changestream.snapshot.progress   gauge    1           Stats.Snapshot.Fraction(): copied / estimated, from 0 to 1 (1 once done)
+//	changestream.lease.active        gauge    1           Stats.Role: 1 while this instance holds the lease (Options.LeaseTTL), 0 once it lost it
+//	changestream.lease.epoch         gauge    {epoch}     Stats.LeaseEpoch: how many times the stream name changed hands, this instance's turn included
+//
+// The snapshot instruments are reported only for a stream that took a
+// snapshot (Options.NoCheckpoint StartWithSnapshot, or
+// SnapshotOnHistoryLost), from Watch on; once done, not for one that found
+// no collection to scan (Stats.Snapshot is then the zero value). The lease
+// instruments are reported only for a stream with a lease. A standby instance is still waiting in
+// stream.Watch and has no stream to register, so it reports nothing:
+// the sum of changestream.lease.active over a stream's instances is 1
+// while one consumes and 0 during a takeover, and a step in
+// changestream.lease.epoch marks each takeover.
 //
 // A stream that keeps up sees batches of one document and is caught up
 // between them; a growing changestream.batch.size and changestream.lag
@@ -47,9 +63,6 @@
 // rate of changestream.checkpoint.failures against
 // changestream.checkpoint.saves shows a store in trouble before
 // Options.CheckpointFailures makes the stream report it.
-//
-// Figures the library does not have yet are not reported: snapshot
-// progress and the role of a leased consumer.
 //
 // # Health
 //

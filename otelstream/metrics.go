@@ -55,6 +55,10 @@ type instruments struct {
 	checkpointAge, lag, committedLag         metric.Float64ObservableGauge
 	batchSize, alive, caughtUp               metric.Int64ObservableGauge
 	inFlight                                 metric.Int64ObservableUpDownCounter
+	snapCopied                               metric.Int64ObservableCounter
+	snapEstimated, snapRunning               metric.Int64ObservableGauge
+	snapProgress                             metric.Float64ObservableGauge
+	leaseActive, leaseEpoch                  metric.Int64ObservableGauge
 }
 
 func newInstruments(m metric.Meter) (*instruments, error) {
@@ -72,6 +76,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	counter(&in.saves, "changestream.checkpoint.saves", "{save}", "Checkpoints saved.")
 	counter(&in.failures, "changestream.checkpoint.failures", "{save}", "Checkpoint saves that failed.")
 	counter(&in.batches, "changestream.batches", "{batch}", "Batches of the server that brought documents.")
+	counter(&in.snapCopied, "changestream.snapshot.copied", "{document}", "Documents the snapshot delivered, those of earlier runs of a resumed snapshot included.")
 	var err error
 	in.checkpointAge, err = m.Float64ObservableGauge("changestream.checkpoint.age", metric.WithUnit("s"),
 		metric.WithDescription("Time since the last checkpoint was saved."))
@@ -94,6 +99,21 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	in.alive, err = m.Int64ObservableGauge("changestream.alive", metric.WithUnit("1"),
 		metric.WithDescription("1 while the stream may deliver more events, 0 once it ended."))
 	errs = append(errs, err)
+	in.snapEstimated, err = m.Int64ObservableGauge("changestream.snapshot.estimated", metric.WithUnit("{document}"),
+		metric.WithDescription("Estimated documents of the snapshot's collections when the scan began or resumed."))
+	errs = append(errs, err)
+	in.snapRunning, err = m.Int64ObservableGauge("changestream.snapshot.running", metric.WithUnit("1"),
+		metric.WithDescription("1 while the snapshot is being delivered, 0 once it is done."))
+	errs = append(errs, err)
+	in.snapProgress, err = m.Float64ObservableGauge("changestream.snapshot.progress", metric.WithUnit("1"),
+		metric.WithDescription("Fraction of the snapshot delivered, from 0 to 1."))
+	errs = append(errs, err)
+	in.leaseActive, err = m.Int64ObservableGauge("changestream.lease.active", metric.WithUnit("1"),
+		metric.WithDescription("1 while this instance holds the stream's lease, 0 once it lost it."))
+	errs = append(errs, err)
+	in.leaseEpoch, err = m.Int64ObservableGauge("changestream.lease.epoch", metric.WithUnit("{epoch}"),
+		metric.WithDescription("Epoch of the stream's lease: how many times the stream changed hands."))
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -102,7 +122,8 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 
 func (in *instruments) all() []metric.Observable {
 	return []metric.Observable{in.delivered, in.committed, in.resumes, in.rewatches, in.saves, in.failures,
-		in.batches, in.checkpointAge, in.lag, in.committedLag, in.batchSize, in.alive, in.caughtUp, in.inFlight}
+		in.batches, in.checkpointAge, in.lag, in.committedLag, in.batchSize, in.alive, in.caughtUp, in.inFlight,
+		in.snapCopied, in.snapEstimated, in.snapRunning, in.snapProgress, in.leaseActive, in.leaseEpoch}
 }
 
 // Register reports the figures of s through mp until the returned
@@ -170,6 +191,33 @@ func Register(mp metric.MeterProvider, s Source, opts *Options) (*Registration, 
 			alive = 1
 		}
 		o.ObserveInt64(in.alive, alive, set)
+		if snap := st.Snapshot; snap != (stream.SnapshotStats{}) {
+			o.ObserveInt64(in.snapCopied, snap.Copied, set)
+			o.ObserveInt64(in.snapEstimated, snap.Estimated, set)
+			o.ObserveFloat64(in.snapProgress, snap.Fraction(), set)
+			if snap.Running && snap.Namespace != "" {
+				// The collection being read is an attribute of this
+				// gauge only: the other snapshot figures span every
+				// collection of the scan.
+				ns := metric.WithAttributeSet(attribute.NewSet(append(attrs[:len(attrs):len(attrs)],
+					attribute.String("changestream.snapshot.namespace", snap.Namespace))...))
+				o.ObserveInt64(in.snapRunning, 1, ns)
+			} else {
+				running := int64(0)
+				if snap.Running {
+					running = 1
+				}
+				o.ObserveInt64(in.snapRunning, running, set)
+			}
+		}
+		if st.Role != "" {
+			active := int64(0)
+			if st.Role == "active" {
+				active = 1
+			}
+			o.ObserveInt64(in.leaseActive, active, set)
+			o.ObserveInt64(in.leaseEpoch, st.LeaseEpoch, set)
+		}
 		return nil
 	}, in.all()...)
 	if err != nil {

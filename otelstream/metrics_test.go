@@ -221,3 +221,108 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("after Unregister: %d instruments still reported", len(got))
 	}
 }
+
+// TestMetricsSnapshotAndLease reads the snapshot and lease instruments
+// back through the SDK's manual reader: a stream holding its lease
+// (Options.LeaseTTL with a CollectionStore) starts with a snapshot of five
+// documents, delivers two of them, the other three, then a change; then
+// another instance takes its lease over.
+func TestMetricsSnapshotAndLease(t *testing.T) {
+	f := newFixture(t)
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer provider.Shutdown(context.Background())
+
+	store, err := stream.NewCollectionStore(f.coll.Database().Collection("checkpoints"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.insert(t, 1, 2, 3, 4, 5)
+	s, err := stream.Watch[stream.Event[bson.Raw]](f.ctx, f.coll, nil, &stream.Options{Name: "orders", Store: store,
+		LeaseTTL: 10 * time.Second, NoCheckpoint: stream.StartWithSnapshot, CheckpointEvery: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	reg, err := otelstream.Register(provider, s, &otelstream.Options{Name: "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Unregister()
+
+	attrs := []attribute.KeyValue{
+		attribute.String("changestream.stream", "orders"),
+		attribute.String("db.system.name", "mongodb"),
+	}
+	base := attribute.NewSet(attrs...)
+	ns := f.coll.Database().Name() + ".orders"
+	withNS := attribute.NewSet(append(attrs, attribute.String("changestream.snapshot.namespace", ns))...)
+	check := func(when string, want map[string]wantPoint, runningAttrs attribute.Set) {
+		t.Helper()
+		got := collect(t, reader)
+		for name, w := range want {
+			p, ok := got[name]
+			wantAttrs := base
+			if name == "changestream.snapshot.running" {
+				wantAttrs = runningAttrs
+			}
+			switch {
+			case !ok:
+				t.Errorf("%s: %s not reported", when, name)
+			case p.value != w.value || p.unit != w.unit || p.sum != w.sum:
+				t.Errorf("%s: %s = %v %s (counter %v), want %v %s (counter %v)", when, name, p.value, p.unit, p.sum, w.value, w.unit, w.sum)
+			case !p.attrs.Equals(&wantAttrs):
+				t.Errorf("%s: %s attributes %v, want %v", when, name, p.attrs.ToSlice(), wantAttrs.ToSlice())
+			}
+		}
+	}
+	snapshot := func(running, copied, progress float64) map[string]wantPoint {
+		return map[string]wantPoint{
+			"changestream.snapshot.running":   {"1", running, false},
+			"changestream.snapshot.copied":    {"{document}", copied, true},
+			"changestream.snapshot.estimated": {"{document}", 5, false},
+			"changestream.snapshot.progress":  {"1", progress, false},
+			"changestream.lease.active":       {"1", 1, false},
+			"changestream.lease.epoch":        {"{epoch}", 1, false},
+		}
+	}
+	check("before the first event", snapshot(1, 0, 0), withNS)
+
+	next := func(op stream.OperationType, id int32) {
+		t.Helper()
+		ev, err := s.Next(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.OperationType != op || bson.Raw(ev.DocumentKey).Lookup("_id").Int32() != id {
+			t.Fatalf("event %s of %s, want %s of %d", ev.OperationType, ev.DocumentKey, op, id)
+		}
+	}
+	next(stream.OpSnapshot, 1)
+	next(stream.OpSnapshot, 2)
+	check("after two snapshot events", snapshot(1, 2, 0.4), withNS)
+	for id := int32(3); id <= 5; id++ {
+		next(stream.OpSnapshot, id)
+	}
+	// The stream knows the scan is over once it looks past its last
+	// document: at the first change.
+	f.insert(t, 6)
+	next(stream.OpInsert, 6)
+	check("after the snapshot", snapshot(0, 5, 1), base)
+
+	// Another instance takes the lease over, as a standby would after a
+	// stall: the next save is refused and the stream ends. The epoch
+	// stays this instance's own.
+	if _, err := store.Collection().UpdateOne(f.ctx, bson.D{{Key: "_id", Value: "orders"}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "lease.owner", Value: "other"}}}, {Key: "$inc", Value: bson.D{{Key: "lease.epoch", Value: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.insert(t, 7)
+	if _, err := s.Next(f.ctx); !errors.Is(err, stream.ErrLeaseLost) {
+		t.Fatalf("Next after the takeover: %v, want ErrLeaseLost", err)
+	}
+	lost := snapshot(0, 5, 1)
+	lost["changestream.lease.active"] = wantPoint{"1", 0, false}
+	lost["changestream.alive"] = wantPoint{"1", 0, false}
+	check("after the lease was lost", lost, base)
+}

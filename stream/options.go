@@ -262,7 +262,10 @@ type Options struct {
 	// ErrHistoryLost, Watch opens the stream from now and delivers every
 	// existing document first. The consumer sees OpSnapshot events again
 	// and must treat them as the state to converge to. The zero value
-	// (false) returns ErrHistoryLost.
+	// (false) returns ErrHistoryLost. It acts at Watch only: a running
+	// stream that falls out of the history ends with ErrHistoryLost, so
+	// that the consumer learns that changes were lost, and a new Watch with
+	// the same Store then takes the snapshot.
 	SnapshotOnHistoryLost bool
 
 	// SnapshotBatchSize is the batchSize of the snapshot's find commands.

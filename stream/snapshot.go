@@ -211,7 +211,7 @@ func (sn *snapshotter) next(ctx context.Context) (doc bson.Raw, ns snapshotNS, o
 		if sn.cur == nil {
 			filter := bson.D{}
 			if sn.after.Type != 0 {
-				filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: sn.after}}}}
+				filter = afterID(sn.after)
 			}
 			opts := options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetBatchSize(sn.batch)
 			if sn.cur, err = c.handle.Find(ctx, filter, opts); err != nil {
@@ -249,6 +249,88 @@ func (sn *snapshotter) next(ctx context.Context) (doc bson.Raw, ns snapshotNS, o
 	}
 	sn.stats.Running = false
 	return nil, snapshotNS{}, false, nil
+}
+
+// afterID is the filter of the documents whose _id sorts after last in
+// the scan's order (sort by _id, MongoDB's order of BSON types): $gt alone
+// only matches _ids of last's own type class, so the _ids of every class
+// sorted after it are added by $type. Without them a scan that goes on
+// after a restart or a failed read would skip those documents.
+func afterID(last bson.RawValue) bson.D {
+	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: last}}}}
+	class := typeClass(last.Type)
+	var later bson.A
+	for _, t := range bsonTypesInOrder {
+		if typeClass(t) > class {
+			later = append(later, typeNumber(t))
+		}
+	}
+	if len(later) == 0 {
+		return filter
+	}
+	return bson.D{{Key: "$or", Value: bson.A{
+		filter,
+		bson.D{{Key: "_id", Value: bson.D{{Key: "$type", Value: later}}}},
+	}}}
+}
+
+// bsonTypesInOrder lists every BSON type a value can have.
+var bsonTypesInOrder = []bson.Type{
+	bson.TypeMinKey, bson.TypeUndefined, bson.TypeNull,
+	bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128,
+	bson.TypeSymbol, bson.TypeString, bson.TypeEmbeddedDocument, bson.TypeArray,
+	bson.TypeBinary, bson.TypeObjectID, bson.TypeBoolean, bson.TypeDateTime,
+	bson.TypeTimestamp, bson.TypeRegex, bson.TypeDBPointer, bson.TypeJavaScript,
+	bson.TypeCodeWithScope, bson.TypeMaxKey,
+}
+
+// typeClass is MongoDB's canonical order of a BSON type: values of types
+// of one class compare by value, the classes by this number.
+func typeClass(t bson.Type) int {
+	switch t {
+	case bson.TypeMinKey:
+		return -1
+	case bson.TypeUndefined:
+		return 0
+	case bson.TypeNull:
+		return 5
+	case bson.TypeDouble, bson.TypeInt32, bson.TypeInt64, bson.TypeDecimal128:
+		return 10
+	case bson.TypeString, bson.TypeSymbol:
+		return 15
+	case bson.TypeEmbeddedDocument:
+		return 20
+	case bson.TypeArray:
+		return 25
+	case bson.TypeBinary:
+		return 30
+	case bson.TypeObjectID:
+		return 35
+	case bson.TypeBoolean:
+		return 40
+	case bson.TypeDateTime:
+		return 45
+	case bson.TypeTimestamp:
+		return 47
+	case bson.TypeRegex:
+		return 50
+	case bson.TypeDBPointer:
+		return 55
+	case bson.TypeJavaScript:
+		return 60
+	case bson.TypeCodeWithScope:
+		return 65
+	default: // MaxKey
+		return 127
+	}
+}
+
+// typeNumber is t as $type takes it (MinKey is -1).
+func typeNumber(t bson.Type) int32 {
+	if t == bson.TypeMinKey {
+		return -1
+	}
+	return int32(t)
 }
 
 // prefetch starts the getMore of the next batch in the background once the

@@ -3,8 +3,10 @@ package stream_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-changestream/changestream/mongotest"
 	"github.com/go-changestream/changestream/stream"
@@ -381,5 +383,68 @@ func TestSnapshotNamespaceMatch(t *testing.T) {
 				t.Fatalf("Estimated = %d, want %d", st.Estimated, len(tc.want))
 			}
 		})
+	}
+}
+
+// TestSnapshotResumeMixedIDTypes resumes a scan whose collection mixes
+// _id types: the documents of every type sorted after the last one copied
+// come after the restart too, not only those of its own type.
+func TestSnapshotResumeMixedIDTypes(t *testing.T) {
+	f := newFixture(t)
+	oid1, oid2 := bson.NewObjectID(), bson.NewObjectID()
+	ids := []any{int32(1), int64(2), 3.5, "a", "b", bson.D{{Key: "k", Value: 1}}, oid1, oid2, true,
+		bson.NewDateTimeFromTime(time.Unix(1, 0))}
+	var docs []any
+	for _, id := range ids {
+		docs = append(docs, bson.D{{Key: "_id", Value: id}})
+	}
+	if _, err := f.coll.InsertMany(f.ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	opts := &stream.Options{Name: "snap", Store: &stream.MemoryStore{}, NoCheckpoint: stream.StartWithSnapshot, SnapshotBatchSize: 2, CheckpointEvery: 1}
+	var got []string
+	next := func(s *stream.Stream[stream.Event[bson.Raw]]) {
+		t.Helper()
+		ev, err := s.Next(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.OperationType != stream.OpSnapshot {
+			t.Fatalf("got a %s event, want a snapshot event", ev.OperationType)
+		}
+		got = append(got, bson.Raw(ev.DocumentKey).Lookup("_id").String())
+	}
+	for _, stop := range []int{2, 4, 5} { // restart after a number, a string, a document
+		got = got[:0]
+		opts.Store = &stream.MemoryStore{}
+		s, err := stream.Watch[stream.Event[bson.Raw]](f.ctx, f.coll, nil, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range stop {
+			next(s)
+		}
+		if err := s.Close(f.ctx); err != nil { // commits the last one
+			t.Fatal(err)
+		}
+		s, err = stream.Watch[stream.Event[bson.Raw]](f.ctx, f.coll, nil, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range len(ids) - stop {
+			next(s)
+		}
+		s.Close(f.ctx)
+		var want []string
+		for _, d := range docs {
+			raw, err := bson.Marshal(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, bson.Raw(raw).Lookup("_id").String())
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("restart after %d documents: got _ids\n%v\nwant\n%v", stop, got, want)
+		}
 	}
 }
