@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,7 +79,9 @@ func readProcess(workers int, handler func(context.Context, stream.Event[benchOr
 
 // BenchmarkProcess compares Process with one worker and with 64 on a
 // handler that sleeps 1 ms (an I/O call), and Process with Next on a
-// handler that does nothing (what Process itself costs).
+// handler that does nothing (what Process itself costs). The no-op pair is
+// one benchmark that alternates the two forms (see runInterleaved), so a
+// change of machine load between runs does not move their ratio.
 func BenchmarkProcess(b *testing.B) {
 	env := newProcessBenchEnv(b)
 	sleep := func(context.Context, stream.Event[benchOrder]) error {
@@ -92,9 +95,67 @@ func BenchmarkProcess(b *testing.B) {
 	}{
 		{"handler=sleep1ms/form=workers-1", readProcess(1, sleep)},
 		{"handler=sleep1ms/form=workers-64", readProcess(64, sleep)},
-		{"handler=noop/form=Next", readNext[stream.Event[benchOrder]](nil)},
-		{"handler=noop/form=Process", readProcess(0, nop)},
 	} {
 		b.Run(bc.name, func(b *testing.B) { runReader(b, env, 0, bc.read) })
+	}
+	var rounds int // across the -count runs, so each run starts where the last left off
+	b.Run("handler=noop", func(b *testing.B) {
+		runInterleaved(b, env, &rounds, []interleavedForm{
+			{"Next", readNext[stream.Event[benchOrder]](nil)},
+			{"Process", readProcess(0, nop)},
+		})
+	})
+}
+
+// interleavedForm is one form of runInterleaved.
+type interleavedForm struct {
+	name string
+	read reader
+}
+
+// runInterleaved reads b.N events with each form, in turns of one pool
+// (a new stream from the pool's first event, as runReader reads), the
+// order of the forms reversed every round (A B, B A, A B, ...; *rounds
+// counts the rounds across calls, so with -benchtime 10000x the -count
+// runs alternate which form goes first), and reports each form's cost
+// per event as metrics named form=NAME:UNIT (ns/op, events/s, events/cpu-s, allocs/op), which
+// internal/benchtable reads as one row per form. Both forms see the same
+// machine load, so their ratio holds within one run. Allocations, like
+// -benchmem's, count the whole process (mongotest included).
+func runInterleaved(b *testing.B, env *benchEnv, rounds *int, forms []interleavedForm) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	wall := make([]time.Duration, len(forms))
+	cpu := make([]time.Duration, len(forms))
+	mallocs := make([]uint64, len(forms))
+	var ms runtime.MemStats
+	b.ResetTimer()
+	for left := b.N; left > 0; *rounds++ {
+		n := min(left, env.shape.pool)
+		for k := range forms {
+			i := k
+			if *rounds%2 == 1 {
+				i = len(forms) - 1 - k
+			}
+			runtime.ReadMemStats(&ms)
+			m0, c0, t0 := ms.Mallocs, processCPU(), time.Now()
+			if err := forms[i].read(ctx, env, 0, n); err != nil {
+				b.Fatal(err)
+			}
+			wall[i] += time.Since(t0)
+			cpu[i] += processCPU() - c0
+			runtime.ReadMemStats(&ms)
+			mallocs[i] += ms.Mallocs - m0
+		}
+		left -= n
+	}
+	b.StopTimer()
+	for i, f := range forms {
+		b.ReportMetric(float64(wall[i].Nanoseconds())/float64(b.N), "form="+f.name+":ns/op")
+		b.ReportMetric(float64(b.N)/wall[i].Seconds(), "form="+f.name+":events/s")
+		if cpu[i] > 0 {
+			b.ReportMetric(float64(b.N)/cpu[i].Seconds(), "form="+f.name+":events/cpu-s")
+		}
+		b.ReportMetric(float64(mallocs[i])/float64(b.N), "form="+f.name+":allocs/op")
 	}
 }

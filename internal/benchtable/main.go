@@ -83,24 +83,49 @@ func parse(r io.Reader) ([]*series, []string, error) {
 		}
 		name := procSuffix.ReplaceAllString(f[0], "")
 		s := sample{metrics: map[string]float64{}}
+		perForm := map[string]sample{} // form -> metrics, from units form=NAME:UNIT
+		var forms []string
 		for i := 2; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {
 				return nil, nil, fmt.Errorf("line %q: %v", line, err)
 			}
-			s.metrics[f[i+1]] = v
-		}
-		ser := byName[name]
-		if ser == nil {
-			group, form := name, ""
-			if i := strings.LastIndex(name, "/form="); i >= 0 {
-				group, form = name[:i], name[i+len("/form="):]
+			unit := f[i+1]
+			if rest, ok := strings.CutPrefix(unit, "form="); ok {
+				if form, u, ok := strings.Cut(rest, ":"); ok {
+					if _, seen := perForm[form]; !seen {
+						perForm[form] = sample{metrics: map[string]float64{}}
+						forms = append(forms, form)
+					}
+					perForm[form].metrics[u] = v
+					continue
+				}
 			}
-			ser = &series{group: group, form: form}
-			byName[name] = ser
-			out = append(out, ser)
+			s.metrics[unit] = v
 		}
-		ser.runs = append(ser.runs, s)
+		add := func(name, group, form string, s sample) {
+			ser := byName[name]
+			if ser == nil {
+				ser = &series{group: group, form: form}
+				byName[name] = ser
+				out = append(out, ser)
+			}
+			ser.runs = append(ser.runs, s)
+		}
+		if len(forms) > 0 {
+			// An interleaved benchmark: one row per form, named as if
+			// each form were its own sub-benchmark; the line's own
+			// totals (both forms together) are left out.
+			for _, form := range forms {
+				add(name+"/form="+form, name, form, perForm[form])
+			}
+			continue
+		}
+		group, form := name, ""
+		if i := strings.LastIndex(name, "/form="); i >= 0 {
+			group, form = name[:i], name[i+len("/form="):]
+		}
+		add(name, group, form, s)
 	}
 	return out, header, sc.Err()
 }

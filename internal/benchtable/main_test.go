@@ -73,8 +73,7 @@ BenchmarkDecode/doc=300B/form=plan-2  100   1600 ns/op    9 allocs/op
 func TestProcessVerdicts(t *testing.T) {
 	const out = `BenchmarkProcess/handler=sleep1ms/form=workers-1-2   1000  1100000 ns/op  909 events/s
 BenchmarkProcess/handler=sleep1ms/form=workers-64-2  1000  30000 ns/op  33000 events/s
-BenchmarkProcess/handler=noop/form=Next-2            1000  10000 ns/op  100000 events/s  50000 events/cpu-s
-BenchmarkProcess/handler=noop/form=Process-2         1000  14000 ns/op  71000 events/s  40000 events/cpu-s
+BenchmarkProcess/handler=noop-2  1000  24000 ns/op  10000 form=Next:ns/op  100000 form=Next:events/s  50000 form=Next:events/cpu-s  12.00 form=Next:allocs/op  14000 form=Process:ns/op  71000 form=Process:events/s  40000 form=Process:events/cpu-s  20.00 form=Process:allocs/op  32 allocs/op
 `
 	ss, _, err := parse(strings.NewReader(out))
 	if err != nil {
@@ -83,6 +82,12 @@ BenchmarkProcess/handler=noop/form=Process-2         1000  14000 ns/op  71000 ev
 	slow := process("BenchmarkProcess/handler=sleep1ms", ss[:2])
 	if len(slow) != 1 || !strings.HasPrefix(slow[0], "met") || !strings.Contains(slow[0], "36.30×") {
 		t.Errorf("slow handler verdicts %q: want 36.30× met", slow)
+	}
+	if len(ss) != 4 || ss[2].group != "BenchmarkProcess/handler=noop" || ss[2].form != "Next" || ss[3].form != "Process" {
+		t.Fatalf("interleaved line parsed as %d series, want Next and Process rows of group BenchmarkProcess/handler=noop", len(ss))
+	}
+	if al, _ := ss[3].median("allocs/op"); al != 20 {
+		t.Errorf("Process allocs/op %v, want 20 (its own metric, not the line's total)", al)
 	}
 	nop := process("BenchmarkProcess/handler=noop", ss[2:])
 	if len(nop) != 2 || !strings.HasPrefix(nop[0], "NOT met") || !strings.Contains(nop[0], "1.40×") ||
