@@ -317,18 +317,7 @@ type crashChildProc struct {
 
 func startCrashChild(t *testing.T, env []string) *crashChildProc {
 	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+	cmd, r := startChildTest(t, "TestCrashChild", env, nil)
 	p := &crashChildProc{cmd: cmd, ready: make(chan struct{}), lines: make(chan string, 1024)}
 	go func() {
 		defer r.Close()

@@ -117,18 +117,7 @@ func TestHAOneActiveConsumer(t *testing.T) {
 	lines := make(chan haLine, 4096)
 	var procs []*exec.Cmd
 	startChild := func() int {
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHAChild$")
-		cmd.Env = append(os.Environ(), env...)
-		cmd.ExtraFiles = []*os.File{w}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		w.Close()
+		cmd, r := startChildTest(t, "TestHAChild", env, nil)
 		id := len(procs)
 		procs = append(procs, cmd)
 		go func() {

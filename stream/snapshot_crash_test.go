@@ -115,19 +115,7 @@ type snapChildProc struct {
 
 func startSnapChild(t *testing.T, env []string, mode string) *snapChildProc {
 	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	shrinkPipe(w)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSnapshotCrashChild$")
-	cmd.Env = append(os.Environ(), append(env, snapEnvMode+"="+mode)...)
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+	cmd, r := startChildTest(t, "TestSnapshotCrashChild", append(env, snapEnvMode+"="+mode), shrinkPipe)
 	p := &snapChildProc{cmd: cmd, ready: make(chan struct{}), lines: make(chan convOp, 16), bad: make(chan error, 1)}
 	go func() {
 		defer r.Close()
