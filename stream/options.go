@@ -222,6 +222,10 @@ type Options struct {
 	// The zero value means host:pid:random.
 	Instance string
 
+	// groupStart, set by a Group for its partitions' streams, is where a
+	// partition without a checkpoint starts: the group's start point.
+	groupStart Token
+
 	// NoCheckpoint is what Watch does when Store holds no checkpoint for
 	// Name (without a Store: at every Watch). StartNow, the zero value,
 	// starts the change stream from now. FailWithoutCheckpoint makes Watch

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"reflect"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -181,21 +180,12 @@ func (s *Stream[T]) join(cur bson.Raw) (raw bson.Raw, whole bool, err error) {
 // a slice of stages, as the driver's Watch takes it; the stages are passed
 // on as they are, so the client's registry still encodes them.
 func withSplitStage(pipeline any) (any, error) {
-	stage := bson.D{{Key: splitStage, Value: bson.D{}}}
-	if pipeline == nil {
-		return []any{stage}, nil
+	stages, err := pipelineStages(pipeline, 1)
+	if err != nil {
+		return nil, err
 	}
-	v := reflect.ValueOf(pipeline)
-	if v.Kind() != reflect.Slice {
-		return nil, fmt.Errorf("changestream: the pipeline is a %T; want a slice of stages such as mongo.Pipeline or bson.A", pipeline)
-	}
-	switch pipeline.(type) {
-	case bson.D, bson.Raw, bsoncore.Document, bsoncore.Array, bson.RawArray:
-		return nil, fmt.Errorf("changestream: the pipeline is a %T; a change stream takes a slice of stages such as mongo.Pipeline or bson.A", pipeline)
-	}
-	n := v.Len()
-	if n > 0 {
-		last, err := stageName(v.Index(n - 1).Interface())
+	if n := len(stages); n > 0 {
+		last, err := stageName(stages[n-1])
 		if err != nil {
 			return nil, err
 		}
@@ -203,11 +193,7 @@ func withSplitStage(pipeline any) (any, error) {
 			return pipeline, nil
 		}
 	}
-	out := make([]any, 0, n+1)
-	for i := range n {
-		out = append(out, v.Index(i).Interface())
-	}
-	return append(out, stage), nil
+	return append(stages, bson.D{{Key: splitStage, Value: bson.D{}}}), nil
 }
 
 // stageName returns the first key of a pipeline stage.

@@ -59,19 +59,28 @@ func scopeStore(target Watcher, pipeline any, store TokenStore) (any, error) {
 // takes it, with stage before its first stage. The stages are passed on as
 // they are, so the client's registry still encodes them.
 func prependStage(pipeline any, stage bson.D) (any, error) {
-	if pipeline == nil {
-		return []any{stage}, nil
+	stages, err := pipelineStages(pipeline, 1)
+	if err != nil {
+		return nil, err
 	}
-	v := reflect.ValueOf(pipeline)
+	return append([]any{stage}, stages...), nil
+}
+
+// pipelineStages returns the stages of pipeline, a slice of stages as the
+// driver's Watch takes it, in a new slice with room for extra more.
+func pipelineStages(pipeline any, extra int) ([]any, error) {
+	if pipeline == nil {
+		return make([]any, 0, extra), nil
+	}
 	switch pipeline.(type) {
 	case bson.D, bson.Raw, bsoncore.Document, bsoncore.Array, bson.RawArray:
 		return nil, fmt.Errorf("changestream: the pipeline is a %T; a change stream takes a slice of stages such as mongo.Pipeline or bson.A", pipeline)
 	}
+	v := reflect.ValueOf(pipeline)
 	if v.Kind() != reflect.Slice {
 		return nil, fmt.Errorf("changestream: the pipeline is a %T; want a slice of stages such as mongo.Pipeline or bson.A", pipeline)
 	}
-	out := make([]any, 0, v.Len()+1)
-	out = append(out, stage)
+	out := make([]any, 0, v.Len()+extra)
 	for i := range v.Len() {
 		out = append(out, v.Index(i).Interface())
 	}

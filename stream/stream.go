@@ -232,6 +232,8 @@ func Watch[T any](ctx context.Context, target Watcher, pipeline any, opts *Optio
 			if userResume {
 				s.log.Info("changestream: resuming from the saved checkpoint; the resume option passed to Watch only applies when there is none")
 			}
+		} else if !o.groupStart.IsZero() {
+			from = resumePoint{how: fromResumeAfter, tok: o.groupStart} // group_member.go
 		} else if o.NoCheckpoint == FailWithoutCheckpoint {
 			return nil, errNoCheckpointPolicy(o.Name)
 		}
