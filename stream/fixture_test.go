@@ -32,8 +32,17 @@ type fixture struct {
 // extra client options apply after the defaults.
 func newFixture(t *testing.T, extra ...*options.ClientOptions) *fixture {
 	t.Helper()
+	return newFixtureAt(t, "", extra...)
+}
+
+// newFixtureAt connects to the deployment at uri; "" means as newFixture.
+// A fixture at a uri has no mongotest hooks.
+func newFixtureAt(t *testing.T, uri string, extra ...*options.ClientOptions) *fixture {
+	t.Helper()
 	f := &fixture{mon: newMonitor(), pool: mongotest.NewPoolWatch()}
-	uri := os.Getenv("MONGODB_URI")
+	if uri == "" {
+		uri = os.Getenv("MONGODB_URI")
+	}
 	if uri == "" {
 		f.srv = mongotest.New(t, nil)
 		uri = f.srv.URI()

@@ -24,8 +24,9 @@ import (
 )
 
 // The HA test runs 3 instances of a service (this test binary again, with
-// haEnvURI set) on one stream name with Options.LeaseTTL, while the parent
-// inserts haWrites documents. It kills the active instance with SIGKILL
+// haEnvURI set) on one stream name with Options.LeaseTTL, against
+// cmd/mongotest in a process of its own (standaloneServer), while the
+// parent inserts haWrites documents. It kills the active instance with SIGKILL
 // haKills times (starting a new instance each time), and once stops it with
 // SIGSTOP until a standby took over, then continues it. Each instance
 // writes to file descriptor 3 "active <epoch>" when it becomes active, "ev
@@ -51,11 +52,8 @@ type haLine struct {
 }
 
 func TestHAOneActiveConsumer(t *testing.T) {
-	f := newFixture(t)
-	uri := os.Getenv("MONGODB_URI")
-	if uri == "" {
-		uri = f.srv.URI()
-	}
+	uri := standaloneServer(t)
+	f := newFixtureAt(t, uri)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	coll := f.db.Collection("ha")
