@@ -168,6 +168,8 @@ func main() {
 			verdicts = append(verdicts, snapshot(g, groups[g])...)
 		case strings.HasPrefix(g, "BenchmarkProcess/"):
 			verdicts = append(verdicts, process(g, groups[g])...)
+		case strings.HasPrefix(g, "BenchmarkGroup/"):
+			verdicts = append(verdicts, group(g, groups[g])...)
 		default:
 			other(g, groups[g])
 		}
@@ -377,6 +379,31 @@ func process(g string, ss []*series) []string {
 			}
 		} else {
 			verdicts = append(verdicts, verdict(ev >= 30*bev, fmt.Sprintf("Process, 1 ms handler: 64 workers ≥ 30× the events/s of 1: %s", ratio(ev, bev))))
+		}
+	}
+	fmt.Println()
+	return verdicts
+}
+
+// group prints the table of a BenchmarkGroup group: a group of 1 member
+// against 4, each member handling one event at a time with a 1 ms handler
+// (events/s, target ≥ 3×).
+func group(g string, ss []*series) []string {
+	base := find(ss, "members-1")
+	fmt.Printf("Group, %s (median of %d runs)\n\n", strings.TrimPrefix(g, "BenchmarkGroup/"), runs(ss))
+	fmt.Println("| form | events/s | × members-1 | allocs/event |")
+	fmt.Println("|---|---:|---:|---:|")
+	var bev float64
+	if base != nil {
+		bev, _ = base.median("events/s")
+	}
+	var verdicts []string
+	for _, s := range ss {
+		ev, _ := s.median("events/s")
+		al, _ := s.median("allocs/op")
+		fmt.Printf("| %s | %.0f | %s | %.0f |\n", s.form, ev, ratio(ev, bev), al)
+		if s.form == "members-4" && base != nil {
+			verdicts = append(verdicts, verdict(ev >= 3*bev, fmt.Sprintf("Group, 1 ms handler: 4 members ≥ 3× the events/s of 1: %s", ratio(ev, bev))))
 		}
 	}
 	fmt.Println()

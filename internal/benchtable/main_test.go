@@ -95,3 +95,26 @@ BenchmarkProcess/handler=noop-2  1000  24000 ns/op  10000 form=Next:ns/op  10000
 		t.Errorf("no-op verdicts %q: want wall 1.40× not met, CPU 1.25× met", nop)
 	}
 }
+
+func TestGroupVerdicts(t *testing.T) {
+	for _, tc := range []struct {
+		four string
+		want string
+	}{
+		{"2971", "met:     Group, 1 ms handler: 4 members ≥ 3× the events/s of 1: 3.44×"},
+		{"2500", "NOT met: Group, 1 ms handler: 4 members ≥ 3× the events/s of 1: 2.90×"},
+	} {
+		out := "BenchmarkGroup/handler=sleep1ms/form=members-1-2  2000  1158686 ns/op  863.0 events/s  23704 B/op  396 allocs/op\n" +
+			"BenchmarkGroup/handler=sleep1ms/form=members-4-2  2000  336494 ns/op  " + tc.four + " events/s  23309 B/op  391 allocs/op\n"
+		ss, _, err := parse(strings.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ss) != 2 || ss[0].group != "BenchmarkGroup/handler=sleep1ms" || ss[1].form != "members-4" {
+			t.Fatalf("parsed %d series, want members-1 and members-4 of BenchmarkGroup/handler=sleep1ms", len(ss))
+		}
+		if v := group(ss[0].group, ss); len(v) != 1 || v[0] != tc.want {
+			t.Errorf("verdicts %q, want %q", v, tc.want)
+		}
+	}
+}
