@@ -65,4 +65,3 @@ func ExampleGroup() {
 	// Run: context canceled
 	// evicted: [cake jam tea]
 }
-
