@@ -83,6 +83,12 @@
 // lease in the checkpoint document; the others wait in Watch as standbys
 // and take over when it dies or stalls, its checkpoint saves are fenced by
 // the lease epoch, and a stream that lost its lease ends with ErrLeaseLost.
+// A Group lets every instance consume: it splits the stream into
+// partitions by the hash of each event's documentKey ($toHashedIndexKey on
+// the server), each with its own checkpoint and lease, and deals them out
+// to the instances that run, moving a partition only after its old owner
+// closed it or its lease expired, so that the events of one document stay
+// in order.
 //
 // # Starting from existing data
 //
