@@ -117,6 +117,20 @@ func runMember(ctx context.Context, g *stream.Group[stream.Event[Order]], fn fun
 	return func() error { cancel(); return <-ch }, ch
 }
 
+// newGroupFixture returns a fixture, a context for a group test and a
+// CollectionStore for its groups.
+func newGroupFixture(t *testing.T) (*fixture, context.Context, *stream.CollectionStore) {
+	t.Helper()
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	store, err := stream.NewCollectionStore(f.db.Collection("checkpoints"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, ctx, store
+}
+
 func groupOpts(store stream.TokenStore, instance string) *stream.Options {
 	return &stream.Options{Store: store, Name: "orders-group", LeaseTTL: time.Second, Instance: instance, CheckpointEvery: 1}
 }
@@ -136,13 +150,7 @@ func insertRange(t *testing.T, f *fixture, from, to int) {
 // them, each handed over only after the first stopped it; when it leaves,
 // the first takes them back. Every insert reaches exactly one member, once.
 func TestGroupRebalancesOnJoinAndLeave(t *testing.T) {
-	f := newFixture(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	store, err := stream.NewCollectionStore(f.db.Collection("checkpoints"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, ctx, store := newGroupFixture(t)
 	const parts = 8
 	w := newGroupWatch()
 	newMember := func(name string) *stream.Group[stream.Event[Order]] {
@@ -207,13 +215,7 @@ func TestGroupRebalancesOnJoinAndLeave(t *testing.T) {
 // Events without a documentKey reach every partition; the end of a
 // partition's stream (ErrInvalidated after the drop) ends Run with it.
 func TestGroupDDLReachesEveryPartition(t *testing.T) {
-	f := newFixture(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	store, err := stream.NewCollectionStore(f.db.Collection("checkpoints"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, ctx, store := newGroupFixture(t)
 	const parts = 4
 	g, err := stream.NewGroup[stream.Event[Order]](f.coll, nil, groupOpts(store, "a"), &stream.GroupOptions{Partitions: parts})
 	if err != nil {
@@ -257,13 +259,7 @@ func TestGroupDDLReachesEveryPartition(t *testing.T) {
 // handled by the next member, for partitions with and without a
 // checkpoint.
 func TestGroupStartsWhereItLeft(t *testing.T) {
-	f := newFixture(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	store, err := stream.NewCollectionStore(f.db.Collection("checkpoints"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, ctx, store := newGroupFixture(t)
 	const parts = 4
 	w := newGroupWatch()
 	// a creates the group and stops before any event: its partitions may
@@ -296,11 +292,7 @@ func TestGroupStartsWhereItLeft(t *testing.T) {
 // A member started with another number of partitions than its group's is
 // refused; bad arguments are errors, not panics.
 func TestGroupRefusesBadInput(t *testing.T) {
-	f := newFixture(t)
-	store, err := stream.NewCollectionStore(f.db.Collection("checkpoints"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, ctx, store := newGroupFixture(t)
 	ok := groupOpts(store, "a")
 	tests := []struct {
 		name   string
@@ -329,8 +321,6 @@ func TestGroupRefusesBadInput(t *testing.T) {
 		})
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	g4, err := stream.NewGroup[stream.Event[Order]](f.coll, nil, ok, &stream.GroupOptions{Partitions: 4})
 	if err != nil {
 		t.Fatal(err)
