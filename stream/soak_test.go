@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -333,6 +335,10 @@ func TestSoak(t *testing.T) {
 			if errors.As(err, &ce) {
 				ckErrs++
 				continue
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				// Stuck: show where, for the next reader of this failure.
+				_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
 			}
 			t.Fatalf("Next after %d events: %v", len(seen), err)
 		}
