@@ -60,7 +60,7 @@ func TestBatchesGathersUpToMax(t *testing.T) {
 	}
 	// The third batch's wait left a fetch waiting on the server; the loop's
 	// end closed the stream, and stopped it.
-	if n := newGoroutines(before, streamGoroutines()); n != 0 {
+	if n := leftGoroutines(before); n != 0 {
 		t.Errorf("%d stream goroutines after the loop ended", n)
 	}
 }

@@ -174,7 +174,7 @@ func TestCloseDuringDecodeAhead(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
-	if n := newGoroutines(before, streamGoroutines()); n != 0 {
+	if n := leftGoroutines(before); n != 0 {
 		t.Fatalf("%d stream goroutines after Close", n)
 	}
 	checkSaved(t, f.ctx, store, ev2.ID)

@@ -83,7 +83,7 @@ func TestCloseDuringPrefetch(t *testing.T) {
 	if err := s.Close(f.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := newGoroutines(before, streamGoroutines()); n != 0 {
+	if n := leftGoroutines(before); n != 0 {
 		t.Fatalf("%d stream goroutines after Close", n)
 	}
 	if f.srv != nil && f.srv.OpenCursors() != 0 {
