@@ -81,7 +81,7 @@ func Process[T any](ctx context.Context, s *Stream[T], handler func(context.Cont
 	take := func(ctx context.Context) (processEvent[T], error) {
 		d, _, err := s.deliver(ctx, true)
 		if err == nil {
-			return processEvent[T]{val: d.val, raw: d.raw, tok: d.id}, nil
+			return processEvent[T]{val: d.val, raw: d.raw, at: d.key, tok: d.id}, nil
 		}
 		return decodeFailure(d, err)
 	}
@@ -338,7 +338,7 @@ func (p *processor[T]) keyOf(ev *processEvent[T]) (err error) {
 		return nil
 	}
 	if p.o.Key == nil {
-		ns, dk, ok := documentKeyParts(ev.raw)
+		ns, dk, ok := documentKeyIn(ev.raw, ev.at)
 		if ok {
 			ev.key = p.hasher.parts(ns, dk)
 		}

@@ -64,6 +64,28 @@ func documentKeyParts(raw bson.Raw) (ns, dk []byte, ok bool) {
 	return ns, dk, true
 }
 
+// documentKeyAt is where an event's ns and documentKey fields are, as
+// the stream found them (eventFields); ok is false when it did not look
+// (a snapshot's event), and Process then reads them itself.
+type documentKeyAt struct {
+	ok              bool
+	ns, documentKey fieldAt
+}
+
+// documentKeyIn is documentKeyParts for an event whose fields are at.
+func documentKeyIn(raw bson.Raw, at documentKeyAt) (ns, dk []byte, ok bool) {
+	if !at.ok {
+		return documentKeyParts(raw)
+	}
+	if at.documentKey.t != bsoncore.TypeEmbeddedDocument {
+		return nil, nil, false
+	}
+	if at.ns.t == bsoncore.TypeEmbeddedDocument {
+		ns = raw[at.ns.off:at.ns.end]
+	}
+	return ns, raw[at.documentKey.off:at.documentKey.end], true
+}
+
 // keyHasher turns ordering keys into the uint64 Process orders events by:
 // a seeded hash (hash/maphash, a new seed for each Process) of the key's
 // bytes. Two keys with equal hashes are ordered as one key: their events

@@ -10,6 +10,7 @@ type processEvent[T any] struct {
 	val T
 	tok Token // the position to commit once this event and all before it completed
 	raw []byte
+	at  documentKeyAt // where raw's default key is, when the stream found it
 	// key orders the event among the others: the hash of its ordering key
 	// (keyHasher). userKey is the key ProcessOptions.Key returned, for a
 	// HandlerError; "" with the default key, which fail builds from raw.
