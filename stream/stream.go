@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -72,11 +73,14 @@ type Stream[T any] struct {
 	snap         *snapshotter    // snapshot.go: the scan before the change stream; nil when none or done
 	resumeRun    resumeRun       // resumes.go: the driver's resumes without an event
 
+	// inBody: an All loop body is running (set by All's goroutine, read
+	// by close).
+	inBody atomic.Bool
+
 	mu      sync.Mutex
 	closed  bool
 	term    error // why the stream ended, if it did
 	stats   Stats // Events, Resumes, Rewatches, Batches and LastBatch
-	inBody  bool  // an All loop body is running
 	manual  bool  // no commit on the next call: Options.ManualCommit, Batches
 	loopErr error // the error of the Close made by All or Batches, for the next Close
 
@@ -770,7 +774,7 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 	}
 	s.closed = true
 	close(s.done)
-	if s.inBody || s.manual {
+	if s.inBody.Load() || s.manual {
 		commitLast = false
 	}
 	s.mu.Unlock()
