@@ -540,6 +540,12 @@ func (b *rawBuilder) done() bson.Raw {
 
 // isInvalidate reports whether raw is an invalidate event.
 func isInvalidate(raw bson.Raw) bool {
-	b, ok := stringBytes(bsoncore.Document(raw).Lookup("operationType"))
+	return isInvalidateOp(bsoncore.Document(raw).Lookup("operationType"))
+}
+
+// isInvalidateOp reports whether operationType, an event's field, names an
+// invalidate event.
+func isInvalidateOp(operationType bsoncore.Value) bool {
+	b, ok := stringBytes(operationType)
 	return ok && bytes.Equal(b, []byte(OpInvalidate))
 }

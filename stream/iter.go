@@ -82,13 +82,7 @@ func (s *Stream[T]) All(ctx context.Context) iter.Seq2[T, error] {
 // yieldBody runs the loop body for v, marking it as running so that a
 // Close from another goroutine does not commit v meanwhile.
 func (s *Stream[T]) yieldBody(yield func(T, error) bool, v T) bool {
-	s.mu.Lock()
-	s.inBody = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.inBody = false
-		s.mu.Unlock()
-	}()
+	s.inBody.Store(true)
+	defer s.inBody.Store(false)
 	return yield(v, nil)
 }

@@ -80,14 +80,10 @@ func Process[T any](ctx context.Context, s *Stream[T], handler func(context.Cont
 	s.manualCommits()
 	take := func(ctx context.Context) (processEvent[T], error) {
 		d, _, err := s.deliver(ctx, true)
-		var de *DecodeError
-		switch {
-		case err == nil:
-			return processEvent[T]{val: d.val, raw: d.raw, tok: d.id}, nil
-		case errors.As(err, &de):
-			return processEvent[T]{raw: d.raw, tok: d.id, decodeErr: err}, nil
+		if err == nil {
+			return processEvent[T]{val: d.val, raw: d.raw, at: d.key, tok: d.id}, nil
 		}
-		return processEvent[T]{}, err
+		return decodeFailure(d, err)
 	}
 	p := newProcessor(take, s.Commit, handler, o, s.log)
 	err = p.run(ctx)
@@ -95,6 +91,17 @@ func Process[T any](ctx context.Context, s *Stream[T], handler func(context.Cont
 		err = errors.Join(err, cerr)
 	}
 	return err
+}
+
+// decodeFailure is the event of Process for a delivery that failed with
+// err: an event with decodeErr set for a *DecodeError, else err. (Apart
+// from take, so that the errors.As target is allocated only on this path.)
+func decodeFailure[T any](d delivery[T], err error) (processEvent[T], error) {
+	var de *DecodeError
+	if errors.As(err, &de) {
+		return processEvent[T]{raw: d.raw, tok: d.id, decodeErr: err}, nil
+	}
+	return processEvent[T]{}, err
 }
 
 // processor runs Process: an intake goroutine takes events from the
@@ -115,7 +122,8 @@ type processor[T any] struct {
 
 	// The state below is owned by run.
 	win      window[T]
-	tails    map[string]int64 // key → the newest admitted, uncompleted event of that key
+	hasher   *keyHasher       // used by intake only
+	tails    map[uint64]int64 // key → the newest admitted, uncompleted event of that key
 	ready    seqQueue         // admitted events whose turn it is, waiting for a worker
 	held     seqQueue         // taken, not admitted: behind a barrier
 	barrier  bool             // a barrier is admitted and has not completed
@@ -141,7 +149,8 @@ func newProcessor[T any](take func(context.Context) (processEvent[T], error), co
 		take: take, commit: commit, handler: handler, o: o, log: log,
 		backoff: backoff{initial: o.RetryDelay, max: o.RetryMaxDelay},
 		win:     newWindow[T](o.MaxInFlight),
-		tails:   make(map[string]int64),
+		hasher:  newKeyHasher(),
+		tails:   make(map[uint64]int64),
 		ready:   newSeqQueue(o.MaxInFlight),
 		held:    newSeqQueue(o.MaxInFlight),
 	}
@@ -329,8 +338,11 @@ func (p *processor[T]) keyOf(ev *processEvent[T]) (err error) {
 		return nil
 	}
 	if p.o.Key == nil {
-		k, ok := documentKeyOf(ev.raw)
-		ev.key, ev.barrier = k, !ok
+		ns, dk, ok := documentKeyIn(ev.raw, ev.at)
+		if ok {
+			ev.key = p.hasher.parts(ns, dk)
+		}
+		ev.barrier = !ok
 		return nil
 	}
 	defer func() {
@@ -339,7 +351,10 @@ func (p *processor[T]) keyOf(ev *processEvent[T]) (err error) {
 		}
 	}()
 	k, ok := p.o.Key(ev.val)
-	ev.key, ev.barrier = k, !ok
+	if ok {
+		ev.key, ev.userKey = p.hasher.string(k), k
+	}
+	ev.barrier = !ok
 	return nil
 }
 
@@ -392,7 +407,7 @@ func (p *processor[T]) dispatch(q *jobQueue[T]) {
 	for p.ready.len() > 0 {
 		seq := p.ready.pop()
 		ev := p.win.at(seq)
-		q.jobs = append(q.jobs, job[T]{seq: seq, val: ev.val, raw: ev.raw, tok: ev.tok, key: ev.key, decodeErr: ev.decodeErr})
+		q.jobs = append(q.jobs, job[T]{seq: seq, val: ev.val, raw: ev.raw, tok: ev.tok, userKey: ev.userKey, decodeErr: ev.decodeErr})
 	}
 	q.wakeLocked(n)
 	q.mu.Unlock()

@@ -319,9 +319,13 @@ func TestProcessDeadLetter(t *testing.T) {
 	if d := dead[0]; !errors.Is(d, boom) || d.Attempts != 2 || !d.Token.Equal(ids[3]) || d.Raw.Lookup("fullDocument", "_id").AsInt64() != 3 {
 		t.Errorf("first: %v (attempts %d, token %v, raw %v)", d, d.Attempts, d.Token, d.Raw)
 	}
+	// The default key: the namespace and documentKey, as the server sent them.
+	if want, _ := stream.DocumentKeyOf(dead[0].Raw); dead[0].Key != want || want == "" {
+		t.Errorf("first: Key %q, want %q", dead[0].Key, want)
+	}
 	var de *stream.DecodeError
-	if d := dead[1]; !errors.As(d, &de) || d.Attempts != 0 || d.Raw.Lookup("fullDocument", "_id").AsInt64() != 4 {
-		t.Errorf("second: %v (attempts %d, raw %v)", d, d.Attempts, d.Raw)
+	if d := dead[1]; !errors.As(d, &de) || d.Attempts != 0 || d.Raw.Lookup("fullDocument", "_id").AsInt64() != 4 || d.Key != "" {
+		t.Errorf("second: %v (attempts %d, raw %v, key %q)", d, d.Attempts, d.Raw, d.Key)
 	}
 	f.insert(t, Order{ID: 7})
 	checkResumesAt(t, f, o, 7)

@@ -10,7 +10,12 @@ type processEvent[T any] struct {
 	val T
 	tok Token // the position to commit once this event and all before it completed
 	raw []byte
-	key string
+	at  documentKeyAt // where raw's default key is, when the stream found it
+	// key orders the event among the others: the hash of its ordering key
+	// (keyHasher). userKey is the key ProcessOptions.Key returned, for a
+	// HandlerError; "" with the default key, which fail builds from raw.
+	key     uint64
+	userKey string
 	// barrier: the event has no key (DDL, invalidate, an event that did
 	// not decode); it runs alone, after everything before it.
 	barrier   bool

@@ -51,7 +51,7 @@ type job[T any] struct {
 	val       T
 	raw       []byte
 	tok       Token
-	key       string
+	userKey   string // processEvent.userKey
 	decodeErr error
 }
 
@@ -140,7 +140,11 @@ func (p *processor[T]) call(ctx context.Context, v T) (err error) {
 // fail reports an event that was not handled: to DeadLetter, which decides
 // whether Process goes on, or, without one, as the error Process stops with.
 func (p *processor[T]) fail(ctx context.Context, j job[T], attempts int, err error) result {
-	he := &HandlerError{Raw: bson.Raw(j.raw), Token: j.tok, Key: j.key, Attempts: attempts, Err: err}
+	key := j.userKey
+	if p.o.Key == nil && j.decodeErr == nil {
+		key, _ = documentKeyOf(j.raw)
+	}
+	he := &HandlerError{Raw: bson.Raw(j.raw), Token: j.tok, Key: key, Attempts: attempts, Err: err}
 	if p.o.DeadLetter == nil {
 		return result{seq: j.seq, err: he}
 	}

@@ -67,10 +67,10 @@ func (r *reassembler) pending() bool { return r.next != 0 }
 // again from its first fragment.
 func (r *reassembler) reset() { *r = reassembler{} }
 
-// fragmentOf reads the splitEvent field of an event: isFrag is false for a
-// whole event.
-func fragmentOf(raw []byte) (frag, of int32, isFrag bool, err error) {
-	v := bsoncore.Document(raw).Lookup("splitEvent")
+// fragmentOf reads the splitEvent field of an event, whose fields are at:
+// isFrag is false for a whole event.
+func fragmentOf(raw []byte, at eventFields) (frag, of int32, isFrag bool, err error) {
+	v := at.splitEvent.in(raw)
 	if v.Type == 0 {
 		return 0, 0, false, nil
 	}
@@ -87,10 +87,10 @@ func fragmentOf(raw []byte) (frag, of int32, isFrag bool, err error) {
 // the document as it is. For a fragment it returns the joined event
 // (whole=true) once the last fragment came, and nothing before. The joined
 // event has the last fragment's _id, then the fields of the fragments in
-// order; splitEvent is dropped.
-func (r *reassembler) add(raw []byte) (joined bson.Raw, err error) {
-	frag, of, isFrag, err := fragmentOf(raw)
-	id, _ := bsoncore.Document(raw).Lookup("_id").DocumentOK()
+// order; splitEvent is dropped. at is where raw's fields are.
+func (r *reassembler) add(raw []byte, at eventFields) (joined bson.Raw, err error) {
+	frag, of, isFrag, err := fragmentOf(raw, at)
+	id, _ := at.id.in(raw).DocumentOK()
 	got := tokenOf(bson.Raw(id))
 	if err != nil {
 		r.reset()
@@ -161,18 +161,19 @@ func (r *reassembler) broken(got Token, frag, of int32) error {
 // join turns the driver's current document into an event the stream owns:
 // a copy of a whole event, or, for a fragment, the joined event once its
 // last fragment came (whole is false before). It runs on the goroutine that
-// owns the driver's stream.
-func (s *Stream[T]) join(cur bson.Raw) (raw bson.Raw, whole bool, err error) {
-	joined, err := s.split.add(cur)
+// owns the driver's stream. at is where the event's fields are in raw.
+func (s *Stream[T]) join(cur bson.Raw) (raw bson.Raw, at eventFields, whole bool, err error) {
+	at = scanEventFields(cur)
+	joined, err := s.split.add(cur, at)
 	switch {
 	case err != nil:
-		return nil, false, err
+		return nil, at, false, err
 	case joined != nil:
-		return joined, true, nil
+		return joined, scanEventFields(joined), true, nil
 	case s.split.pending():
-		return nil, false, nil
+		return nil, at, false, nil
 	}
-	return s.own(cur), true, nil
+	return s.own(cur), at, true, nil // a copy: the fields are where they were
 }
 
 // withSplitStage returns pipeline with the $changeStreamSplitLargeEvent

@@ -32,7 +32,7 @@ func TestReassemblerJoinsInOrder(t *testing.T) {
 	}
 	var joined bson.Raw
 	for i, p := range parts {
-		got, err := r.add(p)
+		got, err := r.add(p, scanEventFields(p))
 		if err != nil {
 			t.Fatalf("fragment %d: %v", i+1, err)
 		}
@@ -49,7 +49,7 @@ func TestReassemblerJoinsInOrder(t *testing.T) {
 	if r.pending() {
 		t.Error("pending after the last fragment")
 	}
-	if got, err := r.add(frag(t, "8204", 0, 0)); got != nil || err != nil {
+	if got, err := addDoc(&r, frag(t, "8204", 0, 0)); got != nil || err != nil {
 		t.Errorf("a whole event after a joined one: %v, %v", got, err)
 	}
 }
@@ -90,7 +90,7 @@ func TestReassemblerRejectsBrokenSequences(t *testing.T) {
 			var err error
 			for i, d := range docs {
 				var joined bson.Raw
-				joined, err = r.add(d)
+				joined, err = r.add(d, scanEventFields(d))
 				if i < len(docs)-1 && err != nil {
 					t.Fatalf("document %d: %v", i, err)
 				}
@@ -114,3 +114,6 @@ func TestReassemblerRejectsBrokenSequences(t *testing.T) {
 		})
 	}
 }
+
+// addDoc adds doc to r as join does.
+func addDoc(r *reassembler, doc []byte) (bson.Raw, error) { return r.add(doc, scanEventFields(doc)) }

@@ -9,12 +9,12 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Watcher is what a change stream can be opened on: *mongo.Client (every
@@ -73,11 +73,14 @@ type Stream[T any] struct {
 	snap         *snapshotter    // snapshot.go: the scan before the change stream; nil when none or done
 	resumeRun    resumeRun       // resumes.go: the driver's resumes without an event
 
+	// inBody: an All loop body is running (set by All's goroutine, read
+	// by close).
+	inBody atomic.Bool
+
 	mu      sync.Mutex
 	closed  bool
 	term    error // why the stream ended, if it did
 	stats   Stats // Events, Resumes, Rewatches, Batches and LastBatch
-	inBody  bool  // an All loop body is running
 	manual  bool  // no commit on the next call: Options.ManualCommit, Batches
 	loopErr error // the error of the Close made by All or Batches, for the next Close
 
@@ -105,7 +108,8 @@ type fetched[T any] struct {
 	ended       bool     // err ended the stream
 	invalidated bool     // the event is an invalidate
 	ct          bson.Timestamp
-	wall        time.Time // the event's clusterTime and wallTime
+	wall        time.Time     // the event's clusterTime and wallTime
+	key         documentKeyAt // where raw's ns and documentKey are
 }
 
 // errContinueAfterInvalidate is the cause logged when a stream watches
@@ -360,6 +364,7 @@ type delivery[T any] struct {
 	raw   bson.Raw // the whole event, owned by the stream (never reused)
 	id    Token    // the event's _id
 	after Token    // the resume point after it: ResumeToken once it is delivered
+	key   documentKeyAt
 }
 
 // deliver is next with the event's raw form and tokens: it blocks (block)
@@ -472,7 +477,7 @@ func (s *Stream[T]) deliverHeld(ctx context.Context, block bool) (d delivery[T],
 		case !f.got:
 			return d, false, nil
 		}
-		d = delivery[T]{val: f.val, raw: f.raw, id: f.id, after: f.tok}
+		d = delivery[T]{val: f.val, raw: f.raw, id: f.id, after: f.tok, key: f.key}
 		if f.err != nil {
 			return d, false, f.err
 		}
@@ -659,14 +664,14 @@ func (s *Stream[T]) take() (f fetched[T], whole bool) {
 // takeRaw is take without the decode: f.val is zero and f.err nil for an
 // event (f.got); an error that ends the stream is in f as take returns it.
 func (s *Stream[T]) takeRaw() (f fetched[T], whole bool) {
-	raw, whole, err := s.join(s.cs.Current)
+	raw, at, whole, err := s.join(s.cs.Current)
 	if err != nil {
 		return fetched[T]{err: err, ended: true}, true
 	}
 	if !whole {
 		return f, false
 	}
-	id, ok := bsoncore.Document(raw).Lookup("_id").DocumentOK()
+	id, ok := at.id.in(raw).DocumentOK()
 	if !ok {
 		return fetched[T]{err: errMissingID, ended: true}, true
 	}
@@ -678,11 +683,12 @@ func (s *Stream[T]) takeRaw() (f fetched[T], whole bool) {
 		// batch's postBatchResumeToken.
 		after = s.driverToken()
 	}
-	f = fetched[T]{got: true, raw: raw, id: tok, tok: after, invalidated: isInvalidate(raw)}
-	if t, i, ok := raw.Lookup("clusterTime").TimestampOK(); ok {
+	f = fetched[T]{got: true, raw: raw, id: tok, tok: after, invalidated: isInvalidateOp(at.operationType.in(raw)),
+		key: documentKeyAt{ok: true, ns: at.ns, documentKey: at.documentKey}}
+	if t, i, ok := at.clusterTime.in(raw).TimestampOK(); ok {
 		f.ct = bson.Timestamp{T: t, I: i}
 	}
-	if ms, ok := raw.Lookup("wallTime").DateTimeOK(); ok {
+	if ms, ok := at.wallTime.in(raw).DateTimeOK(); ok {
 		f.wall = time.UnixMilli(ms)
 	}
 	return f, true
@@ -770,7 +776,7 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 	}
 	s.closed = true
 	close(s.done)
-	if s.inBody || s.manual {
+	if s.inBody.Load() || s.manual {
 		commitLast = false
 	}
 	s.mu.Unlock()
