@@ -52,10 +52,14 @@ func (s *Stream[T]) All(ctx context.Context) iter.Seq2[T, error] {
 				s.mu.Unlock()
 			}
 		}()
+		s.marksBody = true // before the first Next, on this goroutine
 		for {
 			v, err := s.Next(ctx)
+			if s.afterNext != nil {
+				s.afterNext() // a test's hook
+			}
 			if err == nil {
-				if !s.yieldBody(yield, v) {
+				if !s.yieldBody(yield, v, nil) {
 					return
 				}
 				continue
@@ -66,7 +70,13 @@ func (s *Stream[T]) All(ctx context.Context) iter.Seq2[T, error] {
 			}
 			var de *DecodeError
 			var ce *CheckpointError
-			if errors.As(err, &de) || errors.As(err, &ce) {
+			if errors.As(err, &de) {
+				if !s.yieldBody(yield, zero, err) {
+					return
+				}
+				continue
+			}
+			if errors.As(err, &ce) {
 				if !yield(zero, err) {
 					return
 				}
@@ -79,10 +89,12 @@ func (s *Stream[T]) All(ctx context.Context) iter.Seq2[T, error] {
 	}
 }
 
-// yieldBody runs the loop body for v, marking it as running so that a
-// Close from another goroutine does not commit v meanwhile.
-func (s *Stream[T]) yieldBody(yield func(T, error) bool, v T) bool {
+// yieldBody runs the loop body for v (or err, for an event that did not
+// decode), and then marks the event as no longer in the body: deliver
+// marked it so, so that a Close from another goroutine does not commit it
+// meanwhile.
+func (s *Stream[T]) yieldBody(yield func(T, error) bool, v T, err error) bool {
 	s.inBody.Store(true)
 	defer s.inBody.Store(false)
-	return yield(v, nil)
+	return yield(v, err)
 }

@@ -73,9 +73,13 @@ type Stream[T any] struct {
 	snap         *snapshotter    // snapshot.go: the scan before the change stream; nil when none or done
 	resumeRun    resumeRun       // resumes.go: the driver's resumes without an event
 
-	// inBody: an All loop body is running (set by All's goroutine, read
-	// by close).
-	inBody atomic.Bool
+	// inBody: an All loop body has an event: from its delivery (deliver,
+	// under sem) until the body returned (All). close reads it once it
+	// holds sem. marksBody, set by All before its first call, makes
+	// deliver set it.
+	inBody    atomic.Bool
+	marksBody bool
+	afterNext func() // nil but in a test: runs in All between Next and the loop body
 
 	mu      sync.Mutex
 	closed  bool
@@ -380,7 +384,21 @@ func (s *Stream[T]) deliver(ctx context.Context, block bool) (d delivery[T], ok 
 		return d, false, err
 	}
 	defer s.release()
-	return s.deliverHeld(ctx, block)
+	d, ok, err = s.deliverHeld(ctx, block)
+	if s.marksBody && (ok || isDecodeError(err)) {
+		// All's loop body owns the event from here, before sem is
+		// released: a Close that takes sem next sees it and does not
+		// commit the event, though the body has not started yet.
+		s.inBody.Store(true)
+	}
+	return d, ok, err
+}
+
+// isDecodeError reports whether err is a *DecodeError: the event was
+// delivered though it did not decode.
+func isDecodeError(err error) bool {
+	var de *DecodeError
+	return err != nil && errors.As(err, &de)
 }
 
 // acquire takes sem, the right to touch the driver's stream.
@@ -776,14 +794,17 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 	}
 	s.closed = true
 	close(s.done)
-	if s.inBody.Load() || s.manual {
-		commitLast = false
-	}
+	manual := s.manual
 	s.mu.Unlock()
 
 	// Callers blocked on the stream see done and let go of sem.
 	s.sem <- struct{}{}
 	defer func() { <-s.sem }()
+	if s.inBody.Load() || manual {
+		// The last event delivered is not done: its All loop body runs,
+		// or is about to, or its commits are the caller's.
+		commitLast = false
+	}
 	s.ahead.stop() // decodeahead.go: no decoder outlives Close
 	var killID int64
 	if s.pending != nil {
