@@ -100,7 +100,7 @@ func BenchmarkProcess(b *testing.B) {
 	}
 	var rounds int // across the -count runs, so each run starts where the last left off
 	b.Run("handler=noop", func(b *testing.B) {
-		runInterleaved(b, env, &rounds, []interleavedForm{
+		runInterleaved(b, env, 0, &rounds, []interleavedForm{
 			{"Next", readNext[stream.Event[benchOrder]](nil)},
 			{"Process", readProcess(0, nop)},
 		})
@@ -122,7 +122,7 @@ type interleavedForm struct {
 // internal/benchtable reads as one row per form. Both forms see the same
 // machine load, so their ratio holds within one run. Allocations, like
 // -benchmem's, count the whole process (mongotest included).
-func runInterleaved(b *testing.B, env *benchEnv, rounds *int, forms []interleavedForm) {
+func runInterleaved(b *testing.B, env *benchEnv, batch int32, rounds *int, forms []interleavedForm) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	wall := make([]time.Duration, len(forms))
@@ -139,7 +139,7 @@ func runInterleaved(b *testing.B, env *benchEnv, rounds *int, forms []interleave
 			}
 			runtime.ReadMemStats(&ms)
 			m0, c0, t0 := ms.Mallocs, processCPU(), time.Now()
-			if err := forms[i].read(ctx, env, 0, n); err != nil {
+			if err := forms[i].read(ctx, env, batch, n); err != nil {
 				b.Fatal(err)
 			}
 			wall[i] += time.Since(t0)

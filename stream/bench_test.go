@@ -317,8 +317,13 @@ func readBatches(max int) reader {
 }
 
 // BenchmarkThroughput reads prefilled insert events through the raw driver
-// and each form of Stream, on mongotest over loopback.
+// and each form of Stream, on mongotest over loopback. The forms of one
+// document shape and batch size are one benchmark that alternates them
+// (runInterleaved): each reads the whole pool in turn, so that they all
+// see the same machine load and their ratios to the driver hold within
+// one run.
 func BenchmarkThroughput(b *testing.B) {
+	rounds := map[string]*int{} // per group, across the -count runs
 	for _, sh := range benchShapes {
 		env := newBenchEnv(b, sh)
 		for _, batch := range []int32{0, 1000} {
@@ -326,10 +331,7 @@ func BenchmarkThroughput(b *testing.B) {
 			if batch > 0 {
 				bname = fmt.Sprint(batch)
 			}
-			forms := []struct {
-				name string
-				read reader
-			}{
+			forms := []interleavedForm{
 				{"driver", readDriver},
 				{"All", readAll},
 				{"Next", readNext[stream.Event[benchOrder]](nil)},
@@ -339,11 +341,13 @@ func BenchmarkThroughput(b *testing.B) {
 				{"Raw", readNext[bson.Raw](nil)},
 				{"Batches-1000", readBatches(1000)},
 			}
-			for _, f := range forms {
-				b.Run(fmt.Sprintf("doc=%s/batch=%s/form=%s", sh.name, bname, f.name), func(b *testing.B) {
-					runReader(b, env, batch, f.read)
-				})
+			name := fmt.Sprintf("doc=%s/batch=%s", sh.name, bname)
+			if rounds[name] == nil {
+				rounds[name] = new(int)
 			}
+			b.Run(name, func(b *testing.B) {
+				runInterleaved(b, env, batch, rounds[name], forms)
+			})
 		}
 	}
 }

@@ -253,7 +253,20 @@ func snapshot(g string, ss []*series) []string {
 
 // throughput prints one table of a BenchmarkThroughput group: each form
 // against the raw driver. It returns the verdicts and the group's bars.
+// throughputForms is the order of BenchmarkThroughput's rows: an
+// interleaved benchmark reports its forms in the order of their metric
+// names, which is not the order to read them in.
+var throughputForms = []string{"driver", "All", "Next", "Next-noprefetch", "All-decodeahead", "Next-decodeahead", "Raw", "Batches-1000"}
+
 func throughput(g string, ss []*series) ([]string, chartGroup) {
+	rank := func(form string) int {
+		if i := slices.Index(throughputForms, form); i >= 0 {
+			return i
+		}
+		return len(throughputForms)
+	}
+	ss = slices.Clone(ss)
+	slices.SortStableFunc(ss, func(a, b *series) int { return rank(a.form) - rank(b.form) })
 	cg := chartGroup{name: strings.TrimPrefix(g, "BenchmarkThroughput/")}
 	base := find(ss, "driver")
 	fmt.Printf("%s (median of %d runs)\n\n", strings.TrimPrefix(g, "BenchmarkThroughput/"), runs(ss))
