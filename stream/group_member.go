@@ -49,8 +49,9 @@ type slotExit struct {
 	err error
 }
 
-func (m *member[T]) id() bson.D {
-	return bson.D{{Key: "group", Value: m.g.opts.Name}, {Key: "member", Value: m.g.opts.Instance}}
+// memberID is the _id of member name's document.
+func (m *member[T]) memberID(name string) bson.D {
+	return bson.D{{Key: "group", Value: m.g.opts.Name}, {Key: "member", Value: name}}
 }
 
 // run is Group.Run after join.
@@ -113,7 +114,7 @@ func (m *member[T]) heartbeat(ctx context.Context) error {
 	if owned == nil {
 		owned = []int{}
 	}
-	_, err := g.store.coll.UpdateOne(cctx, bson.D{{Key: "_id", Value: m.id()}}, bson.D{
+	_, err := g.store.coll.UpdateOne(cctx, bson.D{{Key: "_id", Value: m.memberID(m.g.opts.Instance)}}, bson.D{
 		{Key: "$inc", Value: bson.D{{Key: "beat", Value: int64(1)}}},
 		{Key: "$set", Value: bson.D{{Key: "owned", Value: owned}, {Key: "partitions", Value: g.parts}}},
 		{Key: "$currentDate", Value: bson.D{{Key: "renewedAt", Value: true}}},
@@ -165,7 +166,7 @@ func (m *member[T]) members(ctx context.Context) ([]string, error) {
 			alive = append(alive, name)
 		case age >= 2*ttl:
 			// Gone for long: tidy up, unless it came back meanwhile.
-			_, _ = g.store.coll.DeleteOne(cctx, bson.D{{Key: "_id", Value: bson.D{{Key: "group", Value: g.opts.Name}, {Key: "member", Value: name}}}, {Key: "beat", Value: s.beat}})
+			_, _ = g.store.coll.DeleteOne(cctx, bson.D{{Key: "_id", Value: m.memberID(name)}, {Key: "beat", Value: s.beat}})
 		}
 	}
 	for name := range m.seen {
@@ -236,7 +237,7 @@ func (m *member[T]) leave() {
 	g := m.g
 	ctx, cancel := context.WithTimeout(context.Background(), g.opts.LeaseTTL)
 	defer cancel()
-	if _, err := g.store.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: m.id()}}); err != nil {
+	if _, err := g.store.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: m.memberID(m.g.opts.Instance)}}); err != nil {
 		g.log.Warn("changestream: group: could not remove this member's document; the others will count it gone after the lease TTL", "err", err)
 	}
 	g.log.Info("changestream: group: left")
