@@ -139,7 +139,7 @@ func declaresPastEnd(doc []byte) bool {
 					}
 				}
 				pos += 5 + n
-			case 0x03, 0x04, 0x0F: // document, array, code with scope
+			case 0x03, 0x04: // document, array
 				n, ok := length(pos)
 				if !ok || pos+n > len(b) {
 					past = past || ok
@@ -147,6 +147,24 @@ func declaresPastEnd(doc []byte) bool {
 				}
 				walk(b[pos : pos+n])
 				pos += n
+			case 0x0F: // code with scope: its length, a string, a document
+				n, ok := length(pos)
+				if !ok || pos+n > len(b) {
+					past = past || ok
+					return
+				}
+				code, ok := length(pos + 4)
+				if !ok || pos+8+code > pos+n {
+					return
+				}
+				walk(b[pos+8+code : pos+n])
+				pos += n
+			case 0x0C: // DBPointer: a string and an ObjectID
+				n, ok := length(pos)
+				if !ok {
+					return
+				}
+				pos += 4 + n + 12
 			case 0x01, 0x09, 0x11, 0x12: // double, datetime, timestamp, int64
 				pos += 8
 			case 0x10: // int32
