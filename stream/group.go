@@ -155,15 +155,15 @@ func NewGroup[T any](target Watcher, pipeline any, opts *Options, gopts *GroupOp
 	}
 	if err := checkPartitions(parts); err != nil {
 		errs = append(errs, err)
+	} else if err := checkStreamName(partitionName(r.Name, parts-1, parts)); err != nil {
+		// The longest partition name is the last one's.
+		errs = append(errs, fmt.Errorf("changestream: invalid Options: the group's partition names: %w", err))
 	}
 	if pipeline == nil {
 		pipeline = mongo.Pipeline{}
 	}
 	if _, err := partitionPipeline(pipeline, 0, parts); err != nil {
 		errs = append(errs, err)
-	}
-	if err := checkStreamName(partitionName(r.Name, parts-1, parts)); err != nil && len(errs) == 0 {
-		errs = append(errs, fmt.Errorf("changestream: invalid Options: the group's partition names: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -225,7 +225,7 @@ func (g *Group[T]) Run(ctx context.Context, fn func(ctx context.Context, p Parti
 	if err != nil {
 		return err
 	}
-	m := &member[T]{g: g, fn: fn, start: start, slots: map[int]*slot{}, exits: make(chan slotExit), seen: map[string]seenMember{}}
+	m := &member[T]{g: g, fn: fn, start: start, seen: map[string]seenMember{}, slots: map[int]*slot{}, stopping: map[int]*slot{}, exits: make(chan slotExit)}
 	return m.run(ctx)
 }
 

@@ -20,7 +20,6 @@ type member[T any] struct {
 	start Token // the group's start point
 
 	seen     map[string]seenMember // other members, by name, as last read
-	beat     int64                 // renewals of this member's document
 	assigned []int                 // the partitions the last membership dealt to this member
 	dealt    bool                  // assigned was computed at least once
 
@@ -56,7 +55,6 @@ func (m *member[T]) memberID(name string) bson.D {
 
 // run is Group.Run after join.
 func (m *member[T]) run(ctx context.Context) error {
-	m.stopping = map[int]*slot{}
 	g := m.g
 	ttl := g.opts.LeaseTTL
 	tick := time.NewTicker(ttl / 3)
@@ -119,9 +117,6 @@ func (m *member[T]) heartbeat(ctx context.Context) error {
 		{Key: "$set", Value: bson.D{{Key: "owned", Value: owned}, {Key: "partitions", Value: g.parts}}},
 		{Key: "$currentDate", Value: bson.D{{Key: "renewedAt", Value: true}}},
 	}, options.UpdateOne().SetUpsert(true))
-	if err == nil {
-		m.beat++
-	}
 	return err
 }
 
