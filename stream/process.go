@@ -94,11 +94,11 @@ func Process[T any](ctx context.Context, s *Stream[T], handler func(context.Cont
 }
 
 // decodeFailure is the event of Process for a delivery that failed with
-// err: an event with decodeErr set for a *DecodeError, else err. (Apart
-// from take, so that the errors.As target is allocated only on this path.)
+// err: an event with decodeErr set for a *DecodeError (isDecodeError, as
+// deliver asks it), else err. (Apart from take, so that the errors.As
+// target is allocated only on this path.)
 func decodeFailure[T any](d delivery[T], err error) (processEvent[T], error) {
-	var de *DecodeError
-	if errors.As(err, &de) {
+	if isDecodeError(err) {
 		return processEvent[T]{raw: d.raw, tok: d.id, decodeErr: err}, nil
 	}
 	return processEvent[T]{}, err
