@@ -59,6 +59,7 @@ const (
 	QueryFeatureNotAllowed             = 224
 	TransactionTooOld                  = 225
 	RetryChangeStream                  = 234
+	CursorKilled                       = 237
 	NotImplemented                     = 238
 	SnapshotTooOld                     = 239
 	SnapshotUnavailable                = 246
@@ -188,6 +189,7 @@ var names = map[int32]string{
 	QueryFeatureNotAllowed:             "QueryFeatureNotAllowed",
 	TransactionTooOld:                  "TransactionTooOld",
 	RetryChangeStream:                  "RetryChangeStream",
+	CursorKilled:                       "CursorKilled",
 	NotImplemented:                     "NotImplemented",
 	InvalidResumeToken:                 "InvalidResumeToken",
 	ExceededTimeLimit:                  "ExceededTimeLimit",

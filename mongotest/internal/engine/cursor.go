@@ -27,9 +27,12 @@ type cursor struct {
 	// none): as on a real server, only that session may continue it.
 	session string
 
-	busy     bool // a getMore is running on it
-	killed   bool
-	lastUsed time.Time // when it was opened or its last getMore ended
+	busy   bool // a getMore is running on it
+	killed bool
+	// interrupted: killCursors killed it while a getMore ran on it, which
+	// then fails with CursorKilled, as on a real server.
+	interrupted bool
+	lastUsed    time.Time // when it was opened or its last getMore ended
 	// prev and next link the cursor into Engine.idle while it is open and
 	// not busy (inIdle).
 	prev, next *cursor
@@ -195,9 +198,10 @@ func (e *Engine) NextDocs(cur Cursor, batchSize int) bsoncore.Document {
 // cursor, {cursor: {id, ns, nextBatch, postBatchResumeToken}}, to out, an
 // opened reply document. batchSize bounds the events (0: only the 16 MiB
 // bound). With no event to return it waits up to await for one; an empty
-// batch after that is the answer. It fails with CursorNotFound when the
-// cursor was killed meanwhile, InterruptedAtShutdown at Shutdown, and
-// ctx's error when ctx ends first.
+// batch after that is the answer. It fails with CursorKilled when
+// killCursors killed the cursor meanwhile, CursorNotFound when something
+// else did (a session's end, a drop), InterruptedAtShutdown at Shutdown,
+// and ctx's error when ctx ends first.
 func (e *Engine) NextEvents(ctx context.Context, cur Cursor, out []byte, batchSize int, await time.Duration) ([]byte, error) {
 	c := cur.c
 	var timer *time.Timer
@@ -215,6 +219,11 @@ func (e *Engine) NextEvents(ctx context.Context, cur Cursor, out []byte, batchSi
 		e.mu.Lock()
 		if c.killed {
 			e.mu.Unlock()
+			if c.interrupted {
+				// A real server interrupts the getMore of a cursor that
+				// killCursors kills: the client's connection stays usable.
+				return nil, codes.Errorf(codes.CursorKilled, "operation was interrupted")
+			}
 			return nil, codes.Errorf(codes.CursorNotFound, "cursor id %d not found", c.id)
 		}
 		reply, n, err := e.appendStreamReplyLocked(out[:start], c, "nextBatch", limit)
@@ -295,6 +304,7 @@ func (e *Engine) KillCursors(ids []int64) (killed, notFound []int64) {
 	defer e.mu.Unlock()
 	for _, id := range ids {
 		if c := e.cursors[id]; c != nil {
+			c.interrupted = c.busy
 			e.closeCursorLocked(c)
 			killed = append(killed, id)
 		} else {

@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/go-changestream/changestream/mongotest/internal/codes"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
@@ -86,5 +89,50 @@ func TestIdleCursorsReapedInOrder(t *testing.T) {
 	}
 	if _, err := e.Checkout(young[0], "db", "c", ""); err == nil {
 		t.Error("a young cursor survived its timeout")
+	}
+}
+
+// killCursors on a cursor a getMore waits on ends that getMore at once
+// with CursorKilled, as on a real server (its kill_pinned_cursor test):
+// the client's connection stays usable, and a driver does not resume a
+// stream on it. The cursor is gone. Killed before its getMore, a cursor
+// is not found.
+func TestKillCursorsInterruptsAWaitingGetMore(t *testing.T) {
+	e := New(0, time.Minute)
+	ids := openStreams(t, e, 2)
+	cur, err := e.Checkout(ids[0], "db", "c", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type reply struct {
+		out []byte
+		err error
+	}
+	done := make(chan reply, 1)
+	go func() {
+		_, out := bsoncore.AppendDocumentStart(nil)
+		out, err := e.NextEvents(context.Background(), cur, out, 0, time.Hour)
+		done <- reply{out, err}
+	}()
+	// Whether the getMore already waits or not, its cursor is checked
+	// out: the kill interrupts it.
+	killed, notFound := e.KillCursors([]int64{ids[0]})
+	if len(killed) != 1 || killed[0] != ids[0] || len(notFound) != 0 {
+		t.Fatalf("KillCursors = killed %v, not found %v; want killed [%d]", killed, notFound, ids[0])
+	}
+	r := <-done
+	var ce *codes.Error
+	if !errors.As(r.err, &ce) || ce.Code != codes.CursorKilled || ce.Message != "operation was interrupted" || len(ce.Labels) != 0 {
+		t.Fatalf("getMore = %s, %v; want CursorKilled (237) \"operation was interrupted\" without labels", r.out, r.err)
+	}
+	e.Release(cur)
+	if n := e.OpenCursors(); n != 1 {
+		t.Fatalf("OpenCursors = %d after the kill, want 1", n)
+	}
+
+	// Not checked out when killed: the next getMore does not find it.
+	e.KillCursors([]int64{ids[1]})
+	if _, err := e.Checkout(ids[1], "db", "c", ""); !errors.As(err, &ce) || ce.Code != codes.CursorNotFound {
+		t.Fatalf("Checkout of a killed cursor = %v, want CursorNotFound", err)
 	}
 }
