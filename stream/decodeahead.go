@@ -151,7 +151,7 @@ func (s *Stream[T]) fillAhead() bool {
 			break // the next fetch gets it again and ends the stream
 		}
 		before, left := s.cs.ID(), s.cs.RemainingBatchLength()
-		s.cursorID = before
+		s.cursorID.Store(before)
 		got := s.cs.TryNext(s.ictx)
 		s.noteResume(before, got)
 		s.noteBatch(got, left)

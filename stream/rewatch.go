@@ -137,7 +137,7 @@ func (s *Stream[T]) rewatch(cause error) error {
 	if s.cs != nil {
 		ctx, cancel := context.WithTimeout(s.ictx, time.Second)
 		_ = s.cs.Close(ctx) // best effort: kills the old cursor if the server still has it
-		s.killAbandoned(ctx, s.cursorID)
+		s.killAbandoned(ctx, s.cursorID.Load())
 		cancel()
 		s.cs = nil
 	}
@@ -222,7 +222,7 @@ func (s *Stream[T]) killAbandoned(ctx context.Context, id int64) {
 	if id == 0 || s.kill == nil {
 		return
 	}
-	if err := s.kill(ctx, id); err != nil {
+	if _, err := s.kill(ctx, id); err != nil {
 		s.log.Debug("changestream: could not kill an abandoned server cursor", "cursor", id, "err", err)
 	}
 }

@@ -35,7 +35,7 @@ type Stream[T any] struct {
 	kind int
 	env  envelopeDecoder
 	log  *slog.Logger
-	kill func(ctx context.Context, id int64) error // kills a server cursor; nil if the target is unknown
+	kill func(ctx context.Context, id int64) (bool, error) // kills a server cursor (true: it was there); nil if the target is unknown
 
 	// What a new watch needs: the same target, pipeline and driver options.
 	target   Watcher
@@ -58,7 +58,7 @@ type Stream[T any] struct {
 	pending      chan fetched[T] // result of the fetch in flight, nil if none
 	pendingBlock bool            // that fetch waits for an event
 	fetchers     sync.WaitGroup  // the goroutines running a fetch; Close waits for them
-	cursorID     int64           // the server cursor of the latest driver call
+	cursorID     atomic.Int64    // the server cursor of the latest driver call; Close reads it while a fetch runs
 	slab         []byte          // see own
 	driverTok    tokenMemo       // see driverToken
 	afterStart   bool            // cs was opened with startAfter and has returned no event
@@ -301,8 +301,9 @@ func isNilPointer(v any) bool {
 }
 
 // killerFor returns a function that kills a server cursor of a stream
-// opened on target, or nil when target is not a driver type.
-func killerFor(target Watcher) func(context.Context, int64) error {
+// opened on target and reports whether the server had it (cursorsKilled),
+// or nil when target is not a driver type.
+func killerFor(target Watcher) func(context.Context, int64) (bool, error) {
 	var db *mongo.Database
 	var coll string
 	switch t := target.(type) {
@@ -315,8 +316,12 @@ func killerFor(target Watcher) func(context.Context, int64) error {
 	default:
 		return nil
 	}
-	return func(ctx context.Context, id int64) error {
-		return db.RunCommand(ctx, bson.D{{Key: "killCursors", Value: coll}, {Key: "cursors", Value: bson.A{id}}}).Err()
+	return func(ctx context.Context, id int64) (bool, error) {
+		var reply struct {
+			Killed []int64 `bson:"cursorsKilled"`
+		}
+		err := db.RunCommand(ctx, bson.D{{Key: "killCursors", Value: coll}, {Key: "cursors", Value: bson.A{id}}}).Decode(&reply)
+		return err == nil && slices.Contains(reply.Killed, id), err
 	}
 }
 
@@ -624,7 +629,7 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 			return fetched[T]{err: err, ended: true}
 		}
 		before, left := s.cs.ID(), s.cs.RemainingBatchLength()
-		s.cursorID = before
+		s.cursorID.Store(before)
 		got := s.cs.TryNext(s.ictx)
 		s.noteResume(before, got)
 		s.noteBatch(got, left)
@@ -639,7 +644,8 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 			continue // a fragment of a split event: fetch the rest of it
 		}
 		if err := s.cs.Err(); err != nil {
-			if s.ictx.Err() != nil {
+			if s.ictx.Err() != nil || s.closing() {
+				// Close cancelled the call or killed its cursor.
 				return fetched[T]{err: ErrClosed, ended: true}
 			}
 			if s.opts.DisableRewatch || !transient(err) {
@@ -666,6 +672,51 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 		// Every event fetched so far was delivered, so the idle token is
 		// the stream's resume point.
 		s.pos.idle(s.ictx, tok)
+		if s.closing() {
+			return fetched[T]{err: ErrClosed, ended: true} // no new getMore for Close to end
+		}
+	}
+}
+
+// interruptFetch ends the driver's call that waits for the server by
+// killing its cursor from another connection: the server ends the call
+// with CursorKilled (a real server interrupts the getMore of a cursor
+// killCursors kills) and the driver keeps its connection, which
+// cancelling the call would make it close, so that the next operation
+// opened a new connection and filled its buffers again. It reports
+// whether the call ended; it gives up, for Close to cancel the call, when
+// the kill fails or finds no such cursor (the call may be a new watch),
+// or when the call has not ended within interruptWait. Done is closed,
+// so the fetch ends rather than watch again.
+func (s *Stream[T]) interruptFetch(ctx context.Context) bool {
+	id := s.cursorID.Load()
+	if id == 0 || s.kill == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, interruptWait)
+	defer cancel()
+	if killed, err := s.kill(ctx, id); !killed || err != nil {
+		return false
+	}
+	select {
+	case <-s.pending:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// interruptWait bounds how long Close waits for the server to end a call
+// whose cursor it killed, the kill included.
+const interruptWait = time.Second
+
+// closing reports whether Close has begun.
+func (s *Stream[T]) closing() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -811,11 +862,14 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 		select {
 		case <-s.pending:
 		default:
-			// Interrupt the driver's call; the driver forgets its cursor
-			// without killing it, so kill it here.
-			s.cancel()
-			<-s.pending
-			killID = s.cursorID
+			if !s.interruptFetch(ctx) {
+				// Cancel the driver's call; the driver then closes its
+				// connection and forgets its cursor without killing it,
+				// so kill it here.
+				s.cancel()
+				<-s.pending
+				killID = s.cursorID.Load()
+			}
 		}
 		s.pending = nil
 	}
@@ -835,7 +889,7 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 		err = errors.Join(err, s.cs.Close(ctx))
 	}
 	if killID != 0 && s.kill != nil {
-		if kerr := s.kill(ctx, killID); kerr != nil {
+		if _, kerr := s.kill(ctx, killID); kerr != nil {
 			s.log.Warn("changestream: could not kill the server cursor of an interrupted call", "cursor", killID, "err", kerr)
 			err = errors.Join(err, kerr)
 		}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-changestream/changestream/stream"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -228,6 +230,49 @@ func TestCloseEndsBlockedNext(t *testing.T) {
 	}
 	if err := <-errc; !errors.Is(err, stream.ErrClosed) {
 		t.Fatalf("blocked Next returned %v, want ErrClosed", err)
+	}
+	if f.srv != nil && f.srv.OpenCursors() != 0 {
+		t.Errorf("%d server cursors open after Close", f.srv.OpenCursors())
+	}
+}
+
+// Close while a getMore waits for the server (a Next whose ctx ended
+// leaves it in flight, as Process's intake does when Process stops) ends
+// it by killing its cursor from another connection, as a real server
+// allows, instead of cancelling the call: the driver keeps the connection
+// the getMore ran on (cancelling made it close the connection, and the
+// next operation open and fill a new one), and no server cursor is left.
+func TestCloseKeepsTheConnectionOfAWaitingGetMore(t *testing.T) {
+	var closed atomic.Int64
+	f := newFixture(t, options.Client().SetPoolMonitor(&event.PoolMonitor{Event: func(e *event.PoolEvent) {
+		if e.Type == event.ConnectionClosed {
+			closed.Add(1)
+		}
+	}}))
+	s := watchOrders(t, f, options.ChangeStream().SetMaxAwaitTime(30*time.Second))
+	if _, err := f.coll.InsertOne(f.ctx, Order{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Next(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	n := len(f.mon.commands("getMore"))
+	go func() {
+		f.mon.waitStarted(t, f.ctx, "getMore", n+1)
+		cancel()
+	}()
+	if _, err := s.Next(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next = %v, want context.Canceled", err)
+	}
+	if err := s.Close(f.ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if c := closed.Load(); c != 0 {
+		t.Errorf("%d connections closed by Close; want the pool to keep them", c)
+	}
+	if len(f.mon.commands("killCursors")) == 0 {
+		t.Error("no killCursors sent")
 	}
 	if f.srv != nil && f.srv.OpenCursors() != 0 {
 		t.Errorf("%d server cursors open after Close", f.srv.OpenCursors())
