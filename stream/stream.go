@@ -59,6 +59,8 @@ type Stream[T any] struct {
 	pendingBlock bool            // that fetch waits for an event
 	fetchers     sync.WaitGroup  // the goroutines running a fetch; Close waits for them
 	cursorID     atomic.Int64    // the server cursor of the latest driver call; Close reads it while a fetch runs
+	callMu       sync.Mutex      // guards inCall
+	inCall       bool            // a fetch is in a call of the driver's stream (beginCall)
 	slab         []byte          // see own
 	driverTok    tokenMemo       // see driverToken
 	afterStart   bool            // cs was opened with startAfter and has returned no event
@@ -629,8 +631,11 @@ func (s *Stream[T]) fetch(block bool) fetched[T] {
 			return fetched[T]{err: err, ended: true}
 		}
 		before, left := s.cs.ID(), s.cs.RemainingBatchLength()
-		s.cursorID.Store(before)
+		if !s.beginCall(before) {
+			return fetched[T]{err: ErrClosed, ended: true} // Close begun: no new getMore
+		}
 		got := s.cs.TryNext(s.ictx)
+		s.endCall()
 		s.noteResume(before, got)
 		s.noteBatch(got, left)
 		if left == 0 {
@@ -709,6 +714,36 @@ func (s *Stream[T]) interruptFetch(ctx context.Context) bool {
 // interruptWait bounds how long Close waits for the server to end a call
 // whose cursor it killed, the kill included.
 const interruptWait = time.Second
+
+// beginCall marks a fetch as in a call of the driver's stream, on cursor
+// id, unless Close has begun: then it reports false and the fetch makes no
+// call. Close, which begins before it looks, sees either the call marked
+// or a fetch that makes none.
+func (s *Stream[T]) beginCall(id int64) bool {
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
+	if s.closing() {
+		return false
+	}
+	s.cursorID.Store(id)
+	s.inCall = true
+	return true
+}
+
+func (s *Stream[T]) endCall() {
+	s.callMu.Lock()
+	s.inCall = false
+	s.callMu.Unlock()
+}
+
+// inDriverCall reports whether a fetch is in a call of the driver's
+// stream (otherwise it is between calls, in a new watch or a backoff,
+// which Close cancels).
+func (s *Stream[T]) inDriverCall() bool {
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
+	return s.inCall
+}
 
 // closing reports whether Close has begun.
 func (s *Stream[T]) closing() bool {
@@ -862,7 +897,7 @@ func (s *Stream[T]) close(ctx context.Context, commitLast bool) error {
 		select {
 		case <-s.pending:
 		default:
-			if !s.interruptFetch(ctx) {
+			if !s.inDriverCall() || !s.interruptFetch(ctx) {
 				// Cancel the driver's call; the driver then closes its
 				// connection and forgets its cursor without killing it,
 				// so kill it here.
