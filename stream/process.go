@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -81,7 +83,7 @@ func Process[T any](ctx context.Context, s *Stream[T], handler func(context.Cont
 	take := func(ctx context.Context) (processEvent[T], error) {
 		d, _, err := s.deliver(ctx, true)
 		if err == nil {
-			return processEvent[T]{val: d.val, raw: d.raw, at: d.key, tok: d.id}, nil
+			return processEvent[T]{val: d.val, raw: d.raw, at: d.key, tok: d.id, more: d.more}, nil
 		}
 		return decodeFailure(d, err)
 	}
@@ -106,14 +108,17 @@ func decodeFailure[T any](d delivery[T], err error) (processEvent[T], error) {
 
 // processor runs Process: an intake goroutine takes events from the
 // stream, the coordinating goroutine (run) orders them and hands them to
-// the workers, and commits the low-water mark as they complete.
+// the workers, and commits the low-water mark as they complete. When
+// nothing else is in flight and handlers are short, intake runs the
+// handler itself and commits (see intake); a watchdog (watch) hands a call
+// that lasts over to a worker's role.
 type processor[T any] struct {
 	// take blocks until the next event and returns it, or the error that
 	// ends intake (the event of a *DecodeError is an event, with
 	// decodeErr set). It runs on the intake goroutine only.
 	take func(ctx context.Context) (processEvent[T], error)
 	// commit commits the position after an event and every event before
-	// it. It runs on the coordinating goroutine only.
+	// it. It runs through gate only.
 	commit  func(tok Token) error
 	handler func(context.Context, T) error
 	o       ProcessOptions[T] // resolved
@@ -131,12 +136,55 @@ type processor[T any] struct {
 	running  int              // events handed to workers and not reported back
 	stopping bool
 	err      error // the first error that stopped Process
+
+	gate        commitGate // commit, for run and intake
+	promotedSeq int64      // the seq of the promoted event that runs (see watch)
+
+	// Owned by the goroutine that is intake: handed over when the watchdog
+	// promotes a call (under the inbox's mu).
+	order int64 // events taken, which numbers them
+	calls int   // handler calls intake made
+
+	// lastCall is how long the latest timed handle call took, in
+	// nanoseconds (unknown, so long, at first); intake handles an event
+	// itself only after a call that took at most inlineLimit. Workers time
+	// every call, intake one in inlineSample (see handleTimed).
+	lastCall  atomic.Int64
+	inlineMax int64 // inlineLimit in nanoseconds; tests set it
 }
 
-// arrival is what the intake goroutine passes to run.
+// inlineLimit is the longest handler call after which intake handles an
+// event itself, when nothing else is in flight, instead of handing it to a
+// worker. Handing an event over and reporting it back costs about a
+// microsecond of the stream's time (two goroutine switches): a handler
+// that takes longer is better run beside intake, which meanwhile takes the
+// next events; one that takes less is cheaper run in place. Running in
+// place is sticky while events come faster than handlers take (intake,
+// busy, hands nothing over), so the limit stays at the break-even point.
+const inlineLimit = time.Microsecond
+
+// inlineSample: intake times one in inlineSample of the calls it makes.
+// Reading the clock twice costs about 70 ns here, a third of what the
+// engine costs an event otherwise. A call that turns slow is handed over
+// by the watchdog (watch) within two ticks, and a handler that turned
+// slow is noticed within inlineSample calls, after which the events go to
+// the workers again.
+const inlineSample = 8
+
+// arrival is what the intake goroutine passes to run: an event it did not
+// handle itself, or the error that ended intake.
 type arrival[T any] struct {
 	ev  processEvent[T]
 	err error // intake ended
+	// fatal: err stops Process at once (a commit of intake failed), not
+	// after the events taken were handled, as when the stream ends.
+	fatal bool
+	// running: ev is the event of a call the watchdog promoted (only its
+	// token, order, key and barrier are set); it runs. report: res is the
+	// report on that call. Both come in order with the other arrivals,
+	// and also once Process stops.
+	running, report bool
+	res             result
 }
 
 func newProcessor[T any](take func(context.Context) (processEvent[T], error), commit func(Token) error,
@@ -145,7 +193,7 @@ func newProcessor[T any](take func(context.Context) (processEvent[T], error), co
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &processor[T]{
+	p := &processor[T]{
 		take: take, commit: commit, handler: handler, o: o, log: log,
 		backoff: backoff{initial: o.RetryDelay, max: o.RetryMaxDelay},
 		win:     newWindow[T](o.MaxInFlight),
@@ -154,6 +202,10 @@ func newProcessor[T any](take func(context.Context) (processEvent[T], error), co
 		ready:   newSeqQueue(o.MaxInFlight),
 		held:    newSeqQueue(o.MaxInFlight),
 	}
+	p.gate.commit = commit
+	p.lastCall.Store(math.MaxInt64)
+	p.inlineMax = int64(inlineLimit)
+	return p
 }
 
 // run processes events until ctx ends, intake ends or an error stops it,
@@ -170,11 +222,13 @@ func (p *processor[T]) run(ctx context.Context) error {
 	box := newInbox[T](p.o.MaxInFlight) // process_queue.go
 	jobs := newJobQueue[T]()
 	intakeDone := make(chan struct{})
-	go p.intake(ictx, box, stop, intakeDone)
 	var workers sync.WaitGroup
+	in := &intakeEnv[T]{ctx: ictx, hctx: hctx, box: box, jobs: jobs, stop: stop, done: intakeDone, workers: &workers}
+	go p.intake(in)
 	for range p.o.Workers {
 		workers.Go(func() { p.work(hctx, jobs, box, stop) })
 	}
+	workers.Go(func() { p.watch(in) })
 
 	ctxDone := ctx.Done()
 	var grace <-chan time.Time
@@ -192,6 +246,7 @@ func (p *processor[T]) run(ctx context.Context) error {
 			return
 		}
 		p.stopping = true
+		box.halt()
 		close(stop)
 		cancelIntake()
 		ctxDone = nil
@@ -202,9 +257,13 @@ func (p *processor[T]) run(ctx context.Context) error {
 	ending, endErr := false, error(nil) // intake ended with the stream; draining the window
 	onArrival := func(a arrival[T]) {
 		switch {
+		case a.running:
+			p.arriveRunning(a.ev)
+		case a.report:
+			p.finish(a.res, halt)
 		case p.stopping:
 			// Taken after Process stopped: not handled, not committed.
-		case a.err != nil && (errors.Is(a.err, ErrClosed) || ctx.Err() != nil):
+		case a.err != nil && (a.fatal || errors.Is(a.err, ErrClosed) || ctx.Err() != nil):
 			halt(intakeError(a.err))
 		case a.err != nil:
 			// The stream ended (ErrInvalidated, ErrHistoryLost, ...): the
@@ -221,7 +280,7 @@ func (p *processor[T]) run(ctx context.Context) error {
 	// stream do not make a Commit per event; the events' slots are freed
 	// only once they are committed, so MaxInFlight bounds what a crash can
 	// repeat.
-	passed, mark := 0, Token{}
+	passed, mark, markOrder := 0, Token{}, int64(0)
 	var lastCommit time.Time
 	commitTimer := time.NewTimer(time.Hour)
 	commitTimer.Stop()
@@ -235,7 +294,7 @@ func (p *processor[T]) run(ctx context.Context) error {
 		if passed == 0 {
 			return
 		}
-		if err := p.commit(mark); err != nil {
+		if err := p.gate.through(mark, markOrder); err != nil {
 			halt(err)
 		}
 		// Only now may intake take the events that replace them.
@@ -246,7 +305,7 @@ func (p *processor[T]) run(ctx context.Context) error {
 	var reported []result
 	for {
 		p.dispatch(jobs)
-		if p.stopping && p.running == 0 {
+		if _, any := box.intakeHandling(); p.stopping && p.running == 0 && !any {
 			break
 		}
 		select {
@@ -267,8 +326,8 @@ func (p *processor[T]) run(ctx context.Context) error {
 		for _, a := range arrived {
 			onArrival(a)
 		}
-		if n, tok := p.win.advance(); n > 0 {
-			passed, mark = passed+n, tok
+		if n, tok, order := p.win.advance(); n > 0 {
+			passed, mark, markOrder = passed+n, tok, order
 		}
 		if ending && !p.stopping && p.win.len() == 0 {
 			halt(endErr)
@@ -293,14 +352,62 @@ func (p *processor[T]) run(ctx context.Context) error {
 	p.running -= jobs.close()
 	if graceOver {
 		cancelHandlers()
-	} else {
-		workers.Wait()
+		// A handler intake runs is one more still running; intake, like
+		// the workers, is not waited for then (it touches the stream no
+		// more: stop is closed, and the events it handled before are
+		// committed here).
+		running := p.running
+		if inline, _ := box.intakeHandling(); inline {
+			running++
+		} else {
+			<-intakeDone
+		}
+		if err := p.commitQuiet(box); err != nil {
+			p.err = errors.Join(p.err, err)
+		}
+		return errors.Join(p.err, fmt.Errorf("changestream: Process: %d handlers were still running after the grace period of %v; their events were not committed", running, p.o.Grace))
 	}
+	workers.Wait()
 	<-intakeDone
-	if graceOver {
-		return errors.Join(p.err, fmt.Errorf("changestream: Process: %d handlers were still running after the grace period of %v; their events were not committed", p.running, p.o.Grace))
+	// The events intake handled and did not commit: intake commits none
+	// once Process stops.
+	if err := p.commitQuiet(box); err != nil && p.err == nil {
+		p.err = err
 	}
 	return p.err
+}
+
+// commitGate commits for run and intake, which handle events of their
+// own (intake's in place, see intake): a commit through an event older
+// than one committed already is skipped, so that the position moves only
+// forward though the two commit each for itself. Both only commit events
+// such that they and every event before them were handled.
+type commitGate struct {
+	mu     sync.Mutex
+	commit func(Token) error
+	last   int64 // the order of the newest event committed
+}
+
+// through commits the position through the event tok, at order.
+func (g *commitGate) through(tok Token, order int64) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if order <= g.last {
+		return nil
+	}
+	g.last = order
+	return g.commit(tok)
+}
+
+// commitQuiet commits the events intake handled and frees their slots.
+func (p *processor[T]) commitQuiet(box *inbox[T]) error {
+	tok, order, n := box.takeQuiet()
+	if n == 0 {
+		return nil
+	}
+	err := p.gate.through(tok, order)
+	box.release(n)
+	return err
 }
 
 // commitPause is the least time between two commits of Process, unless
@@ -317,17 +424,158 @@ func intakeError(err error) error {
 
 // intake takes events from the stream while the window has room, until
 // stop is closed or taking fails, and leaves them in box for run.
-func (p *processor[T]) intake(ctx context.Context, box *inbox[T], stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	for box.acquire(stop) {
-		ev, err := p.take(ctx)
+//
+// It handles an event itself, with hctx, the handlers' context, when
+// nothing else is in flight (beginInline) and the last handler call timed
+// was short (inlineLimit): then the event's turn has come (every event
+// before it was handled) and a worker would only add the cost of the
+// hand-off. It commits such events itself, without run, quietMax at a
+// time, before the window is full (acquire) and before a take that may
+// wait for the server (the event before it was the last in memory), so
+// that an idle stream has nothing handled and uncommitted; once Process
+// stops, run commits them. Only the first attempt runs here: an event
+// whose handler failed goes to the workers, which retry it with backoff
+// while intake goes on. An event that did not decode goes to them too.
+func (p *processor[T]) intake(in *intakeEnv[T]) {
+	box := in.box
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			close(in.done)
+		}
+	}()
+	free := func() bool {
+		if err := p.commitQuiet(box); err != nil {
+			box.arrive(arrival[T]{err: err, fatal: true})
+			return false
+		}
+		return true
+	}
+	for box.acquire(in.stop, free) {
+		ev, err := p.take(in.ctx)
 		if err == nil {
 			err = p.keyOf(&ev)
+		}
+		p.order++
+		ev.order = p.order
+		if err == nil && ev.decodeErr == nil && p.lastCall.Load() <= p.inlineMax && box.beginInline(&ev) {
+			var herr error
+			if p.calls++; p.calls%inlineSample == 0 {
+				t0 := time.Now()
+				herr = p.call(in.hctx, ev.val)
+				p.lastCall.Store(int64(time.Since(t0)))
+			} else {
+				herr = p.call(in.hctx, ev.val)
+			}
+			quiet, promoted := box.endInline(herr == nil, ev.tok, ev.order)
+			if promoted {
+				// Another goroutine is intake now: this one ends the event
+				// as a worker would.
+				handedOver = true
+				p.finishPromoted(in, &ev, herr)
+				return
+			}
+			if herr == nil {
+				if (quiet >= box.quietMax || !ev.more) && !free() {
+					return
+				}
+				continue
+			}
+			// The workers retry it, with backoff, while intake goes on.
+			ev.failed, ev.lastErr = 1, herr
 		}
 		box.arrive(arrival[T]{ev: ev, err: err})
 		if err != nil {
 			return
 		}
+		if !ev.more && !free() {
+			return
+		}
+	}
+}
+
+// intakeEnv is what intake runs with, handed from one intake goroutine to
+// the next.
+type intakeEnv[T any] struct {
+	ctx     context.Context // taking's
+	hctx    context.Context // the handlers'
+	box     *inbox[T]
+	jobs    *jobQueue[T]
+	stop    <-chan struct{}
+	done    chan struct{} // closed by the last intake goroutine
+	workers *sync.WaitGroup
+}
+
+// finishPromoted ends, on the goroutine that was intake, the event of a
+// call the watchdog promoted: it retries a failed first attempt as a
+// worker does, and reports.
+func (p *processor[T]) finishPromoted(in *intakeEnv[T], ev *processEvent[T], herr error) {
+	defer in.workers.Done() // added by the watchdog
+	r := result{done: herr == nil}
+	if herr != nil {
+		j := job[T]{val: ev.val, raw: ev.raw, tok: ev.tok, userKey: ev.userKey, failed: 1, lastErr: herr}
+		r = p.handleTimed(in.hctx, &j, in.stop)
+		if r.err != nil {
+			in.jobs.halt()
+			in.box.halt()
+		}
+	}
+	r.promoted = true
+	in.box.reportPromoted(r)
+}
+
+// watch is the watchdog of the calls intake runs: a call that runs for a
+// tick of inlineWatch at least is promoted, that is, its goroutine stops
+// being intake and ends the call as a worker, and a new intake goroutine
+// takes the next events, so that a handler that turned slow does not hold
+// the other events back for longer than that. Its event goes to run as
+// running, in stream order, so that events of its key wait for it and a
+// barrier for it, as for any event a worker runs. The watchdog parks
+// while intake makes no calls. It returns once Process stops.
+func (p *processor[T]) watch(in *intakeEnv[T]) {
+	t := time.NewTicker(inlineWatch)
+	defer t.Stop()
+	var seen uint64
+	for {
+		select {
+		case <-t.C:
+		case <-in.stop:
+			return
+		}
+		promote, park := in.box.watchTick(&seen, func() { in.workers.Add(1) })
+		switch {
+		case promote:
+			p.lastCall.Store(math.MaxInt64) // slow: a worker's fast call lets intake run handlers again
+			go p.intake(in)
+		case park:
+			t.Stop()
+			select {
+			case <-in.box.watchWake:
+			case <-in.stop:
+				return
+			}
+			t.Reset(inlineWatch)
+		}
+	}
+}
+
+// inlineWatch is the watchdog's tick: a call intake runs is promoted
+// after between one and two of them.
+const inlineWatch = time.Millisecond
+
+// arriveRunning puts the event of a promoted call in the window as
+// admitted and running: every event before it was handled (it ran on
+// intake), so it holds no place in a queue; events of its key wait for
+// it, and it is a barrier if it has no key.
+func (p *processor[T]) arriveRunning(ev processEvent[T]) {
+	seq := p.win.add(ev)
+	p.promotedSeq = seq
+	p.admitted++
+	p.running++
+	if ev.barrier {
+		p.barrier = true
+	} else {
+		p.tails[ev.key] = seq
 	}
 }
 
@@ -407,7 +655,7 @@ func (p *processor[T]) dispatch(q *jobQueue[T]) {
 	for p.ready.len() > 0 {
 		seq := p.ready.pop()
 		ev := p.win.at(seq)
-		q.jobs = append(q.jobs, job[T]{seq: seq, val: ev.val, raw: ev.raw, tok: ev.tok, userKey: ev.userKey, decodeErr: ev.decodeErr})
+		q.jobs = append(q.jobs, job[T]{seq: seq, val: ev.val, raw: ev.raw, tok: ev.tok, userKey: ev.userKey, decodeErr: ev.decodeErr, failed: ev.failed, lastErr: ev.lastErr})
 	}
 	q.wakeLocked(n)
 	q.mu.Unlock()
@@ -417,6 +665,9 @@ func (p *processor[T]) dispatch(q *jobQueue[T]) {
 // finish records a worker's report: a completed event lets the next of its
 // key (or what a barrier held back) go.
 func (p *processor[T]) finish(r result, halt func(error)) {
+	if r.promoted {
+		r.seq = p.promotedSeq
+	}
 	p.running--
 	if !r.done {
 		if r.err != nil {

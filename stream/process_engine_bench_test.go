@@ -24,7 +24,7 @@ func BenchmarkProcessEngine(b *testing.B) {
 			<-ctx.Done()
 			return processEvent[int]{}, ctx.Err()
 		}
-		return processEvent[int]{val: n, tok: tok}, nil
+		return processEvent[int]{val: n, tok: tok, more: true}, nil
 	}
 	var handled atomic.Int64
 	handler := func(context.Context, int) error {

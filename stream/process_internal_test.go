@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -613,5 +615,197 @@ func TestProcessEngineStreamEnd(t *testing.T) {
 	}
 	if c := src.lastCommit(); c != 20 {
 		t.Errorf("committed through %d, want 20: every event taken before the end", c)
+	}
+}
+
+// runMemInline is runMem with every handler call short enough for intake
+// to run the next handler itself (inlineLimit), whatever the machine.
+func runMemInline(t *testing.T, ctx context.Context, src *memSource, handler func(context.Context, memEvent) error, o *ProcessOptions[memEvent]) <-chan error {
+	t.Helper()
+	if o.Key == nil {
+		o.Key = memKey
+	}
+	r, err := o.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.bound = r.MaxInFlight
+	p := newProcessor(src.take, src.commit, handler, r, nil)
+	p.inlineMax = math.MaxInt64 - 1 // only the first call, of unknown length, goes to a worker
+	done := make(chan error, 1)
+	go func() { done <- p.run(ctx) }()
+	return done
+}
+
+// onIntake reports whether the caller runs on Process's intake goroutine.
+func onIntake() bool {
+	pc := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pc[:runtime.Callers(2, pc)])
+	for {
+		f, more := frames.Next()
+		if strings.Contains(f.Function, ".(*processor[") && strings.HasSuffix(f.Function, ").intake") {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// When nothing else is in flight intake runs a handler itself; a call
+// that then turns slow does not hold the other events back: the watchdog
+// hands intake to a new goroutine, and the call's own goroutine ends it as
+// a worker. Here the slow call (event 101, key "slow") returns only once
+// the events of other keys after it were handled, which without that
+// would never happen; the next event of its key waits for it, and so does
+// a barrier.
+func TestProcessEngineSlowCallOnIntakeIsHandedOver(t *testing.T) {
+	ctx := testCtx(t)
+	src := newMemSource(t, 0)
+	const fast, others = 100, 20
+	var mu sync.Mutex
+	var inline, handled int
+	othersDone := make(chan struct{})
+	var slowEnded, followerStarted, barrierStarted bool
+	var order []string
+	handler := func(_ context.Context, ev memEvent) error {
+		mu.Lock()
+		if onIntake() {
+			inline++
+		}
+		mu.Unlock()
+		switch {
+		case ev.n == fast+1: // the slow call
+			if !onIntake() {
+				t.Errorf("event %d ran on a worker; want it on intake (after %d fast calls)", ev.n, fast)
+			}
+			select {
+			case <-othersDone:
+			case <-ctx.Done():
+				t.Errorf("the other events were not handled while event %d ran", ev.n)
+			}
+			mu.Lock()
+			slowEnded = true
+			order = append(order, "slow ended")
+			mu.Unlock()
+		case ev.key == "slow": // its follower
+			mu.Lock()
+			followerStarted = true
+			if !slowEnded {
+				t.Errorf("event %d of key slow started before event %d ended", ev.n, fast+1)
+			}
+			mu.Unlock()
+		case ev.key == "": // a barrier
+			mu.Lock()
+			barrierStarted = true
+			if !slowEnded || !followerStarted {
+				t.Errorf("the barrier started before the events before it ended: %v", order)
+			}
+			mu.Unlock()
+		}
+		mu.Lock()
+		handled++
+		if ev.n > fast+1 && ev.n <= fast+1+others && ev.key != "slow" {
+			order = append(order, fmt.Sprint(ev.n))
+			if len(order) == others-1 {
+				close(othersDone)
+			}
+		}
+		mu.Unlock()
+		return nil
+	}
+	done := runMemInline(t, ctx, src, handler, &ProcessOptions[memEvent]{Workers: 4, MaxInFlight: 64})
+	n := 0
+	for range fast {
+		n++
+		src.events <- memEvent{n, fmt.Sprint("k", n)}
+		src.waitCommit(t, ctx, n) // one at a time: nothing else is in flight
+	}
+	n++
+	src.events <- memEvent{n, "slow"}
+	for i := range others {
+		n++
+		key := fmt.Sprint("o", n)
+		if i == others/2 {
+			key = "slow"
+		}
+		src.events <- memEvent{n, key}
+	}
+	n++
+	src.events <- memEvent{n, ""}
+	src.waitCommit(t, ctx, n)
+	close(src.events)
+	if err := wait(t, ctx, done); err != nil {
+		t.Fatalf("Process: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if inline < fast/2 {
+		t.Errorf("intake ran %d of the %d fast handlers; want most", inline, fast)
+	}
+	if handled != n || !barrierStarted {
+		t.Errorf("handled %d events of %d (barrier handled: %v)", handled, n, barrierStarted)
+	}
+}
+
+// Intake runs only an event's first attempt: after a failure the workers
+// retry it with backoff while intake goes on with the other keys (the
+// second attempt waits here for events after it to be handled), and the
+// attempts add up to MaxAttempts.
+func TestProcessEngineFailureOnIntakeIsRetriedByAWorker(t *testing.T) {
+	ctx := testCtx(t)
+	src := newMemSource(t, 0)
+	const fast, after = 50, 10
+	var mu sync.Mutex
+	var attempts []bool // of event fast+1: on intake?
+	var afterHandled int
+	afterDone := make(chan struct{})
+	handler := func(_ context.Context, ev memEvent) error {
+		if ev.n != fast+1 {
+			if ev.n > fast+1 {
+				mu.Lock()
+				if afterHandled++; afterHandled == after {
+					close(afterDone)
+				}
+				mu.Unlock()
+			}
+			return nil
+		}
+		mu.Lock()
+		attempts = append(attempts, onIntake())
+		a := len(attempts)
+		mu.Unlock()
+		if a == 2 {
+			select {
+			case <-afterDone:
+			case <-ctx.Done():
+				t.Error("the events after the failed one waited for its retry")
+			}
+		}
+		if a < 3 {
+			return fmt.Errorf("attempt %d fails", a)
+		}
+		return nil
+	}
+	done := runMemInline(t, ctx, src, handler, &ProcessOptions[memEvent]{Workers: 4, MaxAttempts: 3, RetryDelay: time.Millisecond, RetryMaxDelay: time.Millisecond})
+	n := 0
+	for range fast {
+		n++
+		src.events <- memEvent{n, fmt.Sprint("k", n)}
+		src.waitCommit(t, ctx, n)
+	}
+	for range after + 1 {
+		n++
+		src.events <- memEvent{n, fmt.Sprint("k", n)}
+	}
+	src.waitCommit(t, ctx, n)
+	close(src.events)
+	if err := wait(t, ctx, done); err != nil {
+		t.Fatalf("Process: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(attempts) != 3 || !attempts[0] || attempts[1] || attempts[2] {
+		t.Errorf("attempts of the failing event (on intake?) = %v; want [true false false]", attempts)
 	}
 }

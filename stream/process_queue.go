@@ -22,21 +22,67 @@ type inbox[T any] struct {
 	used     int  // slots taken
 	max      int  // MaxInFlight
 	waiting  bool // intake waits for a slot
+	// pending counts the events handed to run for the workers whose
+	// worker has not reported yet: while it is above zero, an event taken
+	// may have to wait for one of them, so intake does not handle it.
+	pending int
+	// handling: intake runs a handler (beginInline) and has not called
+	// endInline yet.
+	handling bool
+	// halted: Process stops (run halted it, or a worker's report will
+	// stop it): no handler call starts on intake.
+	halted bool
+	// quiet counts the events intake handled and did not commit yet (see
+	// intake), the newest of which is quietTok, at order quietOrder. They
+	// hold their slots until committed.
+	quiet      int
+	quietTok   Token
+	quietOrder int64
+	// quietMax is how many of them intake commits at once, at most.
+	quietMax int
+
+	// The call intake runs, for the watchdog (processor.watch): callSeq
+	// counts the calls begun, cur* is the event of the latest. promoted:
+	// the watchdog promoted it, so it runs on as a worker's; promotedRunning:
+	// it did not report yet.
+	callSeq         uint64
+	curTok          Token
+	curOrder        int64
+	curKey          uint64
+	curBarrier      bool
+	promoted        bool
+	promotedRunning bool
+	// watchParked: the watchdog waits for watchWake, which beginInline
+	// sends when it begins a call.
+	watchParked bool
+	watchWake   chan struct{}
 }
 
-func newInbox[T any](max int) *inbox[T] {
-	return &inbox[T]{wake: make(chan struct{}, 1), room: make(chan struct{}, 1), max: max}
+func newInbox[T any](size int) *inbox[T] {
+	return &inbox[T]{
+		wake: make(chan struct{}, 1), room: make(chan struct{}, 1), watchWake: make(chan struct{}, 1),
+		max: size, quietMax: max(1, size/2),
+	}
 }
 
 // acquire takes a slot for the next event, waiting while the window is
-// full. It returns false, taking none, once stop is closed.
-func (b *inbox[T]) acquire(stop <-chan struct{}) bool {
+// full; before it waits it calls free (intake commits the events it
+// handled, which hold slots), and gives up if free returns false. It
+// returns false, taking none, once stop is closed.
+func (b *inbox[T]) acquire(stop <-chan struct{}, free func() bool) bool {
 	select {
 	case <-stop:
 		return false
 	default:
 	}
 	b.mu.Lock()
+	if b.used >= b.max && b.quiet > 0 {
+		b.mu.Unlock()
+		if !free() {
+			return false
+		}
+		b.mu.Lock()
+	}
 	for b.used >= b.max {
 		b.waiting = true
 		b.mu.Unlock()
@@ -73,6 +119,9 @@ func (b *inbox[T]) arrive(a arrival[T]) {
 	b.mu.Lock()
 	empty := len(b.arrivals) == 0 && len(b.results) == 0
 	b.arrivals = append(b.arrivals, a)
+	if a.err == nil {
+		b.pending++
+	}
 	b.mu.Unlock()
 	if empty {
 		b.notify()
@@ -85,10 +134,131 @@ func (b *inbox[T]) report(r result) {
 	b.mu.Lock()
 	empty := len(b.arrivals) == 0 && len(b.results) == 0
 	b.results = append(b.results, r)
+	b.pending--
 	b.mu.Unlock()
 	if empty {
 		b.notify()
 	}
+}
+
+// beginInline reports whether intake may handle the event it took, ev,
+// itself: when every event before it was reported handled (so none can be
+// ahead of it in its key's order or be a barrier it must wait for) and
+// Process is not stopping. Then the inbox counts intake as handling until
+// endInline.
+func (b *inbox[T]) beginInline(ev *processEvent[T]) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ok := b.pending == 0 && !b.halted
+	b.handling = ok
+	if !ok {
+		return false
+	}
+	b.callSeq++
+	b.curTok, b.curOrder, b.curKey, b.curBarrier = ev.tok, ev.order, ev.key, ev.barrier
+	if b.watchParked {
+		b.watchParked = false
+		select {
+		case b.watchWake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// endInline ends what beginInline began. done: the handler succeeded on
+// the event tok, at order, which joins the quiet events; it returns how
+// many there are. promoted: the watchdog promoted the call meanwhile, so
+// the event is not intake's any more (see processor.watch).
+//
+// Once Process stops, run waits for intake's handler to return: then
+// endInline wakes it.
+func (b *inbox[T]) endInline(done bool, tok Token, order int64) (quiet int, promoted bool) {
+	b.mu.Lock()
+	if b.promoted {
+		b.promoted = false
+		b.mu.Unlock()
+		return 0, true
+	}
+	b.handling = false
+	if done {
+		b.quiet++
+		b.quietTok, b.quietOrder = tok, order
+	}
+	quiet, halted := b.quiet, b.halted
+	b.mu.Unlock()
+	if halted {
+		b.notify()
+	}
+	return quiet, false
+}
+
+// watchTick is the watchdog's look at the call intake runs; seen is the
+// callSeq of its last look. When the same call runs as at the last look
+// (it has run for a tick at least), it promotes it: the event goes to run
+// as running, counted in pending until reportPromoted, and onPromote runs
+// (under mu). park: no call began since the last look.
+func (b *inbox[T]) watchTick(seen *uint64, onPromote func()) (promote, park bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.halted:
+		return false, false
+	case b.handling && b.callSeq == *seen && !b.promoted:
+		b.promoted, b.promotedRunning, b.handling = true, true, false
+		b.pending++
+		b.arrivals = append(b.arrivals, arrival[T]{
+			ev:      processEvent[T]{tok: b.curTok, order: b.curOrder, key: b.curKey, barrier: b.curBarrier},
+			running: true,
+		})
+		onPromote()
+		b.notify()
+		return true, false
+	case !b.handling && b.callSeq == *seen:
+		b.watchParked = true
+		return false, true
+	}
+	*seen = b.callSeq
+	return false, false
+}
+
+// reportPromoted leaves the report on a promoted call for run, after the
+// arrival that made it running.
+func (b *inbox[T]) reportPromoted(r result) {
+	b.mu.Lock()
+	empty := len(b.arrivals) == 0 && len(b.results) == 0
+	b.arrivals = append(b.arrivals, arrival[T]{res: r, report: true})
+	b.pending--
+	b.promotedRunning = false
+	b.mu.Unlock()
+	if empty {
+		b.notify()
+	}
+}
+
+// takeQuiet returns the quiet events, the newest one's token and order,
+// for the caller to commit and release; n is 0 when there are none.
+func (b *inbox[T]) takeQuiet() (tok Token, order int64, n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	tok, order, n = b.quietTok, b.quietOrder, b.quiet
+	b.quiet, b.quietTok = 0, Token{}
+	return tok, order, n
+}
+
+// halt makes beginInline refuse from now on.
+func (b *inbox[T]) halt() {
+	b.mu.Lock()
+	b.halted = true
+	b.mu.Unlock()
+}
+
+// intakeHandling reports whether intake runs a handler (inline), and
+// whether it or a call the watchdog promoted runs (any).
+func (b *inbox[T]) intakeHandling() (inline, any bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.handling, b.handling || b.promotedRunning
 }
 
 // notify wakes run; a wake-up already pending does as well. Whenever the

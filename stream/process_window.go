@@ -22,6 +22,16 @@ type processEvent[T any] struct {
 	decodeErr error // the *DecodeError of an event that did not decode into T
 	next      int64 // seq of the next event of the same key, 0 for none
 	done      bool  // its handler completed (or DeadLetter took it)
+	// more: when it was taken, the stream had the next event in memory
+	// (delivery.more), so taking the next one will not wait for the server.
+	more bool
+	// order numbers the events intake took, from 1, whoever handles them
+	// (commitGate).
+	order int64
+	// failed counts the attempts that failed before the event reached a
+	// worker (intake's, see intake), the last with lastErr.
+	failed  int
+	lastErr error
 }
 
 // window is a ring of the events from the oldest one not committed (seq
@@ -57,20 +67,20 @@ func (w *window[T]) at(seq int64) *processEvent[T] {
 
 // advance drops the completed events at the start of the window, the
 // low-water mark moving past them. It returns how many it dropped and the
-// token of the last, the newest position such that it and every event
-// before it completed.
-func (w *window[T]) advance() (n int, tok Token) {
+// token and order of the last, the newest position such that it and every
+// event before it completed.
+func (w *window[T]) advance() (n int, tok Token, order int64) {
 	for w.base < w.top {
 		ev := w.at(w.base)
 		if !ev.done {
 			break
 		}
-		tok = ev.tok
+		tok, order = ev.tok, ev.order
 		*ev = processEvent[T]{} // let the event's memory go
 		w.base++
 		n++
 	}
-	return n, tok
+	return n, tok, order
 }
 
 // seqQueue is a FIFO of sequence numbers with a fixed capacity.

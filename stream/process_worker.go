@@ -53,6 +53,8 @@ type job[T any] struct {
 	tok       Token
 	userKey   string // processEvent.userKey
 	decodeErr error
+	failed    int   // attempts that failed before (processEvent.failed)
+	lastErr   error // the last of them
 }
 
 // result is a worker's report on a job.
@@ -62,6 +64,9 @@ type result struct {
 	// be committed. Otherwise it is not, and err, when set, stops Process.
 	done bool
 	err  error
+	// promoted: the event is the one intake ran and the watchdog promoted
+	// (see processor.watch); seq is not set.
+	promoted bool
 }
 
 // work runs jobs until jobs is closed, reporting each to box. stop is
@@ -86,43 +91,55 @@ func (p *processor[T]) work(ctx context.Context, jobs *jobQueue[T], box *inbox[T
 			box.report(result{seq: j.seq})
 			continue
 		}
-		r := p.handle(ctx, j, stop)
+		r := p.handleTimed(ctx, &j, stop)
 		if r.err != nil {
 			jobs.halt()
+			box.halt()
 		}
 		box.report(r)
 	}
 }
 
+// handleTimed is handle, keeping how long it took in lastCall.
+func (p *processor[T]) handleTimed(ctx context.Context, j *job[T], stop <-chan struct{}) result {
+	t0 := time.Now()
+	r := p.handle(ctx, j, stop)
+	p.lastCall.Store(int64(time.Since(t0)))
+	return r
+}
+
 // handle calls the handler for j until it succeeds or MaxAttempts calls
-// failed, waiting with backoff between attempts, then hands a failed event
-// to DeadLetter.
-func (p *processor[T]) handle(ctx context.Context, j job[T], stop <-chan struct{}) result {
+// failed (j.failed of them before), waiting with backoff between
+// attempts, then hands a failed event to DeadLetter.
+func (p *processor[T]) handle(ctx context.Context, j *job[T], stop <-chan struct{}) result {
 	if j.decodeErr != nil {
 		return p.fail(ctx, j, 0, j.decodeErr)
 	}
-	for attempt := 1; ; attempt++ {
-		err := p.call(ctx, j.val)
-		if err == nil {
+	attempt, err := j.failed, j.lastErr
+	for {
+		if attempt > 0 {
+			if ctx.Err() != nil {
+				// The grace period is over: the event stays uncommitted.
+				return result{seq: j.seq}
+			}
+			if attempt >= p.o.MaxAttempts {
+				return p.fail(ctx, j, attempt, err)
+			}
+			delay := p.backoff.delay(attempt + 1)
+			p.log.Debug("changestream: Process handler failed; retrying",
+				"token", j.tok.String(), "attempt", attempt, "delay", delay, "err", err)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-stop:
+				// Process stops: no new attempt; the event stays uncommitted.
+				t.Stop()
+				return result{seq: j.seq}
+			}
+		}
+		attempt++
+		if err = p.call(ctx, j.val); err == nil {
 			return result{seq: j.seq, done: true}
-		}
-		if ctx.Err() != nil {
-			// The grace period is over: the event stays uncommitted.
-			return result{seq: j.seq}
-		}
-		if attempt >= p.o.MaxAttempts {
-			return p.fail(ctx, j, attempt, err)
-		}
-		delay := p.backoff.delay(attempt + 1)
-		p.log.Debug("changestream: Process handler failed; retrying",
-			"token", j.tok.String(), "attempt", attempt, "delay", delay, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-stop:
-			// Process stops: no new attempt; the event stays uncommitted.
-			t.Stop()
-			return result{seq: j.seq}
 		}
 	}
 }
@@ -139,7 +156,7 @@ func (p *processor[T]) call(ctx context.Context, v T) (err error) {
 
 // fail reports an event that was not handled: to DeadLetter, which decides
 // whether Process goes on, or, without one, as the error Process stops with.
-func (p *processor[T]) fail(ctx context.Context, j job[T], attempts int, err error) result {
+func (p *processor[T]) fail(ctx context.Context, j *job[T], attempts int, err error) result {
 	key := j.userKey
 	if p.o.Key == nil && j.decodeErr == nil {
 		key, _ = documentKeyOf(j.raw)

@@ -376,6 +376,15 @@ type delivery[T any] struct {
 	id    Token    // the event's _id
 	after Token    // the resume point after it: ResumeToken once it is delivered
 	key   documentKeyAt
+	// more: the next event is in memory (buffered), so asking for it will
+	// not wait for the server.
+	more bool
+}
+
+// buffered reports whether the next event can be delivered from memory,
+// without waiting for a fetch. The caller holds sem.
+func (s *Stream[T]) buffered() bool {
+	return s.pending == nil && (s.ahead.queued() || (s.cs != nil && s.cs.RemainingBatchLength() > 0))
 }
 
 // deliver is next with the event's raw form and tokens: it blocks (block)
@@ -502,7 +511,7 @@ func (s *Stream[T]) deliverHeld(ctx context.Context, block bool) (d delivery[T],
 		case !f.got:
 			return d, false, nil
 		}
-		d = delivery[T]{val: f.val, raw: f.raw, id: f.id, after: f.tok, key: f.key}
+		d = delivery[T]{val: f.val, raw: f.raw, id: f.id, after: f.tok, key: f.key, more: s.buffered()}
 		if f.err != nil {
 			return d, false, f.err
 		}
