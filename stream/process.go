@@ -522,11 +522,7 @@ func (p *processor[T]) finishPromoted(in *intakeEnv[T], ev *processEvent[T], her
 	r := result{done: herr == nil}
 	if herr != nil {
 		j := job[T]{val: ev.val, raw: ev.raw, tok: ev.tok, userKey: ev.userKey, failed: 1, lastErr: herr}
-		r = p.handleTimed(in.hctx, &j, in.stop)
-		if r.err != nil {
-			in.jobs.halt()
-			in.box.halt()
-		}
+		r = p.handleJob(in.hctx, &j, in.jobs, in.box, in.stop)
 	}
 	r.promoted = true
 	in.box.reportPromoted(r)

@@ -91,13 +91,20 @@ func (p *processor[T]) work(ctx context.Context, jobs *jobQueue[T], box *inbox[T
 			box.report(result{seq: j.seq})
 			continue
 		}
-		r := p.handleTimed(ctx, &j, stop)
-		if r.err != nil {
-			jobs.halt()
-			box.halt()
-		}
-		box.report(r)
+		box.report(p.handleJob(ctx, &j, jobs, box, stop))
 	}
+}
+
+// handleJob handles j as a worker does: when its result will stop
+// Process, no job starts from then on, nor a handler call on intake, even
+// before run has seen the report.
+func (p *processor[T]) handleJob(ctx context.Context, j *job[T], jobs *jobQueue[T], box *inbox[T], stop <-chan struct{}) result {
+	r := p.handleTimed(ctx, j, stop)
+	if r.err != nil {
+		jobs.halt()
+		box.halt()
+	}
+	return r
 }
 
 // handleTimed is handle, keeping how long it took in lastCall.
